@@ -1,0 +1,1 @@
+//! Data pipeline: ingest, held-out split, tokenization into Megatron shards, mixture sampling, packing.

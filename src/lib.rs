@@ -1,0 +1,18 @@
+//! cptc: compiles declarative continued-pretraining recipes (`.cpt`) into a cached stage graph.
+//!
+//! The modules follow the pipeline: `syntax` (pure parse) → `check` (names, types, units;
+//! the only producer of a [`check::Recipe`]) → later phases. `diag` renders every phase's
+//! errors; `cli` is the only place that prints or exits. See ARCHITECTURE.md.
+
+pub mod backend;
+pub mod check;
+pub mod cli;
+pub mod convert;
+pub mod data;
+pub mod diag;
+pub mod fmt;
+pub mod source;
+pub mod stdlib;
+pub mod suggest;
+pub mod syntax;
+pub mod vocab;
