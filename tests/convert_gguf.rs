@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cptc::convert::{
-    ConvertError, GgmlType, OutDtype, convert_gguf, dequantize, import_gguf, parse_gguf,
-    permute_rows, unpermute_rows, write_model_dir,
+    ConvertError, GgmlType, OutDtype, convert_gguf, dequantize, import_gguf, parse_gguf, permute_rows, unpermute_rows,
+    write_model_dir,
 };
 use half::{bf16, f16};
 use miette::{GraphicalReportHandler, GraphicalTheme};
@@ -33,15 +33,7 @@ const ALIGN: usize = 32;
 
 impl Builder {
     fn new() -> Self {
-        Self {
-            magic: *b"GGUF",
-            version: 3,
-            kv: Vec::new(),
-            n_kv: 0,
-            infos: Vec::new(),
-            n_tensors: 0,
-            data: Vec::new(),
-        }
+        Self { magic: *b"GGUF", version: 3, kv: Vec::new(), n_kv: 0, infos: Vec::new(), n_tensors: 0, data: Vec::new() }
     }
 
     fn key(&mut self, key: &str, ty: u32) {
@@ -143,19 +135,7 @@ fn tiny_model() -> Builder {
         .kv_u32("llama.vocab_size", vocab as u32)
         .kv_str("tokenizer.ggml.model", "gpt2")
         .kv_str("tokenizer.ggml.pre", "smollm")
-        .kv_strs(
-            "tokenizer.ggml.tokens",
-            &[
-                "<|endoftext|>",
-                "<|im_start|>",
-                "<|im_end|>",
-                "a",
-                "b",
-                "Ġ",
-                "ab",
-                "Ġa",
-            ],
-        )
+        .kv_strs("tokenizer.ggml.tokens", &["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a", "b", "Ġ", "ab", "Ġa"])
         .kv_i32s("tokenizer.ggml.token_type", &[3, 3, 3, 1, 1, 1, 1, 1])
         .kv_strs("tokenizer.ggml.merges", &["a b", "Ġ a"])
         .kv_u32("tokenizer.ggml.bos_token_id", 1)
@@ -163,30 +143,16 @@ fn tiny_model() -> Builder {
         .kv_u32("tokenizer.ggml.padding_token_id", 2)
         .kv_str("tokenizer.chat_template", "{{ messages }}");
     let m = |rows: u64, cols: u64| -> Vec<f32> {
-        (0..rows)
-            .flat_map(|r| (0..cols).map(move |c| (r * 100 + c) as f32))
-            .collect()
+        (0..rows).flat_map(|r| (0..cols).map(move |c| (r * 100 + c) as f32)).collect()
     };
     b.f32_tensor("token_embd.weight", &[hidden, vocab], &m(vocab, hidden))
         .f32_tensor("output_norm.weight", &[hidden], &m(1, hidden))
         .f32_tensor("blk.0.attn_norm.weight", &[hidden], &m(1, hidden))
         .f32_tensor("blk.0.ffn_norm.weight", &[hidden], &m(1, hidden))
         .f32_tensor("blk.0.attn_q.weight", &[hidden, hidden], &m(hidden, hidden))
-        .f32_tensor(
-            "blk.0.attn_k.weight",
-            &[hidden, kv_rows],
-            &m(kv_rows, hidden),
-        )
-        .f32_tensor(
-            "blk.0.attn_v.weight",
-            &[hidden, kv_rows],
-            &m(kv_rows, hidden),
-        )
-        .f32_tensor(
-            "blk.0.attn_output.weight",
-            &[hidden, hidden],
-            &m(hidden, hidden),
-        )
+        .f32_tensor("blk.0.attn_k.weight", &[hidden, kv_rows], &m(kv_rows, hidden))
+        .f32_tensor("blk.0.attn_v.weight", &[hidden, kv_rows], &m(kv_rows, hidden))
+        .f32_tensor("blk.0.attn_output.weight", &[hidden, hidden], &m(hidden, hidden))
         .f32_tensor("blk.0.ffn_gate.weight", &[hidden, ffn], &m(ffn, hidden))
         .f32_tensor("blk.0.ffn_up.weight", &[hidden, ffn], &m(ffn, hidden))
         .f32_tensor("blk.0.ffn_down.weight", &[ffn, hidden], &m(hidden, ffn));
@@ -207,10 +173,7 @@ fn parse_err(bytes: &[u8]) -> ConvertError {
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 // ---------------------------------------------------------------- dequantization
@@ -233,10 +196,7 @@ fn q4_0_low_nibbles_are_first_half() {
     let mut want: Vec<f32> = (0..16).map(|k| 2.0 * (k as f32 - 8.0)).collect();
     want.extend((0..16).map(|k| 2.0 * ((15 - k) as f32 - 8.0)));
     assert_eq!(got, want);
-    assert_eq!(
-        (got[0], got[15], got[16], got[31]),
-        (-16.0, 14.0, 14.0, -16.0)
-    );
+    assert_eq!((got[0], got[15], got[16], got[31]), (-16.0, 14.0, 14.0, -16.0));
 }
 
 #[test]
@@ -256,15 +216,10 @@ fn float_types_and_several_blocks() {
     let vals = [1.5f32, -2.25, 0.0, 65504.0];
     let f32_bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(dequantize(GgmlType::F32, &f32_bytes).unwrap(), vals);
-    let f16_bytes: Vec<u8> = vals
-        .iter()
-        .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-        .collect();
+    let f16_bytes: Vec<u8> = vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
     assert_eq!(dequantize(GgmlType::F16, &f16_bytes).unwrap(), vals);
-    let bf16_bytes: Vec<u8> = [1.5f32, -2.25, 0.0, 3.0e38]
-        .iter()
-        .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-        .collect();
+    let bf16_bytes: Vec<u8> =
+        [1.5f32, -2.25, 0.0, 3.0e38].iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect();
     let got = dequantize(GgmlType::Bf16, &bf16_bytes).unwrap();
     assert_eq!(&got[..3], &[1.5, -2.25, 0.0]);
     assert_eq!(got[3], bf16::from_f32(3.0e38).to_f32());
@@ -278,11 +233,7 @@ fn float_types_and_several_blocks() {
     }
     let got = dequantize(GgmlType::Q8_0, &data).unwrap();
     assert_eq!(got.len(), 3000 * 32);
-    assert!(
-        got.chunks(32)
-            .enumerate()
-            .all(|(b, c)| c.iter().all(|&x| x == (b % 1000) as f32))
-    );
+    assert!(got.chunks(32).enumerate().all(|(b, c)| c.iter().all(|&x| x == (b % 1000) as f32)));
     // A partial block is refused, not read past.
     assert!(dequantize(GgmlType::Q4_1, &data[..19]).is_none());
 }
@@ -311,16 +262,7 @@ fn permute_then_unpermute_is_identity() {
         let p = permute_rows(&m, rows, cols, heads).unwrap();
         assert_ne!(p, m, "{rows}x{cols}/{heads} should move rows");
         assert_eq!(unpermute_rows(&p, rows, cols, heads).unwrap(), m);
-        assert_eq!(
-            permute_rows(
-                &unpermute_rows(&m, rows, cols, heads).unwrap(),
-                rows,
-                cols,
-                heads
-            )
-            .unwrap(),
-            m
-        );
+        assert_eq!(permute_rows(&unpermute_rows(&m, rows, cols, heads).unwrap(), rows, cols, heads).unwrap(), m);
     }
     // Rows that do not split into heads of even size, and wrong lengths, are refused.
     assert!(unpermute_rows(&[0.0; 6], 6, 1, 2).is_none());
@@ -366,9 +308,7 @@ fn absurd_tensor_count() {
 
 #[test]
 fn absurd_string_length() {
-    let mut bytes = Builder::new()
-        .kv_str("general.architecture", "llama")
-        .build();
+    let mut bytes = Builder::new().kv_str("general.architecture", "llama").build();
     // The key's length field sits right after the 24-byte header.
     bytes[24..32].copy_from_slice(&(1u64 << 62).to_le_bytes());
     insta::assert_snapshot!("absurd_string_length", render(&parse_err(&bytes)));
@@ -395,10 +335,7 @@ fn every_truncation_is_an_error() {
     let bytes = tiny_model().build();
     assert!(parse_gguf(&bytes).is_ok());
     for len in 0..bytes.len() {
-        assert!(
-            parse_gguf(&bytes[..len]).is_err(),
-            "prefix of {len} bytes parsed"
-        );
+        assert!(parse_gguf(&bytes[..len]).is_err(), "prefix of {len} bytes parsed");
     }
 }
 
@@ -428,27 +365,18 @@ fn tiny_model_converts_to_hf_layout() {
     let t = |name: &str| c.tensors.iter().find(|t| t.name == name).unwrap();
     assert_eq!(t("model.embed_tokens.weight").shape, vec![8, 8]);
     assert_eq!(t("model.layers.0.mlp.down_proj.weight").shape, vec![8, 16]);
-    assert_eq!(
-        t("model.layers.0.self_attn.k_proj.weight").shape,
-        vec![4, 8]
-    );
+    assert_eq!(t("model.layers.0.self_attn.k_proj.weight").shape, vec![4, 8]);
     let first_col = |name: &str| -> Vec<f32> {
         let v = f32s(&t(name).data);
         v.chunks(8).map(|r| r[0]).collect()
     };
     // Values are `gguf_row * 100`: K (1 KV head of 4) and Q (2 heads of 4) are un-permuted, V not.
-    assert_eq!(
-        first_col("model.layers.0.self_attn.k_proj.weight"),
-        vec![0.0, 200.0, 100.0, 300.0]
-    );
+    assert_eq!(first_col("model.layers.0.self_attn.k_proj.weight"), vec![0.0, 200.0, 100.0, 300.0]);
     assert_eq!(
         first_col("model.layers.0.self_attn.q_proj.weight"),
         vec![0.0, 200.0, 100.0, 300.0, 400.0, 600.0, 500.0, 700.0]
     );
-    assert_eq!(
-        first_col("model.layers.0.self_attn.v_proj.weight"),
-        vec![0.0, 100.0, 200.0, 300.0]
-    );
+    assert_eq!(first_col("model.layers.0.self_attn.v_proj.weight"), vec![0.0, 100.0, 200.0, 300.0]);
     assert_eq!(c.config["num_key_value_heads"], 1);
     assert_eq!(c.config["rms_norm_eps"], 1e-5);
     assert_eq!(c.config["rope_theta"], 100000.0);
@@ -459,20 +387,12 @@ fn tiny_model_converts_to_hf_layout() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nested").join("tiny");
     write_model_dir(&c, &out).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(
         names,
-        [
-            "config.json",
-            "generation_config.json",
-            "model.safetensors",
-            "tokenizer.json",
-            "tokenizer_config.json"
-        ]
+        ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     );
     let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     let enc = tok.encode("ab a<|im_end|>", false).unwrap();
@@ -488,9 +408,7 @@ fn tiny_model_converts_to_hf_layout() {
         ConvertError::OutExists { path } => assert_eq!(path, out),
         other => panic!("expected OutExists, got {other:?}"),
     }
-    let err = ConvertError::OutExists {
-        path: "models/tiny".into(),
-    };
+    let err = ConvertError::OutExists { path: "models/tiny".into() };
     insta::assert_snapshot!("out_exists", render(&err));
     assert!(out.join("model.safetensors").exists());
 }
@@ -503,10 +421,7 @@ fn failed_import_leaves_nothing_behind() {
     bytes.truncate(bytes.len() - 4);
     std::fs::write(&gguf, &bytes).unwrap();
     let out = dir.path().join("model");
-    assert!(matches!(
-        import_gguf(&gguf, &out, OutDtype::F16),
-        Err(ConvertError::TruncatedTensor { .. })
-    ));
+    assert!(matches!(import_gguf(&gguf, &out, OutDtype::F16), Err(ConvertError::TruncatedTensor { .. })));
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "only the input file should remain");
 
@@ -524,11 +439,7 @@ fn repo() -> PathBuf {
 }
 
 fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing at {}: run `scripts/setup.sh` first",
-        path.display()
-    );
+    assert!(path.exists(), "{what} is missing at {}: run `scripts/setup.sh` first", path.display());
 }
 
 /// Imports the real SmolLM2-135M-Instruct Q4_1 GGUF and checks it with `transformers`: tensor and
@@ -561,43 +472,23 @@ fn real_smollm2_import_matches_reference_figures() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "check_import.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "check_import.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap();
     eprintln!("check_import.py: {line}");
     let figures: serde_json::Value = serde_json::from_str(line).unwrap();
 
     let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     let sample = figures["sample"].as_str().unwrap();
-    let rust_ids: Vec<u64> = tok
-        .encode(sample, false)
-        .unwrap()
-        .get_ids()
-        .iter()
-        .map(|&i| u64::from(i))
-        .collect();
+    let rust_ids: Vec<u64> = tok.encode(sample, false).unwrap().get_ids().iter().map(|&i| u64::from(i)).collect();
     let py_ids: Vec<u64> = serde_json::from_value(figures["ids"].clone()).unwrap();
     assert_eq!(rust_ids, py_ids);
     let ids32: Vec<u32> = py_ids.iter().map(|&i| i as u32).collect();
-    assert_eq!(
-        tok.decode(&ids32, false).unwrap(),
-        sample,
-        "byte-level round trip"
-    );
+    assert_eq!(tok.decode(&ids32, false).unwrap(), sample, "byte-level round trip");
 
     // `ppl` pools 4 windows of 256 tokens around the middle of Pride and Prejudice (DATA.md:
     // 38.8 for one window; 41 pooled here). Without the Q/K un-permutation it is about 190.
     let ppl = figures["ppl"].as_f64().unwrap();
     let shuffled = figures["ppl_shuffled"].as_f64().unwrap();
-    assert!(
-        (25.0..60.0).contains(&ppl),
-        "perplexity {ppl} outside 25..60"
-    );
-    assert!(
-        shuffled > 3.0 * ppl,
-        "shuffled perplexity {shuffled} not > 3 x {ppl}"
-    );
+    assert!((25.0..60.0).contains(&ppl), "perplexity {ppl} outside 25..60");
+    assert!(shuffled > 3.0 * ppl, "shuffled perplexity {shuffled} not > 3 x {ppl}");
 }

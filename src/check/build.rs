@@ -377,22 +377,22 @@ impl<'a> Builder<'a> {
         let mut seen: HashMap<&str, Role> = HashMap::new();
         for (part, _, child) in &parts {
             for corpus in &part.corpora {
-                if let Some(other) = seen.insert(corpus, part.role) {
-                    if other != part.role {
-                        let error = CheckError::Conflict {
-                            message: format!(
-                                "corpus `{corpus}` is in both the {} and the {} part",
-                                other.name(),
-                                part.role.name()
-                            ),
-                            span: child.header.into(),
-                            label: "listed again here".to_string(),
-                            other: None,
-                            help: Some("a corpus belongs to one part of a mixture".to_string()),
-                        };
-                        self.error(child.file, error);
-                        return None;
-                    }
+                if let Some(other) = seen.insert(corpus, part.role)
+                    && other != part.role
+                {
+                    let error = CheckError::Conflict {
+                        message: format!(
+                            "corpus `{corpus}` is in both the {} and the {} part",
+                            other.name(),
+                            part.role.name()
+                        ),
+                        span: child.header.into(),
+                        label: "listed again here".to_string(),
+                        other: None,
+                        help: Some("a corpus belongs to one part of a mixture".to_string()),
+                    };
+                    self.error(child.file, error);
+                    return None;
                 }
             }
         }

@@ -2,9 +2,12 @@
 //!
 //! Exit codes: 0 success, 1 a user error (bad recipe, bad input file), 2 an internal error.
 
+mod cache;
 mod check;
 mod fmt;
 mod import;
+mod plan;
+mod run;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,9 +53,77 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Show the stage graph: what is cached, what will run, tokens and FLOPs.
+    Plan {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// The artifact store.
+        #[arg(long, default_value = ".cptc")]
+        store: PathBuf,
+        /// Effective device throughput for time estimates, in TFLOP/s.
+        #[arg(long, default_value_t = 100.0)]
+        tflops: f64,
+    },
+    /// Run a recipe: every stage not already cached, in dependency order.
+    Run {
+        file: PathBuf,
+        #[arg(long, default_value = ".cptc")]
+        store: PathBuf,
+        /// Run only these stages and what they need (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        only: Vec<String>,
+        /// Rerun these stages and everything downstream of them (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        from: Vec<String>,
+        /// Rerun these stages even if cached (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+        /// Say what would run, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Say why each stage runs (which part of its key changed).
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Inspect, verify and prune the artifact store.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Convert a checkpoint into a Hugging Face model directory.
     #[command(subcommand)]
     Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// List artifacts.
+    Ls {
+        #[arg(long, default_value = ".cptc")]
+        store: PathBuf,
+    },
+    /// Re-hash every artifact against its meta.json.
+    Verify {
+        #[arg(long, default_value = ".cptc")]
+        store: PathBuf,
+        /// Remove corrupt artifacts (they rerun next time).
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Remove artifacts that the given recipes no longer use.
+    Gc {
+        /// Recipes whose cached stages are kept.
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        #[arg(long, default_value = ".cptc")]
+        store: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum PlanFormat {
+    Text,
+    Dot,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,5 +176,26 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::run(&files, format),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Import(ImportCommand::Gguf { file, out_dir, dtype }) => import::run(&file, &out_dir, dtype),
+        Command::Plan { file, format, store, tflops } => plan::run(&file, &store, format, tflops),
+        Command::Run { file, store, only, from, force, dry_run, verbose } => {
+            let options = crate::exec::Options { only, from, force, dry_run };
+            run::run(&file, &store, &options, verbose)
+        }
+        Command::Cache(CacheCommand::Ls { store }) => cache::ls(&store),
+        Command::Cache(CacheCommand::Verify { store, fix }) => cache::verify(&store, fix),
+        Command::Cache(CacheCommand::Gc { recipes, store }) => cache::gc(&store, &recipes),
+    }
+}
+
+/// Checks a recipe, printing its errors; `None` when it has any.
+pub(crate) fn load(file: &std::path::Path) -> Option<crate::check::Recipe> {
+    match crate::check::check(file, &crate::check::RealWorld) {
+        Ok(recipe) => Some(recipe),
+        Err(failure) => {
+            eprint!("{}", crate::diag::render(&failure.errors, &failure.sources, color(), width()));
+            let n = failure.errors.len();
+            eprintln!("error: {} has {n} error{}", file.display(), if n == 1 { "" } else { "s" });
+            None
+        }
     }
 }

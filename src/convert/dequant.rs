@@ -13,7 +13,7 @@ use super::gguf::{GgmlType, QK};
 /// callers turn it into an internal error rather than trusting it blindly.
 pub fn dequantize(ty: GgmlType, data: &[u8]) -> Option<Vec<f32>> {
     let (block_elems, block_bytes) = ty.block();
-    if data.len() % block_bytes != 0 {
+    if !data.len().is_multiple_of(block_bytes) {
         return None;
     }
     let n = data.len() / block_bytes * block_elems;
@@ -21,16 +21,13 @@ pub fn dequantize(ty: GgmlType, data: &[u8]) -> Option<Vec<f32>> {
     // Parallel over chunks of blocks: big enough to amortise rayon's overhead, small enough to
     // balance the 49k-row embedding against the 576-element norms.
     const BLOCKS_PER_TASK: usize = 1024;
-    out.par_chunks_mut(block_elems * BLOCKS_PER_TASK)
-        .zip(data.par_chunks(block_bytes * BLOCKS_PER_TASK))
-        .for_each(|(dst, src)| {
-            for (d, s) in dst
-                .chunks_exact_mut(block_elems)
-                .zip(src.chunks_exact(block_bytes))
-            {
+    out.par_chunks_mut(block_elems * BLOCKS_PER_TASK).zip(data.par_chunks(block_bytes * BLOCKS_PER_TASK)).for_each(
+        |(dst, src)| {
+            for (d, s) in dst.chunks_exact_mut(block_elems).zip(src.chunks_exact(block_bytes)) {
                 dequantize_block(ty, s, d);
             }
-        });
+        },
+    );
     Some(out)
 }
 
@@ -105,24 +102,22 @@ pub fn encode(values: &[f32], dtype: OutDtype) -> Vec<u8> {
     // Plain loops over pre-sized chunks: much faster than `flat_map(..).collect()` in unoptimized
     // (dev-profile) builds, where this is the hottest loop of an import.
     const PER_TASK: usize = 1 << 16;
-    out.par_chunks_mut(PER_TASK * width)
-        .zip(values.par_chunks(PER_TASK))
-        .for_each(|(dst, src)| match dtype {
-            OutDtype::F32 => {
-                for (d, v) in dst.chunks_exact_mut(4).zip(src) {
-                    d.copy_from_slice(&v.to_le_bytes());
-                }
+    out.par_chunks_mut(PER_TASK * width).zip(values.par_chunks(PER_TASK)).for_each(|(dst, src)| match dtype {
+        OutDtype::F32 => {
+            for (d, v) in dst.chunks_exact_mut(4).zip(src) {
+                d.copy_from_slice(&v.to_le_bytes());
             }
-            OutDtype::F16 => {
-                for (d, v) in dst.chunks_exact_mut(2).zip(src) {
-                    d.copy_from_slice(&f16::from_f32(*v).to_le_bytes());
-                }
+        }
+        OutDtype::F16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&f16::from_f32(*v).to_le_bytes());
             }
-            OutDtype::Bf16 => {
-                for (d, v) in dst.chunks_exact_mut(2).zip(src) {
-                    d.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
-                }
+        }
+        OutDtype::Bf16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
             }
-        });
+        }
+    });
     out
 }

@@ -233,15 +233,14 @@ impl<'a> Gguf<'a> {
     pub fn tensor_data(&self, info: &TensorInfo) -> Result<&'a [u8], ConvertError> {
         let start = usize::try_from(info.offset).ok();
         let len = usize::try_from(info.n_bytes).ok();
-        start
-            .zip(len)
-            .and_then(|(s, l)| self.data.get(s..s.checked_add(l)?))
-            .ok_or_else(|| ConvertError::TruncatedTensor {
+        start.zip(len).and_then(|(s, l)| self.data.get(s..s.checked_add(l)?)).ok_or_else(|| {
+            ConvertError::TruncatedTensor {
                 tensor: info.name.clone(),
                 start: info.offset,
                 end: info.offset.saturating_add(info.n_bytes),
                 available: self.data.len() as u64,
-            })
+            }
+        })
     }
 }
 
@@ -251,9 +250,7 @@ pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
 
     let magic = r.take(4, "the magic")?;
     if magic != GGUF_MAGIC {
-        return Err(ConvertError::BadMagic {
-            found: describe_magic(magic),
-        });
+        return Err(ConvertError::BadMagic { found: describe_magic(magic) });
     }
     let version = r.u32("the version")?;
     if version != GGUF_VERSION {
@@ -272,10 +269,7 @@ pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
         let at = r.pos;
         let key = r.string(&format!("the key of metadata entry {i}"))?;
         if !seen_keys.insert(key.clone()) {
-            return Err(ConvertError::malformed(
-                at,
-                format!("metadata key `{key}` appears twice"),
-            ));
+            return Err(ConvertError::malformed(at, format!("metadata key `{key}` appears twice")));
         }
         let ty = r.u32(&format!("the type of metadata `{key}`"))?;
         let value = r.value(ty, &key, 0)?;
@@ -302,10 +296,7 @@ pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
         let at = r.pos;
         let name = r.string(&format!("the name of tensor {i}"))?;
         if !seen_names.insert(name.clone()) {
-            return Err(ConvertError::malformed(
-                at,
-                format!("tensor `{name}` appears twice"),
-            ));
+            return Err(ConvertError::malformed(at, format!("tensor `{name}` appears twice")));
         }
         let n_dims = r.u32(&format!("the dimension count of tensor `{name}`"))?;
         if n_dims == 0 || n_dims > MAX_DIMS {
@@ -320,40 +311,26 @@ pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
         }
         let type_id = r.u32(&format!("the type of tensor `{name}`"))?;
         let offset = r.u64(&format!("the data offset of tensor `{name}`"))?;
-        let ty = GgmlType::from_id(type_id).map_err(|type_name| {
-            ConvertError::UnsupportedTensorType {
-                tensor: name.clone(),
-                type_name,
-                type_id,
-            }
+        let ty = GgmlType::from_id(type_id).map_err(|type_name| ConvertError::UnsupportedTensorType {
+            tensor: name.clone(),
+            type_name,
+            type_id,
         })?;
         let (n_elements, n_bytes) = tensor_size(&name, &dims, ty, at)?;
         if offset % alignment != 0 {
             return Err(ConvertError::malformed(
                 at,
-                format!(
-                    "tensor `{name}` starts at data offset {offset}, not a multiple of the alignment {alignment}"
-                ),
+                format!("tensor `{name}` starts at data offset {offset}, not a multiple of the alignment {alignment}"),
             ));
         }
-        tensors.push(TensorInfo {
-            name,
-            dims,
-            ty,
-            offset,
-            n_elements,
-            n_bytes,
-        });
+        tensors.push(TensorInfo { name, dims, ty, offset, n_elements, n_bytes });
     }
 
     // The data section starts at the next multiple of the alignment; padding may be cut short
     // only if no tensor needs data.
-    let data_offset = align_up(r.pos as u64, alignment)
-        .ok_or_else(|| ConvertError::malformed(r.pos, "alignment overflows"))?;
-    let data = usize::try_from(data_offset)
-        .ok()
-        .and_then(|s| bytes.get(s..))
-        .unwrap_or(&[]);
+    let data_offset =
+        align_up(r.pos as u64, alignment).ok_or_else(|| ConvertError::malformed(r.pos, "alignment overflows"))?;
+    let data = usize::try_from(data_offset).ok().and_then(|s| bytes.get(s..)).unwrap_or(&[]);
     for t in &tensors {
         let end = t.offset.saturating_add(t.n_bytes);
         if end > data.len() as u64 {
@@ -366,30 +343,15 @@ pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
         }
     }
 
-    Ok(Gguf {
-        version,
-        alignment,
-        metadata,
-        tensors,
-        data_offset,
-        data,
-    })
+    Ok(Gguf { version, alignment, metadata, tensors, data_offset, data })
 }
 
 /// Element count and byte size of a tensor, refusing overflows and partial blocks.
-fn tensor_size(
-    name: &str,
-    dims: &[u64],
-    ty: GgmlType,
-    at: usize,
-) -> Result<(u64, u64), ConvertError> {
+fn tensor_size(name: &str, dims: &[u64], ty: GgmlType, at: usize) -> Result<(u64, u64), ConvertError> {
     let mut n: u64 = 1;
     for &d in dims {
         n = n.checked_mul(d).ok_or_else(|| {
-            ConvertError::malformed(
-                at,
-                format!("tensor `{name}` has an element count that overflows: {dims:?}"),
-            )
+            ConvertError::malformed(at, format!("tensor `{name}` has an element count that overflows: {dims:?}"))
         })?;
     }
     let (block_elems, block_bytes) = ty.block();
@@ -405,12 +367,7 @@ fn tensor_size(
     }
     let bytes = (n / block_elems as u64)
         .checked_mul(block_bytes as u64)
-        .ok_or_else(|| {
-            ConvertError::malformed(
-                at,
-                format!("tensor `{name}` has a byte size that overflows"),
-            )
-        })?;
+        .ok_or_else(|| ConvertError::malformed(at, format!("tensor `{name}` has a byte size that overflows")))?;
     Ok((n, bytes))
 }
 
@@ -444,16 +401,14 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ConvertError> {
-        let slice = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.buf.get(self.pos..end))
-            .ok_or_else(|| ConvertError::Truncated {
+        let slice = self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end)).ok_or_else(|| {
+            ConvertError::Truncated {
                 what: what.to_owned(),
                 offset: self.pos as u64,
                 needed: n as u64,
                 available: self.remaining() as u64,
-            })?;
+            }
+        })?;
         self.pos += n;
         Ok(slice)
     }
@@ -480,17 +435,12 @@ impl<'a> Reader<'a> {
 
     /// Validates a count against the remaining bytes (each item needs at least `min_size`),
     /// reporting the count's own offset (`back` bytes before the cursor).
-    fn count(
-        &self,
-        count: u64,
-        min_size: u64,
-        what: &'static str,
-        back: usize,
-    ) -> Result<usize, ConvertError> {
+    fn count(&self, count: u64, min_size: u64, what: &'static str, back: usize) -> Result<usize, ConvertError> {
         let available = self.remaining() as u64;
         match count.checked_mul(min_size) {
-            Some(need) if need <= available => usize::try_from(count)
-                .map_err(|_| ConvertError::malformed(self.pos, "count overflows")),
+            Some(need) if need <= available => {
+                usize::try_from(count).map_err(|_| ConvertError::malformed(self.pos, "count overflows"))
+            }
             _ => Err(ConvertError::ImplausibleCount {
                 what,
                 count,
@@ -505,8 +455,7 @@ impl<'a> Reader<'a> {
         let len = self.u64(what)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|e| ConvertError::malformed(at, format!("{what} is not UTF-8: {e}")))
+        String::from_utf8(bytes.to_vec()).map_err(|e| ConvertError::malformed(at, format!("{what} is not UTF-8: {e}")))
     }
 
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value, ConvertError> {
@@ -524,19 +473,13 @@ impl<'a> Reader<'a> {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
                 b => {
-                    return Err(ConvertError::malformed(
-                        at,
-                        format!("metadata `{key}` has bool byte {b}"),
-                    ));
+                    return Err(ConvertError::malformed(at, format!("metadata `{key}` has bool byte {b}")));
                 }
             },
             8 => Value::Str(self.string(&what)?),
             9 => {
                 if depth >= MAX_ARRAY_NESTING {
-                    return Err(ConvertError::malformed(
-                        at,
-                        format!("metadata `{key}` nests arrays too deeply"),
-                    ));
+                    return Err(ConvertError::malformed(at, format!("metadata `{key}` nests arrays too deeply")));
                 }
                 let elem_ty = self.u32(&what)?;
                 let len = self.u64(&what)?;
@@ -564,10 +507,7 @@ impl<'a> Reader<'a> {
             11 => Value::I64(self.u64(&what)? as i64),
             12 => Value::F64(f64::from_bits(self.u64(&what)?)),
             t => {
-                return Err(ConvertError::malformed(
-                    at,
-                    format!("metadata `{key}` has unknown value type {t}"),
-                ));
+                return Err(ConvertError::malformed(at, format!("metadata `{key}` has unknown value type {t}")));
             }
         })
     }

@@ -23,12 +23,12 @@ use serde_json::Value as Json;
 pub use dequant::{dequantize, dequantize_block, encode};
 pub use error::ConvertError;
 pub use gguf::{
-    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgmlType, Gguf, MAX_DIMS, QK, TensorInfo, Value,
-    ggml_type_name, parse_gguf,
+    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgmlType, Gguf, MAX_DIMS, QK, TensorInfo, Value, ggml_type_name,
+    parse_gguf,
 };
 pub use llama::{
-    HfTensor, LlamaHparams, Permutation, SpecialIds, config_json, expected_shapes,
-    generation_config_json, hf_name, permute_rows, unpermute_rows,
+    HfTensor, LlamaHparams, Permutation, SpecialIds, config_json, expected_shapes, generation_config_json, hf_name,
+    permute_rows, unpermute_rows,
 };
 pub use tokenizer::{GgufVocab, tokenizer_config_json, tokenizer_json};
 
@@ -105,21 +105,14 @@ pub struct Converted {
 
 impl Converted {
     pub fn n_params(&self) -> u64 {
-        self.tensors
-            .iter()
-            .map(|t| t.shape.iter().product::<usize>() as u64)
-            .sum()
+        self.tensors.iter().map(|t| t.shape.iter().product::<usize>() as u64).sum()
     }
 }
 
 /// Imports a GGUF file into a new Hugging Face model directory `out_dir`.
 ///
 /// `out_dir` must not exist (or be an empty directory); it appears only once complete.
-pub fn import_gguf(
-    file: &Path,
-    out_dir: &Path,
-    dtype: OutDtype,
-) -> Result<ImportReport, ConvertError> {
+pub fn import_gguf(file: &Path, out_dir: &Path, dtype: OutDtype) -> Result<ImportReport, ConvertError> {
     let start = Instant::now();
     // Fail before the expensive part when the destination is taken.
     ensure_free(out_dir)?;
@@ -169,41 +162,25 @@ pub fn convert_gguf(g: &Gguf<'_>, dtype: OutDtype) -> Result<Converted, ConvertE
     let mut plan = Vec::with_capacity(g.tensors.len());
     let mut source_types = BTreeMap::new();
     for t in &g.tensors {
-        let hf = hf_name(&t.name).ok_or_else(|| ConvertError::UnknownTensor {
-            tensor: t.name.clone(),
-        })?;
+        let hf = hf_name(&t.name).ok_or_else(|| ConvertError::UnknownTensor { tensor: t.name.clone() })?;
         plan.push((t, hf));
         *source_types.entry(t.ty.name().to_owned()).or_insert(0) += 1;
     }
     let tied = !plan.iter().any(|(_, hf)| hf.name == "lm_head.weight");
     let expected: HashMap<String, Vec<u64>> = expected_shapes(&hparams, tied).into_iter().collect();
     for (t, hf) in &plan {
-        let want = expected
-            .get(&hf.name)
-            .ok_or_else(|| ConvertError::UnknownTensor {
-                tensor: t.name.clone(),
-            })?;
+        let want = expected.get(&hf.name).ok_or_else(|| ConvertError::UnknownTensor { tensor: t.name.clone() })?;
         let found = t.hf_shape();
         if &found != want {
-            return Err(ConvertError::ShapeMismatch {
-                tensor: t.name.clone(),
-                expected: want.clone(),
-                found,
-            });
+            return Err(ConvertError::ShapeMismatch { tensor: t.name.clone(), expected: want.clone(), found });
         }
     }
     if plan.len() != expected.len() {
-        let have: std::collections::HashSet<&str> =
-            plan.iter().map(|(_, hf)| hf.name.as_str()).collect();
-        let mut missing: Vec<&String> = expected
-            .keys()
-            .filter(|k| !have.contains(k.as_str()))
-            .collect();
+        let have: std::collections::HashSet<&str> = plan.iter().map(|(_, hf)| hf.name.as_str()).collect();
+        let mut missing: Vec<&String> = expected.keys().filter(|k| !have.contains(k.as_str())).collect();
         missing.sort();
         if let Some(m) = missing.first() {
-            return Err(ConvertError::MissingTensor {
-                tensor: (*m).clone(),
-            });
+            return Err(ConvertError::MissingTensor { tensor: (*m).clone() });
         }
     }
 
@@ -214,16 +191,9 @@ pub fn convert_gguf(g: &Gguf<'_>, dtype: OutDtype) -> Result<Converted, ConvertE
         .map(|(t, hf)| {
             let raw = g.tensor_data(t)?;
             let mut values = dequantize(t.ty, raw).ok_or_else(|| {
-                ConvertError::malformed(
-                    0,
-                    format!("tensor `{}` is not a whole number of blocks", t.name),
-                )
+                ConvertError::malformed(0, format!("tensor `{}` is not a whole number of blocks", t.name))
             })?;
-            let shape: Vec<usize> = t
-                .hf_shape()
-                .iter()
-                .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
-                .collect();
+            let shape: Vec<usize> = t.hf_shape().iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
             let heads = match hf.permutation {
                 Permutation::None => None,
                 Permutation::Query => Some(q_heads),
@@ -237,11 +207,7 @@ pub fn convert_gguf(g: &Gguf<'_>, dtype: OutDtype) -> Result<Converted, ConvertE
                     ))
                 })?;
             }
-            Ok(HfTensorData {
-                name: hf.name.clone(),
-                shape,
-                data: encode(&values, dtype),
-            })
+            Ok(HfTensorData { name: hf.name.clone(), shape, data: encode(&values, dtype) })
         })
         .collect::<Result<Vec<_>, ConvertError>>()?;
 
@@ -271,10 +237,7 @@ pub fn write_model_dir(c: &Converted, out_dir: &Path) -> Result<u64, ConvertErro
         ConvertError::io(
             "use as output directory",
             out_dir,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the path has no final component",
-            ),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path has no final component"),
         )
     })?;
     let parent = match out_dir.parent() {
@@ -287,10 +250,7 @@ pub fn write_model_dir(c: &Converted, out_dir: &Path) -> Result<u64, ConvertErro
     let tmp = TmpDir::create(parent.join(tmp_name))?;
 
     write_json(&tmp.path.join("config.json"), &c.config)?;
-    write_json(
-        &tmp.path.join("generation_config.json"),
-        &c.generation_config,
-    )?;
+    write_json(&tmp.path.join("generation_config.json"), &c.generation_config)?;
     write_json(&tmp.path.join("tokenizer_config.json"), &c.tokenizer_config)?;
     let tok_path = tmp.path.join("tokenizer.json");
     write_json(&tok_path, &c.tokenizer)?;
@@ -303,73 +263,50 @@ pub fn write_model_dir(c: &Converted, out_dir: &Path) -> Result<u64, ConvertErro
         .map(|t| {
             safetensors::tensor::TensorView::new(c.dtype.safetensors(), t.shape.clone(), &t.data)
                 .map(|v| (t.name.clone(), v))
-                .map_err(|e| ConvertError::Write {
-                    path: st_path.clone(),
-                    reason: format!("tensor `{}`: {e}", t.name),
-                })
+                .map_err(|e| ConvertError::Write { path: st_path.clone(), reason: format!("tensor `{}`: {e}", t.name) })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    safetensors::serialize_to_file(views, Some(metadata), &st_path).map_err(|e| {
-        ConvertError::Write {
-            path: st_path.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    let st_bytes = fs::metadata(&st_path)
-        .map_err(|e| ConvertError::io("stat", &st_path, e))?
-        .len();
+    safetensors::serialize_to_file(views, Some(metadata), &st_path)
+        .map_err(|e| ConvertError::Write { path: st_path.clone(), reason: e.to_string() })?;
+    let st_bytes = fs::metadata(&st_path).map_err(|e| ConvertError::io("stat", &st_path, e))?.len();
     sync_file(&st_path)?;
 
     // An empty directory (e.g. made by a caller's tempdir) may be replaced; anything else was
     // refused by `ensure_free` above.
     if out_dir.is_dir() {
-        fs::remove_dir(out_dir)
-            .map_err(|e| ConvertError::io("replace the empty directory", out_dir, e))?;
+        fs::remove_dir(out_dir).map_err(|e| ConvertError::io("replace the empty directory", out_dir, e))?;
     }
-    fs::rename(&tmp.path, out_dir)
-        .map_err(|e| ConvertError::io("move the finished model to", out_dir, e))?;
+    fs::rename(&tmp.path, out_dir).map_err(|e| ConvertError::io("move the finished model to", out_dir, e))?;
     tmp.keep();
     Ok(st_bytes)
 }
 
 /// Refuses an existing non-empty destination (never overwrite a model).
 fn ensure_free(out_dir: &Path) -> Result<(), ConvertError> {
-    let taken = || ConvertError::OutExists {
-        path: out_dir.to_path_buf(),
-    };
+    let taken = || ConvertError::OutExists { path: out_dir.to_path_buf() };
     match fs::symlink_metadata(out_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ConvertError::io("inspect", out_dir, e)),
         Ok(m) if m.is_dir() => {
-            let mut entries =
-                fs::read_dir(out_dir).map_err(|e| ConvertError::io("list", out_dir, e))?;
-            if entries.next().is_some() {
-                Err(taken())
-            } else {
-                Ok(())
-            }
+            let mut entries = fs::read_dir(out_dir).map_err(|e| ConvertError::io("list", out_dir, e))?;
+            if entries.next().is_some() { Err(taken()) } else { Ok(()) }
         }
         Ok(_) => Err(taken()),
     }
 }
 
 fn write_json(path: &Path, value: &Json) -> Result<(), ConvertError> {
-    let mut text = serde_json::to_vec_pretty(value).map_err(|e| ConvertError::Write {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut text = serde_json::to_vec_pretty(value)
+        .map_err(|e| ConvertError::Write { path: path.to_path_buf(), reason: e.to_string() })?;
     text.push(b'\n');
     let mut f = fs::File::create(path).map_err(|e| ConvertError::io("create", path, e))?;
-    f.write_all(&text)
-        .map_err(|e| ConvertError::io("write", path, e))?;
+    f.write_all(&text).map_err(|e| ConvertError::io("write", path, e))?;
     f.sync_all().map_err(|e| ConvertError::io("sync", path, e))
 }
 
 fn sync_file(path: &Path) -> Result<(), ConvertError> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ConvertError::io("sync", path, e))
+    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| ConvertError::io("sync", path, e))
 }
 
 /// The staging directory; removed on drop unless the import completed.
@@ -382,8 +319,7 @@ impl TmpDir {
     fn create(path: PathBuf) -> Result<Self, ConvertError> {
         // A leftover from a crashed run with the same pid is ours to clear.
         if path.exists() {
-            fs::remove_dir_all(&path)
-                .map_err(|e| ConvertError::io("remove the stale staging directory", &path, e))?;
+            fs::remove_dir_all(&path).map_err(|e| ConvertError::io("remove the stale staging directory", &path, e))?;
         }
         fs::create_dir(&path).map_err(|e| ConvertError::io("create", &path, e))?;
         Ok(Self { path, done: false })

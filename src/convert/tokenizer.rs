@@ -30,9 +30,7 @@ pub struct GgufVocab {
 impl GgufVocab {
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Self, ConvertError> {
         let model = req(g, "tokenizer.ggml.model")?;
-        let model = model
-            .as_str()
-            .ok_or_else(|| type_err("tokenizer.ggml.model", "a string", model))?;
+        let model = model.as_str().ok_or_else(|| type_err("tokenizer.ggml.model", "a string", model))?;
         if model != "gpt2" {
             return Err(ConvertError::tokenizer(format!(
                 "tokenizer.ggml.model is `{model}`, not the byte-level BPE `gpt2`"
@@ -45,36 +43,25 @@ impl GgufVocab {
         let mut seen = HashSet::with_capacity(tokens.len());
         for (id, t) in tokens.iter().enumerate() {
             if !seen.insert(t.as_str()) {
-                return Err(ConvertError::tokenizer(format!(
-                    "token {t:?} (id {id}) appears twice in the vocabulary"
-                )));
+                return Err(ConvertError::tokenizer(format!("token {t:?} (id {id}) appears twice in the vocabulary")));
             }
         }
         let merges = string_array(g, "tokenizer.ggml.merges")?
             .into_iter()
             .enumerate()
             .map(|(i, m)| match m.split_once(' ') {
-                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
-                    Ok((a.to_owned(), b.to_owned()))
-                }
-                _ => Err(ConvertError::tokenizer(format!(
-                    "merge {i} ({m:?}) is not two tokens separated by a space"
-                ))),
+                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => Ok((a.to_owned(), b.to_owned())),
+                _ => Err(ConvertError::tokenizer(format!("merge {i} ({m:?}) is not two tokens separated by a space"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let token_types = match g.get("tokenizer.ggml.token_type") {
             None => vec![1; tokens.len()],
             Some(v) => {
-                let arr = v.as_array().ok_or_else(|| {
-                    type_err("tokenizer.ggml.token_type", "an array of integers", v)
-                })?;
+                let arr =
+                    v.as_array().ok_or_else(|| type_err("tokenizer.ggml.token_type", "an array of integers", v))?;
                 let types: Vec<u64> = arr
                     .iter()
-                    .map(|x| {
-                        x.as_u64().ok_or_else(|| {
-                            type_err("tokenizer.ggml.token_type", "an array of integers", x)
-                        })
-                    })
+                    .map(|x| x.as_u64().ok_or_else(|| type_err("tokenizer.ggml.token_type", "an array of integers", x)))
                     .collect::<Result<_, _>>()?;
                 if types.len() != tokens.len() {
                     return Err(ConvertError::tokenizer(format!(
@@ -88,18 +75,13 @@ impl GgufVocab {
         };
         let pre = match g.get("tokenizer.ggml.pre") {
             None => "default".to_owned(),
-            Some(v) => v
-                .as_str()
-                .ok_or_else(|| type_err("tokenizer.ggml.pre", "a string", v))?
-                .to_owned(),
+            Some(v) => v.as_str().ok_or_else(|| type_err("tokenizer.ggml.pre", "a string", v))?.to_owned(),
         };
         let id = |key: &str| -> Result<Option<u64>, ConvertError> {
             match g.get(key) {
                 None => Ok(None),
                 Some(v) => {
-                    let id = v
-                        .as_u64()
-                        .ok_or_else(|| type_err(key, "an unsigned integer", v))?;
+                    let id = v.as_u64().ok_or_else(|| type_err(key, "an unsigned integer", v))?;
                     if id >= tokens.len() as u64 {
                         return Err(ConvertError::tokenizer(format!(
                             "{key} is {id}, outside the vocabulary of {}",
@@ -118,42 +100,23 @@ impl GgufVocab {
         let unk = id("tokenizer.ggml.unknown_token_id")?;
         let chat_template = match g.get("tokenizer.chat_template") {
             None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .ok_or_else(|| type_err("tokenizer.chat_template", "a string", v))?
-                    .to_owned(),
-            ),
+            Some(v) => Some(v.as_str().ok_or_else(|| type_err("tokenizer.chat_template", "a string", v))?.to_owned()),
         };
-        Ok(Self {
-            tokens,
-            merges,
-            token_types,
-            pre,
-            ids,
-            unk,
-            chat_template,
-        })
+        Ok(Self { tokens, merges, token_types, pre, ids, unk, chat_template })
     }
 
     fn token(&self, id: Option<u64>) -> Option<&str> {
-        id.and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| self.tokens.get(i))
-            .map(String::as_str)
+        id.and_then(|i| usize::try_from(i).ok()).and_then(|i| self.tokens.get(i)).map(String::as_str)
     }
 
     pub fn n_special(&self) -> usize {
-        self.token_types
-            .iter()
-            .filter(|&&t| t == TOKEN_TYPE_CONTROL)
-            .count()
+        self.token_types.iter().filter(|&&t| t == TOKEN_TYPE_CONTROL).count()
     }
 }
 
 fn string_array(g: &Gguf<'_>, key: &str) -> Result<Vec<String>, ConvertError> {
     let v = req(g, key)?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| type_err(key, "an array of strings", v))?;
+    let arr = v.as_array().ok_or_else(|| type_err(key, "an array of strings", v))?;
     arr.iter()
         .map(|x| match x {
             Value::Str(s) => Ok(s.clone()),
@@ -237,12 +200,9 @@ pub fn tokenizer_config_json(v: &GgufVocab, model_max_length: u64) -> Json {
     cfg.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
     cfg.insert("model_max_length".into(), json!(model_max_length));
     cfg.insert("clean_up_tokenization_spaces".into(), json!(false));
-    for (key, id) in [
-        ("bos_token", v.ids.bos),
-        ("eos_token", v.ids.eos),
-        ("pad_token", v.ids.pad),
-        ("unk_token", v.unk),
-    ] {
+    for (key, id) in
+        [("bos_token", v.ids.bos), ("eos_token", v.ids.eos), ("pad_token", v.ids.pad), ("unk_token", v.unk)]
+    {
         if let Some(t) = v.token(id) {
             cfg.insert(key.into(), json!(t));
         }
@@ -256,9 +216,8 @@ pub fn tokenizer_config_json(v: &GgufVocab, model_max_length: u64) -> Json {
 /// Loads the written file with the `tokenizers` crate, the engine cptc itself tokenizes with, and
 /// checks that every id survived.
 pub(crate) fn verify(path: &std::path::Path, v: &GgufVocab) -> Result<(), ConvertError> {
-    let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-        ConvertError::tokenizer(format!("the written tokenizer.json does not load: {e}"))
-    })?;
+    let tok = tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| ConvertError::tokenizer(format!("the written tokenizer.json does not load: {e}")))?;
     let n = tok.get_vocab_size(true);
     if n != v.tokens.len() {
         return Err(ConvertError::tokenizer(format!(

@@ -456,11 +456,11 @@ impl<'a> Parser<'a> {
         };
         self.advance_to(rest);
         let mut factor = 1.0;
-        if let Ok((rest, scale)) = lexeme::scale_suffix(self.rest()) {
-            if !rest.starts_with(lexeme::is_ident_char) {
-                self.advance_to(rest);
-                factor = scale;
-            }
+        if let Ok((rest, scale)) = lexeme::scale_suffix(self.rest())
+            && !rest.starts_with(lexeme::is_ident_char)
+        {
+            self.advance_to(rest);
+            factor = scale;
         }
         // Letters glued to the number (`12abc`, `3x`) are a malformed literal, not a unit.
         if self.peek().is_some_and(lexeme::is_ident_char) {

@@ -1,0 +1,212 @@
+//! `cptc plan`: the stage graph in execution order with each stage's status, the tokens each
+//! train stage consumes per source, FLOPs and an estimated time; as text, DOT or JSON.
+
+use std::path::Path;
+
+use petgraph::graph::NodeIndex;
+use serde_json::json;
+
+use super::{EXIT_INTERNAL, EXIT_USER, PlanFormat, load};
+use crate::exec::{FileHashes, Status, plan};
+use crate::graph::{Graph, StageKind, lower};
+use crate::store::Store;
+
+pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64) -> i32 {
+    let Some(recipe) = load(file) else { return EXIT_USER };
+    let graph = lower(&recipe);
+    let store = Store::at(store_dir);
+    let statuses = match plan(&graph, &store, &FileHashes::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return EXIT_USER;
+        }
+    };
+    let text = match format {
+        PlanFormat::Text => text(&graph, &statuses, file, store_dir, tflops),
+        PlanFormat::Dot => dot(&graph, &statuses),
+        PlanFormat::Json => match serde_json::to_string_pretty(&to_json(&graph, &statuses, tflops)) {
+            Ok(t) => t + "\n",
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_INTERNAL;
+            }
+        },
+    };
+    print!("{text}");
+    0
+}
+
+fn status_word(status: &Status) -> &'static str {
+    match status {
+        Status::Cached(_) => "cached",
+        Status::WillRun { .. } => "will run",
+        Status::Pending { .. } => "pending",
+    }
+}
+
+/// `1.2e15` FLOPs as `1.20 PFLOP`.
+fn flops_text(flops: f64) -> String {
+    let units = [(1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP")];
+    for (scale, unit) in units {
+        if flops >= scale {
+            return format!("{:.2} {unit}", flops / scale);
+        }
+    }
+    format!("{flops:.0} FLOP")
+}
+
+fn duration_text(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.0} s"),
+        s if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        s if s < 86400.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
+    }
+}
+
+fn count_text(x: u64) -> String {
+    match x {
+        x if x >= 10_000_000_000 => format!("{:.0}B", x as f64 / 1e9),
+        x if x >= 1_000_000_000 => format!("{:.1}B", x as f64 / 1e9),
+        x if x >= 10_000_000 => format!("{:.0}M", x as f64 / 1e6),
+        x if x >= 1_000_000 => format!("{:.1}M", x as f64 / 1e6),
+        x if x >= 10_000 => format!("{:.0}k", x as f64 / 1e3),
+        x if x >= 1_000 => format!("{:.1}k", x as f64 / 1e3),
+        x => x.to_string(),
+    }
+}
+
+fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir: &Path, tflops: f64) -> String {
+    let mut out = format!("plan for {} (store {})\n\n", file.display(), store_dir.display());
+    let width = statuses.iter().map(|(ix, _)| graph.stage(*ix).id.len()).max().unwrap_or(10).max(5);
+    let mut total_flops = 0.0;
+    let mut counts = [0usize; 3];
+    for (n, (ix, status)) in statuses.iter().enumerate() {
+        let stage = graph.stage(*ix);
+        counts[match status {
+            Status::Cached(_) => 0,
+            Status::WillRun { .. } => 1,
+            Status::Pending { .. } => 2,
+        }] += 1;
+        let note = match status {
+            Status::Cached(meta) => meta.key.short(),
+            Status::WillRun { why, .. } => why.join("; "),
+            Status::Pending { waiting_for } => format!("waiting for {waiting_for}"),
+        };
+        let line = format!("{:>3}  {:<width$}  {:<8}  {note}", n + 1, stage.id, status_word(status));
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if let Some(est) = &stage.estimate {
+            let mut line = format!("{} tokens in {} steps", count_text(est.tokens), est.steps);
+            if let Some(params) = est.params {
+                line.push_str(&format!(", model {} params", count_text(params)));
+            }
+            if let Some(flops) = est.flops {
+                if !matches!(status, Status::Cached(_)) {
+                    total_flops += flops;
+                }
+                line.push_str(&format!(
+                    ", {} ≈ {} at {tflops} TFLOP/s",
+                    flops_text(flops),
+                    duration_text(flops / (tflops * 1e12))
+                ));
+            }
+            out.push_str(&format!("       {line}\n"));
+            let parts: Vec<String> = est
+                .parts
+                .iter()
+                .map(|p| {
+                    let corpora: Vec<String> =
+                        p.corpora.iter().map(|(c, t)| format!("{c} {}", count_text(*t))).collect();
+                    format!("{} {} ({})", p.part, count_text(p.tokens), corpora.join(", "))
+                })
+                .collect();
+            if !parts.is_empty() {
+                out.push_str(&format!("       tokens by source: {}\n", parts.join("; ")));
+            }
+            if let Some(from) = &est.share_from {
+                out.push_str(&format!("       tokens by source: once {from} is known\n"));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\n{} stages: {} cached, {} will run, {} pending",
+        statuses.len(),
+        counts[0],
+        counts[1],
+        counts[2]
+    ));
+    if total_flops > 0.0 {
+        out.push_str(&format!(
+            "; training to run: {} ≈ {} at {tflops} TFLOP/s (--tflops)",
+            flops_text(total_flops),
+            duration_text(total_flops / (tflops * 1e12))
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
+    let mut out =
+        String::from("digraph cptc {\n  rankdir=LR;\n  node [shape=box, style=filled, fontname=\"monospace\"];\n");
+    for (ix, status) in statuses {
+        let color = match status {
+            Status::Cached(_) => "palegreen",
+            Status::WillRun { .. } => "lightgoldenrod",
+            Status::Pending { .. } => "lightgray",
+        };
+        let stage = graph.stage(*ix);
+        out.push_str(&format!(
+            "  n{} [label=\"{}\\n{}\", fillcolor={color}];\n",
+            ix.index(),
+            stage.id.replace('"', "\\\""),
+            status_word(status)
+        ));
+    }
+    for edge in graph.graph.edge_indices() {
+        if let Some((a, b)) = graph.graph.edge_endpoints(edge) {
+            out.push_str(&format!("  n{} -> n{} [label=\"{}\"];\n", a.index(), b.index(), graph.graph[edge].role));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|(ix, status)| {
+            let stage = graph.stage(*ix);
+            let inputs: Vec<serde_json::Value> = graph
+                .inputs(*ix)
+                .into_iter()
+                .map(|(role, input)| json!({ "role": role, "stage": graph.stage(input).id }))
+                .collect();
+            let (key, detail) = match status {
+                Status::Cached(meta) => (Some(meta.key), json!({ "output": meta.output })),
+                Status::WillRun { key, why } => (*key, json!({ "why": why })),
+                Status::Pending { waiting_for } => (None, json!({ "waiting_for": waiting_for })),
+            };
+            let seconds = stage.estimate.as_ref().and_then(|e| e.flops).map(|f| f / (tflops * 1e12));
+            json!({
+                "id": stage.id,
+                "kind": stage.kind,
+                "status": status_word(status),
+                "key": key,
+                "detail": detail,
+                "inputs": inputs,
+                "params": stage.params,
+                "estimate": stage.estimate,
+                "estimated_seconds": seconds,
+            })
+        })
+        .collect();
+    let train_flops: f64 = statuses
+        .iter()
+        .filter(|(ix, _)| graph.stage(*ix).kind == StageKind::Train)
+        .filter_map(|(ix, _)| graph.stage(*ix).estimate.as_ref()?.flops)
+        .sum();
+    json!({ "tflops": tflops, "train_flops": train_flops, "stages": stages })
+}

@@ -1,0 +1,213 @@
+//! The executor over a deterministic test runner: hits, misses, early cutoff, run-time values,
+//! failures that leave nothing behind, store verification and the store lock.
+//!
+//! The runner here is a fake on purpose (it tests scheduling, not stages); `tests/run_real.rs`
+//! drives the real stages through the `cptc` binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use cptc::check::{RealWorld, check};
+use cptc::exec::{EventLog, Options, Runner, StageCtx, StageFailure, Summary, run};
+use cptc::graph::{Digest, StageKind, lower};
+use cptc::store::{Store, StoreError};
+use serde_json::{Value, json};
+
+/// Writes a digest of (kind, params, input outputs, file contents); `choose` picks a ratio.
+#[derive(Default)]
+struct FakeRunner {
+    ratio: f64,
+    fail: Option<String>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Runner for FakeRunner {
+    fn run(&self, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+        self.calls.lock().map_err(|e| e.to_string())?.push(ctx.stage.id.clone());
+        if self.fail.as_deref() == Some(ctx.stage.id.as_str()) {
+            std::fs::write(ctx.out.join("partial.bin"), b"half")?;
+            return Err(StageFailure { message: "injected failure".to_string(), help: None });
+        }
+        let inputs: Vec<String> =
+            ctx.inputs.iter().map(|(role, (_, meta))| format!("{role}={}", meta.output)).collect();
+        let files: Vec<String> = ctx
+            .stage
+            .files
+            .iter()
+            .map(|f| std::fs::read(f).map(|b| Digest::of_bytes(&b).hex()).unwrap_or_default())
+            .collect();
+        let record = json!({ "kind": ctx.stage.kind, "params": ctx.params, "inputs": inputs, "files": files });
+        std::fs::write(ctx.out.join("out.json"), record.to_string())?;
+        Ok(if ctx.stage.kind == StageKind::Choose { json!({ "ratio": self.ratio }) } else { Value::Null })
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec");
+        for name in ["recipe.cpt", "web.jsonl", "law.jsonl"] {
+            std::fs::copy(src.join(name), root.join(name)).expect("copy");
+        }
+        std::fs::create_dir_all(root.join("hf")).expect("mkdir");
+        std::fs::copy(src.join("hf/config.json"), root.join("hf/config.json")).expect("copy");
+        Fixture { _dir: dir, root }
+    }
+
+    fn run(&self, runner: &FakeRunner, options: &Options) -> Result<Summary, cptc::exec::ExecError> {
+        let recipe = match check(&self.root.join("recipe.cpt"), &RealWorld) {
+            Ok(r) => r,
+            Err(f) => panic!("{}", cptc::diag::render(&f.errors, &f.sources, false, 100)),
+        };
+        let graph = lower(&recipe);
+        let mut store = Store::open(&self.root.join(".cptc")).expect("store");
+        store.lock().expect("lock");
+        run(&graph, &store, runner, options, &EventLog::none(), false)
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.root.join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains(from), "{from} not in {file}");
+        std::fs::write(&path, text.replace(from, to)).expect("write");
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn unchanged_rerun_executes_nothing() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    let first = fx.run(&runner, &Options::default()).expect("first run");
+    assert_eq!(first.ran.len(), 20, "{:?}", first.ran);
+    assert!(first.cached.is_empty());
+    let second = fx.run(&runner, &Options::default()).expect("second run");
+    assert!(second.ran.is_empty(), "reran {:?}", second.ran);
+    assert_eq!(second.cached.len(), first.ran.len());
+}
+
+#[test]
+fn a_changed_stage_reruns_with_its_dependents_only() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    fx.run(&runner, &Options::default()).expect("first run");
+    // Only the final run's budget changes: its mix and train, then the eval and the report.
+    fx.edit(
+        "recipe.cpt",
+        "train final extends probe {\n  domain_share = best.ratio\n}",
+        "train final extends probe {\n  domain_share = best.ratio\n  tokens = 128k tokens\n}",
+    );
+    let second = fx.run(&runner, &Options::default()).expect("second run");
+    assert_eq!(sorted(second.ran), ["eval:after", "mix:final", "report", "train:final"]);
+}
+
+#[test]
+fn a_changed_input_file_reruns_what_reads_it() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    fx.run(&runner, &Options::default()).expect("first run");
+    fx.edit("law.jsonl", "legal text", "new legal text");
+    let second = fx.run(&runner, &Options::default()).expect("second run");
+    assert!(second.ran.contains(&"ingest:law".to_string()));
+    assert!(!second.ran.contains(&"ingest:web".to_string()));
+    assert!(!second.ran.iter().any(|s| s.starts_with("model:")));
+}
+
+#[test]
+fn byte_identical_output_stops_invalidation() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    fx.run(&runner, &Options::default()).expect("first run");
+    let options = Options { force: vec!["ingest:law".to_string()], ..Default::default() };
+    let second = fx.run(&runner, &options).expect("forced run");
+    assert_eq!(second.ran, ["ingest:law"], "downstream of an identical output reran");
+}
+
+#[test]
+fn from_reruns_the_stage_and_everything_downstream() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    fx.run(&runner, &Options::default()).expect("first run");
+    let options = Options { from: vec!["choose:best".to_string()], ..Default::default() };
+    let second = fx.run(&runner, &options).expect("run --from");
+    assert_eq!(sorted(second.ran), ["choose:best", "eval:after", "mix:final", "report", "train:final"]);
+}
+
+#[test]
+fn only_runs_a_stage_and_what_it_needs() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    let options = Options { only: vec!["split:law".to_string()], ..Default::default() };
+    let summary = fx.run(&runner, &options).expect("run --only");
+    assert_eq!(sorted(summary.ran), ["ingest:law", "split:law"]);
+}
+
+#[test]
+fn chosen_values_flow_into_downstream_keys() {
+    let fx = Fixture::new();
+    let first = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("first run");
+    let mix = first.artifacts.get("mix:final").expect("mix:final ran");
+    let out = std::fs::read_to_string(mix.join("out.json")).expect("mix output");
+    assert!(out.contains("\"domain_share\":0.3"), "{out}");
+    // The choice changes: only the choose stage's consumers rerun.
+    let options = Options { force: vec!["choose:best".to_string()], ..Default::default() };
+    let second = fx.run(&FakeRunner { ratio: 0.6, ..Default::default() }, &options).expect("second run");
+    assert_eq!(sorted(second.ran), ["choose:best", "eval:after", "mix:final", "report", "train:final"]);
+}
+
+#[test]
+fn a_failed_stage_leaves_nothing_that_looks_valid() {
+    let fx = Fixture::new();
+    let failing = FakeRunner { ratio: 0.3, fail: Some("split:law".to_string()), ..Default::default() };
+    let err = fx.run(&failing, &Options::default()).expect_err("the injected failure");
+    assert!(err.to_string().contains("split:law"), "{err}");
+    let store = Store::at(&fx.root.join(".cptc"));
+    assert!(store.verify().is_empty());
+    assert!(store.list().iter().all(|(_, m)| m.as_ref().is_some_and(|m| m.stage != "split:law")));
+    // The next run retries it (failures are never cached) and finishes.
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    let summary = fx.run(&runner, &Options::default()).expect("retry");
+    assert!(summary.ran.contains(&"split:law".to_string()));
+    let tmp = std::fs::read_dir(store.root().join("tmp")).expect("tmp").count();
+    assert_eq!(tmp, 0, "staging folders left behind");
+}
+
+#[test]
+fn verify_finds_a_tampered_artifact() {
+    let fx = Fixture::new();
+    let summary = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("run");
+    let split = summary.artifacts.get("split:web").expect("split:web");
+    std::fs::write(split.join("out.json"), "tampered").expect("tamper");
+    let problems = Store::at(&fx.root.join(".cptc")).verify();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].to_string().contains("out.json"), "{}", problems[0]);
+}
+
+#[test]
+fn the_store_admits_one_run_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = Store::open(dir.path()).expect("open");
+    first.lock().expect("first lock");
+    let mut second = Store::open(dir.path()).expect("open again");
+    assert!(matches!(second.lock(), Err(StoreError::Locked { .. })));
+    drop(first);
+    second.lock().expect("free after the first is gone");
+}
+
+#[test]
+fn store_layout_is_versioned() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open");
+    assert_eq!(store.root(), dir.path().join(cptc::store::LAYOUT));
+    assert_eq!(cptc::store::LAYOUT, "v1");
+}
