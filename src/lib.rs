@@ -13,6 +13,7 @@ pub mod diag;
 pub mod exec;
 pub mod fmt;
 pub mod graph;
+pub mod law;
 pub mod source;
 pub mod stdlib;
 pub mod store;

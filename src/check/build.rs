@@ -1006,7 +1006,7 @@ fn guess_format(path: &Path) -> Format {
 }
 
 /// Splits `{question}\n{answer}` into literals and field names; `\{` is a literal brace.
-pub(crate) fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
+pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut chars = text.chars().peekable();

@@ -14,7 +14,7 @@ pub mod world;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use build::KINDS;
+pub use build::{KINDS, parse_template};
 pub use error::CheckError;
 pub use recipe::Recipe;
 pub use world::{RealWorld, World};

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::source::{SourceMap, Span};
 
 /// Where a definition was written, for diagnostics in later phases.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Origin {
     #[serde(skip)]
     pub file: crate::source::FileId,
@@ -64,14 +64,14 @@ impl Recipe {
     finder!(choose, chooses, Choose);
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Model {
     pub name: String,
     pub source: ModelSource,
     pub origin: Origin,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
     /// A Hugging Face directory: config.json, *.safetensors, tokenizer.json.
@@ -80,7 +80,7 @@ pub enum ModelSource {
     Gguf(PathBuf),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Jsonl,
@@ -88,7 +88,7 @@ pub enum Format {
     Parquet,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Corpus {
     pub name: String,
     /// The patterns as written (after resolution against the recipe's folder).
@@ -101,7 +101,7 @@ pub struct Corpus {
     pub origin: Origin,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextSource {
     /// The record field holding the text (jsonl, parquet); ignored for plain text.
@@ -110,27 +110,27 @@ pub enum TextSource {
     Template(Template),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Template {
     pub text: String,
     pub parts: Vec<TemplatePart>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TemplatePart {
     Literal(String),
     Field(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Heldout {
     Fraction(f64),
     Docs(u64),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Vocab {
     pub name: String,
     pub base: String,
@@ -142,14 +142,14 @@ pub struct Vocab {
     pub origin: Origin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
     TopK(u64),
     MinGain(f64),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbedInit {
     MeanOfPieces,
@@ -157,7 +157,7 @@ pub enum EmbedInit {
     Random,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     General,
@@ -178,7 +178,7 @@ impl Role {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mixture {
     pub name: String,
     pub parts: Vec<Part>,
@@ -188,7 +188,7 @@ pub struct Mixture {
     pub origin: Origin,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub role: Role,
     pub corpora: Vec<String>,
@@ -196,7 +196,7 @@ pub struct Part {
     pub share: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RampShape {
     Linear,
@@ -204,7 +204,7 @@ pub enum RampShape {
     Step,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ramp {
     pub shape: RampShape,
     /// Domain share at the start and at the end of the window.
@@ -241,7 +241,7 @@ impl Ramp {
 }
 
 /// An amount of training measured in one of the ways users think about it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Amount {
     /// A fraction of the stage's training, in [0, 1].
@@ -250,7 +250,7 @@ pub enum Amount {
     Tokens(u64),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecayShape {
     Linear,
@@ -259,14 +259,14 @@ pub enum DecayShape {
     Sqrt,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     pub name: String,
     pub lr: LrSchedule,
     pub origin: Origin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "shape")]
 pub enum LrSchedule {
     /// Keep one LR (the base's, typically), after an optional linear warmup.
@@ -281,7 +281,7 @@ pub enum LrSchedule {
     Rewarm { start: f64, peak: f64, warmup: Amount, min: f64, decay_shape: DecayShape },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelRef {
     /// A declared base model.
@@ -291,7 +291,7 @@ pub enum ModelRef {
 }
 
 /// A value known when checking, or one that a stage computes at run time.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Deferred<T> {
     Value(T),
@@ -302,7 +302,7 @@ pub enum Deferred<T> {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Train {
     pub name: String,
     pub model: ModelRef,
@@ -325,7 +325,7 @@ pub struct Train {
     pub origin: Origin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LongContext {
     pub target_len: u64,
     pub group_similar: bool,
@@ -335,7 +335,7 @@ pub struct LongContext {
     pub rope_theta: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamGroup {
     pub name: String,
     pub params: ParamSelector,
@@ -343,7 +343,7 @@ pub struct ParamGroup {
     pub lr_mult: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamSelector {
     Embeddings,
@@ -359,7 +359,7 @@ pub enum ParamSelector {
     All,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Loss,
@@ -367,7 +367,7 @@ pub enum Metric {
     Bpb,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Eval {
     pub name: String,
     pub model: ModelRef,
@@ -376,7 +376,7 @@ pub struct Eval {
     pub origin: Origin,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     pub name: String,
     /// The train stage each grid point copies.
@@ -391,14 +391,14 @@ pub struct Sweep {
     pub origin: Origin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
     Domain,
     General,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fit {
     pub name: String,
     pub sweep: String,
@@ -407,7 +407,7 @@ pub struct Fit {
     pub origin: Origin,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Choose {
     pub name: String,
     pub domain_fit: String,
@@ -418,7 +418,7 @@ pub struct Choose {
     pub origin: Origin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
     /// Usage 1: minimise domain loss with general loss rising at most this fraction.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{Runner, StageCtx, StageFailure};
+use crate::check::recipe::{Corpus, Heldout, LongContext, Mixture, Origin, TextSource};
+use crate::data;
 use crate::graph::StageKind;
 
 /// The runner `cptc run` uses.
@@ -19,9 +21,15 @@ impl Runner for RealRunner {
         match ctx.stage.kind {
             StageKind::Import => import(ctx),
             StageKind::HfModel => hf_model(ctx),
+            StageKind::Ingest => ingest(ctx),
+            StageKind::Split => split(ctx),
+            StageKind::Tokenize => tokenize(ctx),
+            StageKind::Mix => mix(ctx),
             kind => Err(StageFailure {
                 message: format!("cptc cannot run `{}` stages yet", kind.name()),
-                help: Some("this build implements import and hf_model stages; `cptc plan` shows the rest".to_string()),
+                help: Some(
+                    "`cptc plan` shows every stage; `--only STAGE` runs the ones this build implements".to_string(),
+                ),
             }),
         }
     }
@@ -63,4 +71,205 @@ fn hf_model(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     std::fs::write(ctx.out.join("source.json"), serde_json::to_string_pretty(&json!({ "dir": dir }))?)?;
     Ok(Value::Null)
+}
+
+/// A parameter of the stage, deserialized from its canonical JSON.
+fn param<T: serde::de::DeserializeOwned>(ctx: &StageCtx<'_>, name: &str) -> Result<T, StageFailure> {
+    let value = ctx.params.get(name).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(value)
+        .map_err(|e| StageFailure { message: format!("parameter `{name}` of {}: {e}", ctx.stage.id), help: None })
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), StageFailure> {
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
+    Ok(())
+}
+
+/// Reads `docs.jsonl` (one `{"text"}` per line) of an ingest or split artifact.
+fn read_texts(path: &Path) -> Result<Vec<String>, StageFailure> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line)?;
+            Ok(record.get("text").and_then(Value::as_str).unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+fn write_texts<'a>(path: &Path, texts: impl IntoIterator<Item = &'a str>) -> Result<(), StageFailure> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for text in texts {
+        writeln!(out, "{}", json!({ "text": text }))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads the corpus files into normalised documents (`docs.jsonl`) and a report of what was
+/// skipped and where.
+fn ingest(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let name = ctx.stage.id.strip_prefix("ingest:").unwrap_or(&ctx.stage.id).to_string();
+    let text = match ctx.params.get("text") {
+        Some(t) if t.get("template").is_some() => {
+            let template = t.get("template").and_then(Value::as_str).unwrap_or_default();
+            let parts = crate::check::parse_template(template).map_err(|reason| StageFailure {
+                message: format!("template of corpus `{name}`: {reason}"),
+                help: None,
+            })?;
+            TextSource::Template(crate::check::recipe::Template { text: template.to_string(), parts })
+        }
+        Some(t) => TextSource::Field(t.get("field").and_then(Value::as_str).unwrap_or("text").to_string()),
+        None => TextSource::Field("text".to_string()),
+    };
+    let corpus = Corpus {
+        name: name.clone(),
+        patterns: Vec::new(),
+        files: ctx.stage.files.clone(),
+        format: param(ctx, "format")?,
+        text,
+        heldout: Heldout::Fraction(0.0),
+        origin: Origin::default(),
+    };
+    let options = data::ingest::IngestOptions {
+        strict: param::<Option<bool>>(ctx, "strict")?.unwrap_or(false),
+        ..Default::default()
+    };
+    ctx.progress.set_message(format!("reading {} files", corpus.files.len()));
+    let ingested = data::ingest::read_corpus(&corpus, &options)?;
+    write_texts(&ctx.out.join("docs.jsonl"), ingested.docs.iter().map(|d| d.text.as_str()))?;
+    // Paths in the report are made relative to nothing machine-specific: file names only.
+    let mut report = serde_json::to_value(&ingested.report)?;
+    if let Some(issues) = report.get_mut("issues").and_then(Value::as_array_mut) {
+        for issue in issues {
+            if let Some(file) = issue.get_mut("file") {
+                let name =
+                    file.as_str().and_then(|f| Path::new(f).file_name()).map(|n| n.to_string_lossy().into_owned());
+                *file = json!(name);
+            }
+        }
+    }
+    write_json(&ctx.out.join("report.json"), &report)?;
+    Ok(
+        json!({ "documents": ingested.report.documents, "bytes": ingested.report.bytes, "skipped": ingested.report.skipped.total() }),
+    )
+}
+
+/// Splits documents into `train.jsonl` and `heldout.jsonl` by a hash of each document.
+fn split(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let (docs_dir, _) = ctx.input("docs")?;
+    let texts = read_texts(&docs_dir.join("docs.jsonl"))?;
+    let heldout = match ctx.params.get("heldout") {
+        Some(h) if h.get("docs").is_some() => Heldout::Docs(h.get("docs").and_then(Value::as_u64).unwrap_or(0)),
+        Some(h) => Heldout::Fraction(h.get("fraction").and_then(Value::as_f64).unwrap_or(0.0)),
+        None => Heldout::Fraction(0.0),
+    };
+    let sides = data::split::split(&texts, heldout)?;
+    write_texts(&ctx.out.join("train.jsonl"), sides.train.iter().map(|&i| texts[i].as_str()))?;
+    write_texts(&ctx.out.join("heldout.jsonl"), sides.heldout.iter().map(|&i| texts[i].as_str()))?;
+    Ok(json!({ "train_docs": sides.train.len(), "heldout_docs": sides.heldout.len() }))
+}
+
+/// The `tokenizer.json` an artifact provides: a vocab stage's own, or its model's.
+pub fn tokenizer_path(artifact: &Path) -> Result<PathBuf, StageFailure> {
+    let own = artifact.join("tokenizer.json");
+    if own.is_file() {
+        return Ok(own);
+    }
+    Ok(model_dir(artifact)?.join("tokenizer.json"))
+}
+
+/// Tokenizes both sides of a split into Megatron shards (`train`, `heldout`) with statistics.
+fn tokenize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let (split_dir, _) = ctx.input("split")?;
+    let (tok_dir, _) = ctx.input("tokenizer")?;
+    let tokenizer = data::tokenize::load_tokenizer(&tokenizer_path(tok_dir)?)?;
+    let eos =
+        if param::<Option<bool>>(ctx, "eos")?.unwrap_or(true) { data::tokenize::eos_token(&tokenizer) } else { None };
+    let name = ctx.stage.id.strip_prefix("tokenize:").unwrap_or(&ctx.stage.id).to_string();
+    let options = data::tokenize::TokenizeOptions { eos, ..Default::default() };
+    let mut stats = serde_json::Map::new();
+    for side in ["train", "heldout"] {
+        ctx.progress.set_message(format!("{side} side"));
+        let texts = read_texts(&split_dir.join(format!("{side}.jsonl")))?;
+        let s = data::tokenize::tokenize_corpus(&tokenizer, &name, texts, &ctx.out.join(side), &options)?;
+        let mut value = serde_json::to_value(&s)?;
+        // The staging folder's path must not leak into the output: keep file names only.
+        if let Value::Object(map) = &mut value {
+            map.insert("bin".to_string(), json!(format!("{side}.bin")));
+            map.insert("idx".to_string(), json!(format!("{side}.idx")));
+        }
+        stats.insert(side.to_string(), value);
+    }
+    write_json(&ctx.out.join("stats.json"), &stats)?;
+    Ok(Value::Object(stats))
+}
+
+/// Draws the training sequences of one train stage from its mixture (shares, ramp, seed) and
+/// writes them as a shard of `seq_len + 1`-token sequences, with realized shares per window.
+fn mix(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let mixture: Mixture = param(ctx, "mixture")?;
+    let tokens: u64 = param(ctx, "tokens")?;
+    let seq_len: u64 = param(ctx, "seq_len")?;
+    let seed: u64 = param(ctx, "seed")?;
+    let long_context: Option<LongContext> = param(ctx, "long_context")?;
+    let domain_share: Option<f64> = param(ctx, "domain_share")?;
+    let mut sources = Vec::new();
+    for (corpus, (dir, _)) in ctx.inputs_with("corpus:") {
+        sources.push(data::mixture::Source {
+            corpus: corpus.to_string(),
+            shard: data::shard::ShardReader::open(&dir.join("train"))?,
+        });
+    }
+    let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
+    let config = data::mixture::SamplerConfig {
+        mixture,
+        domain_share,
+        total_tokens: tokens,
+        seq_len,
+        seed,
+        long_context,
+        window: 1000,
+    };
+    let length = long_context.map_or(seq_len, |lc| lc.target_len);
+    let sequences = tokens.div_ceil(length.max(1));
+    let mut sampler = data::mixture::Sampler::new(config, sources)?;
+    let vocab_for_dtype = match vocab {
+        Some(data::shard::TokenDtype::U16) | None => 65_000,
+        Some(_) => u64::from(u32::MAX),
+    };
+    let mut writer = data::shard::ShardWriter::create(&ctx.out.join("train"), vocab_for_dtype)?;
+    let mut spans = std::io::BufWriter::new(std::fs::File::create(ctx.out.join("spans.jsonl"))?);
+    let mut windows = Vec::new();
+    let mut epochs = Vec::new();
+    ctx.progress.set_length(sequences);
+    for _ in 0..sequences {
+        let sampled = sampler.next_sequence()?;
+        writer.add_document(&sampled.seq.tokens)?;
+        use std::io::Write as _;
+        writeln!(
+            spans,
+            "{}",
+            json!({ "index": sampled.index, "role": sampled.role, "corpus": sampler.corpus_names().get(sampled.corpus), "epoch": sampled.seq.epoch, "spans": sampled.seq.spans })
+        )?;
+        for event in sampler.drain_events() {
+            match event {
+                data::mixture::SamplerEvent::Window(w) => windows.push(serde_json::to_value(w)?),
+                e @ data::mixture::SamplerEvent::NewEpoch { .. } => epochs.push(serde_json::to_value(e)?),
+            }
+        }
+        ctx.progress.inc(1);
+    }
+    {
+        use std::io::Write as _;
+        spans.flush()?;
+    }
+    let last = sampler.window_stats();
+    if last.sequences > 0 {
+        windows.push(serde_json::to_value(last)?);
+    }
+    let summary = writer.finish()?;
+    let stats = json!({ "sequences": sequences, "seq_len": length, "tokens": summary.tokens, "windows": windows, "epochs": epochs });
+    write_json(&ctx.out.join("stats.json"), &stats)?;
+    Ok(json!({ "sequences": sequences, "tokens": summary.tokens }))
 }
