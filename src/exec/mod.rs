@@ -7,6 +7,7 @@
 
 mod events;
 pub mod stages;
+mod training;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

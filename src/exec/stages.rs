@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{Runner, StageCtx, StageFailure};
-use crate::check::recipe::{Corpus, Heldout, LongContext, Mixture, Origin, TextSource};
+use crate::check::recipe::{Corpus, EmbedInit, Heldout, LongContext, Mixture, Origin, Selection, TextSource};
 use crate::data;
 use crate::graph::StageKind;
 
@@ -25,6 +25,10 @@ impl Runner for RealRunner {
             StageKind::Split => split(ctx),
             StageKind::Tokenize => tokenize(ctx),
             StageKind::Mix => mix(ctx),
+            StageKind::Vocab => vocab(ctx),
+            StageKind::Resize => resize(ctx),
+            StageKind::Train => super::training::train(ctx),
+            StageKind::Eval => super::training::eval(ctx),
             kind => Err(StageFailure {
                 message: format!("cptc cannot run `{}` stages yet", kind.name()),
                 help: Some(
@@ -74,13 +78,13 @@ fn hf_model(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
 }
 
 /// A parameter of the stage, deserialized from its canonical JSON.
-fn param<T: serde::de::DeserializeOwned>(ctx: &StageCtx<'_>, name: &str) -> Result<T, StageFailure> {
+pub(super) fn param<T: serde::de::DeserializeOwned>(ctx: &StageCtx<'_>, name: &str) -> Result<T, StageFailure> {
     let value = ctx.params.get(name).cloned().unwrap_or(Value::Null);
     serde_json::from_value(value)
         .map_err(|e| StageFailure { message: format!("parameter `{name}` of {}: {e}", ctx.stage.id), help: None })
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), StageFailure> {
+pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), StageFailure> {
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
     Ok(())
 }
@@ -192,6 +196,9 @@ fn tokenize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     for side in ["train", "heldout"] {
         ctx.progress.set_message(format!("{side} side"));
         let texts = read_texts(&split_dir.join(format!("{side}.jsonl")))?;
+        // Bytes per document: evaluation divides nats by the bytes of the text it covers.
+        let doc_bytes: Vec<usize> = texts.iter().map(String::len).collect();
+        write_json(&ctx.out.join(format!("{side}.doc_bytes.json")), &doc_bytes)?;
         let s = data::tokenize::tokenize_corpus(&tokenizer, &name, texts, &ctx.out.join(side), &options)?;
         let mut value = serde_json::to_value(&s)?;
         // The staging folder's path must not leak into the output: keep file names only.
@@ -272,4 +279,53 @@ fn mix(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let stats = json!({ "sequences": sequences, "seq_len": length, "tokens": summary.tokens, "windows": windows, "epochs": epochs });
     write_json(&ctx.out.join("stats.json"), &stats)?;
     Ok(json!({ "sequences": sequences, "tokens": summary.tokens }))
+}
+
+/// Trains a BPE on the domain's training split, keeps the tokens that compress it best, and
+/// merges them into the base tokenizer; reports compression before and after.
+fn vocab(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let size: u64 = param(ctx, "size")?;
+    let min_frequency: u64 = param(ctx, "min_frequency")?;
+    let selection: Selection = param(ctx, "select")?;
+    let (base_dir, _) = ctx.input("base")?;
+    let base_model = model_dir(base_dir)?;
+    let base_tok = base_model.join("tokenizer.json");
+    let (mut train, mut domain_heldout, mut general_heldout) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, (dir, _)) in ctx.inputs_with("train_on:") {
+        train.extend(read_texts(&dir.join("train.jsonl"))?);
+        domain_heldout.extend(read_texts(&dir.join("heldout.jsonl"))?);
+    }
+    for (_, (dir, _)) in ctx.inputs_with("general:") {
+        general_heldout.extend(read_texts(&dir.join("heldout.jsonl"))?);
+    }
+    ctx.progress.set_message(format!("training a {size}-token BPE on {} documents", train.len()));
+    let candidates = crate::vocab::train_candidates(&base_tok, &train, size as usize, min_frequency)?;
+    ctx.progress.set_message(format!("ranking {} candidates by gain", candidates.tokens.len()));
+    let expansion = crate::vocab::select(&base_tok, &candidates, &train, selection)?;
+    let first_id = crate::vocab::embedding_rows(&base_model)?;
+    let merged = crate::vocab::merge(&base_tok, &expansion, &ctx.out.join("tokenizer.json"), Some(first_id))?;
+    let report =
+        crate::vocab::report(&base_tok, &ctx.out.join("tokenizer.json"), &domain_heldout, &general_heldout, 20)?;
+    write_json(&ctx.out.join("report.json"), &report)?;
+    std::fs::write(ctx.out.join("report.txt"), report.to_string())?;
+    Ok(json!({ "added": merged.n_added, "vocab_size": merged.vocab_size, "first_id": merged.first_id }))
+}
+
+/// Grows the model's embeddings (and untied head) for the expanded vocabulary.
+fn resize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let init: EmbedInit = param(ctx, "init")?;
+    let seed: u64 = param(ctx, "seed")?;
+    let (model_art, _) = ctx.input("model")?;
+    let (vocab_art, _) = ctx.input("vocab")?;
+    let model_in = model_dir(model_art)?;
+    ctx.progress.set_message("resizing embeddings");
+    let resized = crate::vocab::resize_embeddings(
+        &model_in,
+        &ctx.out.join("model"),
+        &model_in.join("tokenizer.json"),
+        &vocab_art.join("tokenizer.json"),
+        init,
+        seed,
+    )?;
+    Ok(json!({ "old_vocab": resized.old_rows, "new_vocab": resized.new_rows, "added": resized.n_new_tokens }))
 }

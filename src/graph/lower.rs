@@ -205,6 +205,22 @@ impl<'r> Lowerer<'r> {
                 self.g.connect(split, ix, format!("train_on:{corpus_name}"));
             }
         }
+        // General text of the trains that use this vocabulary: its report shows the
+        // compression of general held-out text does not change.
+        let mut general: Vec<&Corpus> = Vec::new();
+        for train in self.recipe.trains.iter().filter(|t| t.vocab.as_deref() == Some(name)) {
+            if let Some(mixture) = self.recipe.mixture(&train.mixture) {
+                for part in mixture.parts.iter().filter(|p| p.role == Role::General) {
+                    general.extend(part.corpora.iter().filter_map(|c| self.recipe.corpus(c)));
+                }
+            }
+        }
+        general.sort_by(|a, b| a.name.cmp(&b.name));
+        general.dedup_by(|a, b| a.name == b.name);
+        for corpus in general {
+            let split = self.split(corpus);
+            self.g.connect(split, ix, format!("general:{}", corpus.name));
+        }
         ix
     }
 

@@ -70,7 +70,11 @@ impl StageKind {
 
     /// Implementation version, part of every key of this kind.
     pub fn version(self) -> u64 {
-        1
+        match self {
+            // v2: per-document byte counts of each side, for bits per byte.
+            StageKind::Tokenize => 2,
+            _ => 1,
+        }
     }
 
     /// Stages that need the whole machine (accelerator or all cores) run one at a time.

@@ -1,0 +1,214 @@
+//! The train and eval stages: the glue between the mix shard, the held-out shards and the
+//! libtorch backend (which alone touches tch).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::stages::{model_dir, param, write_json};
+use super::{StageCtx, StageFailure};
+use crate::backend::eval::{EvalExample, evaluate};
+use crate::backend::metrics::JsonlWriter;
+use crate::backend::train::{DataSource, Example, TrainConfig, TrainHooks, Trainer};
+use crate::backend::{BackendError, IGNORE_INDEX, Llama, SaveDtype};
+use crate::check::recipe::{Amount, LrSchedule, ParamGroup};
+use crate::data::shard::ShardReader;
+
+/// Held-out tokens evaluated per set and evaluation: enough for a stable bits-per-byte on a
+/// CPU; `CPTC_EVAL_TOKENS` raises it on real hardware.
+fn eval_budget() -> u64 {
+    std::env::var("CPTC_EVAL_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(16_384)
+}
+
+/// Intra-op threads for libtorch: `CPTC_THREADS`, else the cores available.
+fn threads() -> i32 {
+    std::env::var("CPTC_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32))
+}
+
+/// The first held-out documents of a tokenized corpus, up to `budget` tokens, cut into
+/// `seq_len + 1` windows; the bytes of the chosen documents ride on the first example.
+fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec<EvalExample>, StageFailure> {
+    let shard = ShardReader::open(&tokenized.join("heldout"))?;
+    let bytes_path = tokenized.join("heldout.doc_bytes.json");
+    let text = std::fs::read_to_string(&bytes_path).map_err(|e| format!("{}: {e}", bytes_path.display()))?;
+    let doc_bytes: Vec<u64> = serde_json::from_str(&text)?;
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut bytes = 0u64;
+    for i in 0..shard.len() {
+        if tokens.len() as u64 >= budget && !tokens.is_empty() {
+            break;
+        }
+        tokens.extend(shard.read_doc(i)?);
+        bytes += doc_bytes.get(i).copied().unwrap_or(0);
+    }
+    let mut examples = Vec::new();
+    let mut start = 0;
+    while start + 1 < tokens.len() {
+        let end = (start + seq_len + 1).min(tokens.len());
+        let chunk = &tokens[start..end];
+        let mut input: Vec<i64> = chunk[..chunk.len() - 1].iter().map(|&t| i64::from(t)).collect();
+        let mut target: Vec<i64> = chunk[1..].iter().map(|&t| i64::from(t)).collect();
+        input.resize(seq_len, 0);
+        target.resize(seq_len, IGNORE_INDEX);
+        examples.push(EvalExample { example: Example::pair(input, target), bytes: if start == 0 { bytes } else { 0 } });
+        start = end - 1;
+    }
+    Ok(examples)
+}
+
+/// Evaluates `model` on every `heldout:` input; returns set -> metrics.
+fn eval_sets(
+    ctx: &StageCtx<'_>,
+    model: &Llama,
+    seq_len: usize,
+    step: u64,
+    log: &mut JsonlWriter,
+) -> Result<BTreeMap<String, Value>, StageFailure> {
+    let mut out = BTreeMap::new();
+    for (set, (dir, _)) in ctx.inputs_with("heldout:") {
+        ctx.progress.set_message(format!("eval {set} at step {step}"));
+        let examples = heldout_examples(dir, seq_len, eval_budget())?;
+        let result = evaluate(model, examples, 4)?;
+        log.write(&result.record(step, set))?;
+        out.insert(set.to_string(), serde_json::to_value(result)?);
+    }
+    Ok(out)
+}
+
+/// Training sequences from a mix shard, in order; the position is the sampler state.
+struct MixSource {
+    shard: ShardReader,
+    next: usize,
+}
+
+impl DataSource for MixSource {
+    type Error = crate::data::DataError;
+
+    fn next_example(&mut self) -> Result<Option<Example>, Self::Error> {
+        if self.next >= self.shard.len() {
+            return Ok(None);
+        }
+        let ids = self.shard.read_doc(self.next)?;
+        self.next += 1;
+        Ok(Some(Example::from_tokens(&ids)))
+    }
+
+    fn sampler_state(&self) -> Vec<u8> {
+        (self.next as u64).to_le_bytes().to_vec()
+    }
+}
+
+struct Hooks<'c, 'a> {
+    ctx: &'c StageCtx<'a>,
+    log: JsonlWriter,
+    seq_len: usize,
+    eval_steps: Vec<u64>,
+    total_steps: u64,
+    evals: Vec<Value>,
+}
+
+impl TrainHooks for Hooks<'_, '_> {
+    fn on_step(&mut self, record: &crate::backend::metrics::TrainRecord) -> crate::backend::Result<()> {
+        self.log.write(record)?;
+        self.ctx.progress.set_position(record.step);
+        self.ctx
+            .progress
+            .set_message(format!("loss {:.3} lr {:.2e} {:.0} tok/s", record.loss, record.lr, record.tokens_per_s));
+        Ok(())
+    }
+
+    fn on_eval(&mut self, step: u64, model: &Llama) -> crate::backend::Result<()> {
+        if !self.eval_steps.contains(&step) && step != self.total_steps {
+            return Ok(());
+        }
+        match eval_sets(self.ctx, model, self.seq_len, step, &mut self.log) {
+            Ok(sets) => {
+                self.evals.push(json!({ "step": step, "sets": sets }));
+                Ok(())
+            }
+            Err(e) => Err(BackendError::io("evaluating held-out sets", self.ctx.out, std::io::Error::other(e.message))),
+        }
+    }
+}
+
+pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    crate::backend::set_num_threads(threads());
+    let schedule: LrSchedule = param(ctx, "schedule")?;
+    let tokens: u64 = param(ctx, "tokens")?;
+    let seq_len: u64 = param(ctx, "seq_len")?;
+    let batch_tokens: u64 = param(ctx, "batch_tokens")?;
+    let eval_every: Option<Amount> = param(ctx, "eval_every")?;
+    let eval_at: Vec<f64> = param::<Option<Vec<f64>>>(ctx, "eval_at")?.unwrap_or_default();
+    let groups: Vec<ParamGroup> = param::<Option<Vec<ParamGroup>>>(ctx, "groups")?.unwrap_or_default();
+    let (model_art, model_meta) = ctx.input("model")?;
+    let dir = model_dir(model_art)?;
+    let device = crate::backend::Device::cuda_if_available();
+    let model = Llama::load(&dir, device)?;
+
+    let seq = seq_len as usize;
+    let mut cfg = TrainConfig::new(seq, batch_tokens, 0, schedule);
+    let tokens_per_step = cfg.tokens_per_step().max(1);
+    cfg.total_steps = tokens.div_ceil(tokens_per_step);
+    cfg.adamw.weight_decay = param(ctx, "weight_decay")?;
+    cfg.grad_clip = param(ctx, "grad_clip")?;
+    cfg.seed = param(ctx, "seed")?;
+    cfg.groups = groups;
+    cfg.old_vocab = model_meta.values.get("old_vocab").and_then(Value::as_i64);
+    cfg.eval_every = Some(1); // the hooks decide which steps evaluate
+    let total = cfg.total_steps;
+    let mut eval_steps: Vec<u64> =
+        eval_at.iter().map(|f| ((f * total as f64).round() as u64).clamp(1, total)).collect();
+    if let Some(every) = eval_every {
+        let k = match every {
+            Amount::Fraction(f) => ((f * total as f64).round() as u64).max(1),
+            Amount::Steps(s) => s.max(1),
+            Amount::Tokens(t) => t.div_ceil(tokens_per_step).max(1),
+        };
+        eval_steps.extend((1..=total).filter(|s| s % k == 0));
+    }
+    eval_steps.sort_unstable();
+    eval_steps.dedup();
+
+    let (mix_dir, _) = ctx.input("data")?;
+    let mut source = MixSource { shard: ShardReader::open(&mix_dir.join("train"))?, next: 0 };
+    let mut log = JsonlWriter::append(&ctx.out.join("metrics.jsonl"))?;
+    // Step 0: the starting model, so gain and forgetting have a baseline.
+    let initial = eval_sets(ctx, &model, seq, 0, &mut log)?;
+    let mut hooks = Hooks {
+        ctx,
+        log,
+        seq_len: seq,
+        eval_steps,
+        total_steps: total,
+        evals: vec![json!({ "step": 0, "sets": initial })],
+    };
+    ctx.progress.set_length(total);
+    let mut trainer = Trainer::new(model, cfg)?;
+    let summary = trainer.run(&mut source, &mut hooks)?;
+    let model = trainer.into_model();
+    let tokenizer = dir.join("tokenizer.json");
+    model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&tokenizer))?;
+    let evals = std::mem::take(&mut hooks.evals);
+    write_json(&ctx.out.join("evals.json"), &evals)?;
+    Ok(json!({
+        "steps": summary.steps,
+        "tokens": summary.tokens_seen,
+        "last_loss": summary.last_loss,
+        "evals": evals,
+    }))
+}
+
+pub(super) fn eval(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    crate::backend::set_num_threads(threads());
+    let (model_art, _) = ctx.input("model")?;
+    let model = Llama::load(&model_dir(model_art)?, crate::backend::Device::cuda_if_available())?;
+    let seq_len = 512.min(model.config().max_position_embeddings.max(2) as usize);
+    let mut log = JsonlWriter::append(&ctx.out.join("metrics.jsonl"))?;
+    let sets = eval_sets(ctx, &model, seq_len, 0, &mut log)?;
+    write_json(&ctx.out.join("eval.json"), &sets)?;
+    Ok(json!({ "sets": sets }))
+}
