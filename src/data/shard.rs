@@ -1,0 +1,354 @@
+//! Token shards in Megatron's indexed-dataset format (`<prefix>.bin` + `<prefix>.idx`).
+//!
+//! `.idx` (all little-endian), as `megatron/core/datasets/indexed_dataset.py` reads it:
+//! `b"MMIDIDX\x00\x00"`, u64 version = 1, u8 dtype code (uint16 = 8, int32 = 4), u64 sequence
+//! count S, u64 document-index count D, then int32 lengths[S], int64 byte pointers[S], int64
+//! document indices[D]. cptc writes one sequence per document, so the document indices are
+//! `0, 1, ..., S` (D = S + 1, Megatron's convention of a leading 0). `.bin` holds the ids back to
+//! back. Token dtype: uint16 when the vocabulary is below 65,500 (Megatron's
+//! `DType.optimal_dtype`), else int32.
+//!
+//! Both files are written under temporary names and renamed into place, `.bin` first, so an
+//! `.idx` that exists always describes a complete `.bin`.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::error::DataError;
+
+const MAGIC: &[u8; 9] = b"MMIDIDX\x00\x00";
+const HEADER_LEN: u64 = 9 + 8 + 1 + 8 + 8;
+
+/// Storage type of token ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenDtype {
+    U16,
+    I32,
+}
+
+impl TokenDtype {
+    /// Megatron's choice for a vocabulary of `vocab` ids.
+    pub fn for_vocab(vocab: u64) -> TokenDtype {
+        if vocab < 65_500 { TokenDtype::U16 } else { TokenDtype::I32 }
+    }
+    pub fn code(self) -> u8 {
+        match self {
+            TokenDtype::U16 => 8,
+            TokenDtype::I32 => 4,
+        }
+    }
+    pub fn from_code(code: u8) -> Option<TokenDtype> {
+        match code {
+            8 => Some(TokenDtype::U16),
+            4 => Some(TokenDtype::I32),
+            _ => None,
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            TokenDtype::U16 => 2,
+            TokenDtype::I32 => 4,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenDtype::U16 => "uint16",
+            TokenDtype::I32 => "int32",
+        }
+    }
+    fn max_id(self) -> u32 {
+        match self {
+            TokenDtype::U16 => u16::MAX as u32,
+            TokenDtype::I32 => i32::MAX as u32,
+        }
+    }
+}
+
+/// `<prefix>.bin` and `<prefix>.idx`.
+pub fn shard_paths(prefix: &Path) -> (PathBuf, PathBuf) {
+    (with_suffix(prefix, ".bin"), with_suffix(prefix, ".idx"))
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// What a finished shard holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardSummary {
+    pub bin: PathBuf,
+    pub idx: PathBuf,
+    pub dtype: TokenDtype,
+    pub documents: u64,
+    pub tokens: u64,
+}
+
+/// Writes one shard, one sequence per document.
+pub struct ShardWriter {
+    bin_path: PathBuf,
+    idx_path: PathBuf,
+    bin_tmp: PathBuf,
+    idx_tmp: PathBuf,
+    bin: Option<BufWriter<File>>,
+    dtype: TokenDtype,
+    vocab: u64,
+    lengths: Vec<i32>,
+    tokens: u64,
+    scratch: Vec<u8>,
+}
+
+impl ShardWriter {
+    /// Starts `<prefix>.bin`/`.idx` for a vocabulary of `vocab` ids (EOS included).
+    pub fn create(prefix: &Path, vocab: u64) -> Result<ShardWriter, DataError> {
+        let (bin_path, idx_path) = shard_paths(prefix);
+        let bin_tmp = with_suffix(&bin_path, ".partial");
+        let idx_tmp = with_suffix(&idx_path, ".partial");
+        let f = File::create(&bin_tmp).map_err(|e| DataError::io("create", &bin_tmp, e))?;
+        Ok(ShardWriter {
+            bin_path,
+            idx_path,
+            bin_tmp,
+            idx_tmp,
+            bin: Some(BufWriter::with_capacity(1 << 20, f)),
+            dtype: TokenDtype::for_vocab(vocab),
+            vocab,
+            lengths: Vec::new(),
+            tokens: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn dtype(&self) -> TokenDtype {
+        self.dtype
+    }
+
+    /// Appends one document's ids as one sequence.
+    pub fn add_document(&mut self, ids: &[u32]) -> Result<(), DataError> {
+        let len = i32::try_from(ids.len()).map_err(|_| DataError::BadShard {
+            path: self.bin_path.clone(),
+            reason: format!("a document of {} tokens exceeds the format's int32 length", ids.len()),
+        })?;
+        let max = self.dtype.max_id();
+        if let Some(&bad) = ids.iter().find(|&&t| t > max) {
+            return Err(DataError::TokenOutOfRange { id: bad, dtype: self.dtype.name(), vocab: self.vocab });
+        }
+        self.scratch.clear();
+        match self.dtype {
+            TokenDtype::U16 => self.scratch.extend(ids.iter().flat_map(|&t| (t as u16).to_le_bytes())),
+            TokenDtype::I32 => self.scratch.extend(ids.iter().flat_map(|&t| (t as i32).to_le_bytes())),
+        }
+        let Some(w) = self.bin.as_mut() else {
+            return Err(DataError::BadShard { path: self.bin_path.clone(), reason: "writer already finished".into() });
+        };
+        w.write_all(&self.scratch).map_err(|e| DataError::io("write", &self.bin_tmp, e))?;
+        self.lengths.push(len);
+        self.tokens += ids.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the index and renames both files into place.
+    pub fn finish(mut self) -> Result<ShardSummary, DataError> {
+        let Some(w) = self.bin.take() else {
+            return Err(DataError::BadShard { path: self.bin_path.clone(), reason: "writer already finished".into() });
+        };
+        let f = w.into_inner().map_err(|e| DataError::io("write", &self.bin_tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| DataError::io("sync", &self.bin_tmp, e))?;
+        drop(f);
+
+        let n = self.lengths.len() as u64;
+        let mut idx = Vec::with_capacity(HEADER_LEN as usize + self.lengths.len() * 20 + 8);
+        idx.extend_from_slice(MAGIC);
+        idx.extend_from_slice(&1u64.to_le_bytes());
+        idx.push(self.dtype.code());
+        idx.extend_from_slice(&n.to_le_bytes());
+        idx.extend_from_slice(&(n + 1).to_le_bytes());
+        for &l in &self.lengths {
+            idx.extend_from_slice(&l.to_le_bytes());
+        }
+        let size = self.dtype.size() as i64;
+        let mut ptr = 0i64;
+        for &l in &self.lengths {
+            idx.extend_from_slice(&ptr.to_le_bytes());
+            ptr += i64::from(l) * size;
+        }
+        for i in 0..=n {
+            idx.extend_from_slice(&(i as i64).to_le_bytes());
+        }
+        let mut f = File::create(&self.idx_tmp).map_err(|e| DataError::io("create", &self.idx_tmp, e))?;
+        f.write_all(&idx).map_err(|e| DataError::io("write", &self.idx_tmp, e))?;
+        f.sync_all().map_err(|e| DataError::io("sync", &self.idx_tmp, e))?;
+        std::fs::rename(&self.bin_tmp, &self.bin_path).map_err(|e| DataError::io("rename", &self.bin_tmp, e))?;
+        std::fs::rename(&self.idx_tmp, &self.idx_path).map_err(|e| DataError::io("rename", &self.idx_tmp, e))?;
+        Ok(ShardSummary {
+            bin: self.bin_path.clone(),
+            idx: self.idx_path.clone(),
+            dtype: self.dtype,
+            documents: n,
+            tokens: self.tokens,
+        })
+    }
+}
+
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        // An unfinished writer leaves nothing behind (best effort: errors have nowhere to go).
+        if self.bin.is_some() {
+            let _ = std::fs::remove_file(&self.bin_tmp);
+            let _ = std::fs::remove_file(&self.idx_tmp);
+        }
+    }
+}
+
+/// Reads a shard: the index in memory (12 bytes per sequence), tokens by positioned reads.
+#[derive(Debug)]
+pub struct ShardReader {
+    bin_path: PathBuf,
+    bin: File,
+    dtype: TokenDtype,
+    lengths: Vec<u32>,
+    pointers: Vec<u64>,
+    tokens: u64,
+}
+
+impl ShardReader {
+    /// Opens `<prefix>.bin`/`.idx`, validating the index against both files' sizes.
+    pub fn open(prefix: &Path) -> Result<ShardReader, DataError> {
+        let (bin_path, idx_path) = shard_paths(prefix);
+        let bad = |reason: String| DataError::BadShard { path: idx_path.clone(), reason };
+        let mut f = File::open(&idx_path).map_err(|e| DataError::io("open", &idx_path, e))?;
+        let idx_len = f.metadata().map_err(|e| DataError::io("stat", &idx_path, e))?.len();
+        let mut head = [0u8; HEADER_LEN as usize];
+        if idx_len < HEADER_LEN {
+            return Err(bad(format!("{idx_len} bytes, shorter than the {HEADER_LEN}-byte header")));
+        }
+        f.read_exact(&mut head).map_err(|e| DataError::io("read", &idx_path, e))?;
+        if &head[..9] != MAGIC {
+            return Err(bad(format!("magic {:?} instead of MMIDIDX", String::from_utf8_lossy(&head[..9]))));
+        }
+        let u64_at = |o: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&head[o..o + 8]);
+            u64::from_le_bytes(b)
+        };
+        let version = u64_at(9);
+        if version != 1 {
+            return Err(bad(format!("version {version}, only 1 is supported")));
+        }
+        let dtype = TokenDtype::from_code(head[17])
+            .ok_or_else(|| bad(format!("token dtype code {} (cptc reads uint16 = 8 and int32 = 4)", head[17])))?;
+        let seqs = u64_at(18);
+        let docs = u64_at(26);
+        // Sizes are checked before allocating, so a corrupt count cannot exhaust memory.
+        let need = seqs
+            .checked_mul(12)
+            .and_then(|x| docs.checked_mul(8).and_then(|y| x.checked_add(y)))
+            .and_then(|x| x.checked_add(HEADER_LEN));
+        match need {
+            Some(n) if n <= idx_len => {}
+            _ => return Err(bad(format!("{seqs} sequences and {docs} document indices do not fit {idx_len} bytes"))),
+        }
+        let mut body = vec![0u8; (idx_len - HEADER_LEN) as usize];
+        f.read_exact(&mut body).map_err(|e| DataError::io("read", &idx_path, e))?;
+        let s = seqs as usize;
+        let mut lengths = Vec::with_capacity(s);
+        for c in body[..s * 4].chunks_exact(4) {
+            let l = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            lengths.push(u32::try_from(l).map_err(|_| bad(format!("negative sequence length {l}")))?);
+        }
+        let mut pointers = Vec::with_capacity(s);
+        for c in body[s * 4..s * 12].chunks_exact(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            let p = i64::from_le_bytes(b);
+            pointers.push(u64::try_from(p).map_err(|_| bad(format!("negative byte pointer {p}")))?);
+        }
+        let d = docs as usize;
+        let mut prev = 0i64;
+        for (i, c) in body[s * 12..s * 12 + d * 8].chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            let v = i64::from_le_bytes(b);
+            if v < prev || v as u64 > seqs || (i == 0 && v != 0) {
+                return Err(bad(format!("document index {i} is {v}, not ascending within 0..={seqs}")));
+            }
+            prev = v;
+        }
+        let bin = File::open(&bin_path).map_err(|e| DataError::io("open", &bin_path, e))?;
+        let bin_len = bin.metadata().map_err(|e| DataError::io("stat", &bin_path, e))?.len();
+        let size = dtype.size() as u64;
+        let mut tokens = 0u64;
+        for (i, (&l, &p)) in lengths.iter().zip(&pointers).enumerate() {
+            let end = p.checked_add(u64::from(l) * size);
+            if end.is_none_or(|e| e > bin_len) {
+                return Err(DataError::BadShard {
+                    path: bin_path.clone(),
+                    reason: format!("sequence {i} (offset {p}, {l} tokens) runs past the end ({bin_len} bytes)"),
+                });
+            }
+            tokens += u64::from(l);
+        }
+        Ok(ShardReader { bin_path, bin, dtype, lengths, pointers, tokens })
+    }
+
+    pub fn dtype(&self) -> TokenDtype {
+        self.dtype
+    }
+    /// Number of sequences (= documents for shards cptc writes).
+    pub fn len(&self) -> usize {
+        self.lengths.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+    pub fn num_tokens(&self) -> u64 {
+        self.tokens
+    }
+    /// Token count of sequence `i` (0 when out of range).
+    pub fn doc_len(&self, i: usize) -> u32 {
+        self.lengths.get(i).copied().unwrap_or(0)
+    }
+    pub fn lengths(&self) -> &[u32] {
+        &self.lengths
+    }
+
+    /// Appends tokens `start..start+len` of sequence `i` to `out`.
+    pub fn read_range(&self, i: usize, start: u32, len: u32, out: &mut Vec<u32>) -> Result<(), DataError> {
+        let (Some(&l), Some(&p)) = (self.lengths.get(i), self.pointers.get(i)) else {
+            return Err(DataError::BadShard { path: self.bin_path.clone(), reason: format!("no sequence {i}") });
+        };
+        if u64::from(start) + u64::from(len) > u64::from(l) {
+            return Err(DataError::BadShard {
+                path: self.bin_path.clone(),
+                reason: format!(
+                    "tokens {start}..{} of sequence {i} requested; it has {l}",
+                    u64::from(start) + u64::from(len)
+                ),
+            });
+        }
+        let size = self.dtype.size();
+        let mut buf = vec![0u8; len as usize * size];
+        self.bin
+            .read_exact_at(&mut buf, p + u64::from(start) * size as u64)
+            .map_err(|e| DataError::io("read", &self.bin_path, e))?;
+        match self.dtype {
+            TokenDtype::U16 => out.extend(buf.chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))),
+            // Values were checked non-negative when written; a damaged file reads as large ids.
+            TokenDtype::I32 => out.extend(buf.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        }
+        Ok(())
+    }
+
+    /// All tokens of sequence `i`.
+    pub fn read_doc(&self, i: usize) -> Result<Vec<u32>, DataError> {
+        let mut out = Vec::with_capacity(self.doc_len(i) as usize);
+        self.read_range(i, 0, self.doc_len(i), &mut out)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,110 @@
+//! Held-out split by document content hash (blake3 of the text): deterministic, order-free and
+//! stable when documents are appended.
+//!
+//! - `Heldout::Fraction(f)`: a document is held out iff its hash, read as a number in [0, 1), is
+//!   below `f`. Each document's side depends on its own text only, so appending documents never
+//!   moves any existing one.
+//! - `Heldout::Docs(n)`: the documents with the `n` smallest distinct hashes are held out (all
+//!   copies of a duplicated text go to the same side, so duplicates never leak across). Appending
+//!   can only lower the n-th smallest hash: **a training document never becomes held-out**, so a
+//!   model trained on an earlier split is never evaluated on its own training data. A new document
+//!   with a smaller hash may enter the held-out set and push the largest held-out one into train;
+//!   that is unavoidable for an exact count, and users who need fully frozen eval sets use a
+//!   fraction.
+
+use serde::Serialize;
+
+use super::error::DataError;
+use crate::check::recipe::Heldout;
+
+/// blake3 of a document's UTF-8 text: the key of the split.
+pub fn doc_hash(text: &str) -> [u8; 32] {
+    *blake3::hash(text.as_bytes()).as_bytes()
+}
+
+/// A per-document decision, computable for each document alone once built (for streaming).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SplitRule {
+    /// Held out iff the hash is strictly below this (big-endian) 256-bit threshold.
+    Below([u8; 32]),
+    /// Held out iff the hash is at most this one.
+    AtMost([u8; 32]),
+    /// Nothing held out.
+    None,
+}
+
+impl SplitRule {
+    /// The rule for a fraction in [0, 1); needs no corpus pass.
+    pub fn fraction(f: f64) -> Result<SplitRule, DataError> {
+        if !(0.0..1.0).contains(&f) {
+            return Err(DataError::BadSplit { reason: format!("fraction {f} is not in [0, 1)") });
+        }
+        if f == 0.0 {
+            return Ok(SplitRule::None);
+        }
+        // f * 2^64 as the first 8 bytes of the threshold; the rest zero. `as` saturates.
+        let top = (f * 18_446_744_073_709_551_616.0) as u64;
+        let mut t = [0u8; 32];
+        t[..8].copy_from_slice(&top.to_be_bytes());
+        Ok(SplitRule::Below(t))
+    }
+
+    /// The rule for a count: the `n` smallest distinct hashes among `hashes`.
+    pub fn count(hashes: &[[u8; 32]], n: u64) -> Result<SplitRule, DataError> {
+        if n == 0 {
+            return Ok(SplitRule::None);
+        }
+        let mut sorted: Vec<[u8; 32]> = hashes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let n_us = usize::try_from(n).unwrap_or(usize::MAX);
+        if n_us >= sorted.len() {
+            return Err(DataError::BadSplit {
+                reason: format!(
+                    "{n} held-out documents requested but the corpus has {} distinct documents; none would be left to train on",
+                    sorted.len()
+                ),
+            });
+        }
+        Ok(SplitRule::AtMost(sorted[n_us - 1]))
+    }
+
+    /// The rule for a recipe's setting over a corpus' document hashes.
+    pub fn new(heldout: Heldout, hashes: &[[u8; 32]]) -> Result<SplitRule, DataError> {
+        match heldout {
+            Heldout::Fraction(f) => SplitRule::fraction(f),
+            Heldout::Docs(n) => SplitRule::count(hashes, n),
+        }
+    }
+
+    pub fn is_heldout(&self, hash: &[u8; 32]) -> bool {
+        match self {
+            SplitRule::Below(t) => hash < t,
+            SplitRule::AtMost(t) => hash <= t,
+            SplitRule::None => false,
+        }
+    }
+}
+
+/// Document indices on each side, each in the original order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub heldout: Vec<usize>,
+}
+
+/// Splits documents (given by their texts) per the recipe's held-out setting.
+pub fn split<S: AsRef<str> + Sync>(docs: &[S], heldout: Heldout) -> Result<Split, DataError> {
+    use rayon::prelude::*;
+    let hashes: Vec<[u8; 32]> = docs.par_iter().map(|d| doc_hash(d.as_ref())).collect();
+    let rule = SplitRule::new(heldout, &hashes)?;
+    let mut out = Split::default();
+    for (i, h) in hashes.iter().enumerate() {
+        if rule.is_heldout(h) {
+            out.heldout.push(i);
+        } else {
+            out.train.push(i);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,209 @@
+//! Benchmark of the data pipeline on the real corpora, and its smoke test.
+//!
+//! Plain `cargo test` runs it on ~0.5 MB so the code path stays tested. The real run
+//! (`scripts/bench_data.sh`, i.e. `CPTC_BENCH_MB=100 cargo test --release --test data_bench --
+//! --nocapture`) concatenates the real corpora (repeated) to the given size and prints, in one
+//! run: cptc's jsonl -> shard MB/s, the raw `tokenizers` `encode_batch_fast` MB/s with no I/O (the
+//! ceiling), the Python pipeline (HF tokenizers `encode_batch` + numpy writes) MB/s, and mix +
+//! pack tokens/s.
+
+mod data_common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cptc::check::recipe::{Format, Mixture, Origin, Part, Ramp, RampShape, Role};
+use cptc::data::ingest::{IngestOptions, visit_corpus};
+use cptc::data::mixture::{Sampler, SamplerConfig, Source};
+use cptc::data::shard::ShardReader;
+use cptc::data::tokenize::{ShardTokenizer, TokenizeOptions, eos_token, load_tokenizer};
+use cptc::source::{FileId, Span};
+use data_common::{corpus, field};
+
+const CORPORA: [&str; 9] =
+    ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (clock ticks of 1/100 s, the Linux x86-64 value). On a shared machine,
+/// MB per CPU-second compares the pipelines independently of how much CPU others leave us.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// Wall and CPU time of `f`.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (w, c) = (Instant::now(), cpu_seconds());
+    let out = f();
+    (out, w.elapsed().as_secs_f64(), cpu_seconds() - c)
+}
+
+/// Writes a jsonl of at least `mb` MB of text by cycling through the real corpora's lines, and
+/// returns its path and the texts.
+fn bench_corpus(dir: &Path, mb: f64) -> (PathBuf, Vec<String>) {
+    let mut lines = Vec::new();
+    for c in CORPORA {
+        lines.extend(data_common::real_lines(c, usize::MAX));
+    }
+    // Interleave corpora so every batch has a realistic mix (a file per corpus would bench
+    // Chinese and English separately).
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| (i * 7919) % lines.len());
+    let path = dir.join("bench.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut texts = Vec::new();
+    let mut bytes = 0usize;
+    'outer: loop {
+        for &i in &order {
+            let v: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+            let t = v["text"].as_str().unwrap().to_string();
+            bytes += t.len();
+            writeln!(f, "{}", lines[i]).unwrap();
+            texts.push(t);
+            if bytes as f64 >= mb * 1e6 {
+                break 'outer;
+            }
+        }
+    }
+    f.flush().unwrap();
+    (path, texts)
+}
+
+#[test]
+fn bench_data_pipeline() {
+    let mb: f64 = std::env::var("CPTC_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(0.5);
+    let full = std::env::var("CPTC_BENCH_MB").is_ok();
+    let tok_name = std::env::var("CPTC_BENCH_TOKENIZER").unwrap_or_else(|_| "gpt2".into());
+    let tok_path = PathBuf::from(format!("data/tokenizers/{tok_name}/tokenizer.json"));
+    let tok = load_tokenizer(&tok_path).unwrap();
+    let eos = eos_token(&tok);
+    let tmp = tempfile::tempdir().unwrap();
+    let (jsonl, texts) = bench_corpus(tmp.path(), mb);
+    let text_bytes: usize = texts.iter().map(String::len).sum();
+    let mbytes = text_bytes as f64 / 1e6;
+    println!(
+        "corpus: {mbytes:.1} MB of text, {} documents, tokenizer {tok_name}, {} threads",
+        texts.len(),
+        rayon::current_num_threads()
+    );
+
+    // 1. Raw ceiling: encode_batch_fast on in-memory texts, same batch size, no I/O.
+    println!("load before raw: {}", load());
+    let (raw_tokens, raw_wall, raw_cpu) = timed(|| {
+        let mut n = 0usize;
+        let mut start = 0;
+        while start < texts.len() {
+            let mut end = start;
+            let mut b = 0;
+            while end < texts.len() && b < TokenizeOptions::default().batch_bytes {
+                b += texts[end].len();
+                end += 1;
+            }
+            let batch: Vec<&str> = texts[start..end].iter().map(String::as_str).collect();
+            n += tok.encode_batch_fast(batch, false).unwrap().iter().map(|e| e.len()).sum::<usize>();
+            start = end;
+        }
+        n
+    });
+
+    // 2. cptc: jsonl -> documents -> parallel encode -> shard, streaming.
+    println!("load before cptc: {}", load());
+    let c = corpus("bench", vec![jsonl.clone()], Format::Jsonl, field("text"));
+    let prefix = tmp.path().join("bench");
+    let (stats, ours_wall, ours_cpu) = timed(|| {
+        let mut st =
+            ShardTokenizer::new(&tok, "bench", &prefix, TokenizeOptions { eos, ..Default::default() }).unwrap();
+        visit_corpus(&c, &IngestOptions::default(), |d| st.push(d.text)).unwrap();
+        st.finish().unwrap()
+    });
+    assert_eq!(stats.tokens as usize, raw_tokens + texts.len() * usize::from(eos.is_some()));
+
+    // 3. Python: HF tokenizers encode_batch + numpy (full runs only: it needs the venv).
+    let py = if full {
+        println!("load before python: {}", load());
+        let out = std::process::Command::new(".venv/bin/python")
+            .args(["tests/python/data_bench_py.py", tok_path.to_str().unwrap(), jsonl.to_str().unwrap()])
+            .arg(tmp.path().join("py"))
+            .arg(eos.unwrap_or(0).to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["tokens"].as_u64(), Some(stats.tokens));
+        Some((v["seconds"].as_f64().unwrap(), v["cpu_seconds"].as_f64().unwrap()))
+    } else {
+        None
+    };
+
+    // 4. Mix + pack: a ramped three-part mixture whose parts all read the bench shard (each
+    // with its own shuffle).
+    let shard = ShardReader::open(&prefix).unwrap();
+    let seq_len = 2048u64;
+    let sources: Vec<Source> = ["general", "domain", "sft"]
+        .iter()
+        .map(|n| Source { corpus: n.to_string(), shard: ShardReader::open(&prefix).unwrap() })
+        .collect();
+    let part = |role, c: &str, share| Part { role, corpora: vec![c.to_string()], share };
+    let sequences = (shard.num_tokens() / seq_len).max(10);
+    let cfg = SamplerConfig {
+        mixture: Mixture {
+            name: "bench".into(),
+            parts: vec![
+                part(Role::General, "general", 0.6),
+                part(Role::Domain, "domain", 0.3),
+                part(Role::Sft, "sft", 0.1),
+            ],
+            ramp: Some(Ramp { shape: RampShape::Linear, from: 0.05, to: 0.3, window: (0.0, 1.0) }),
+            repeat: true,
+            origin: Origin { file: FileId(0), span: Span::default() },
+        },
+        domain_share: None,
+        total_tokens: sequences * seq_len,
+        seq_len,
+        seed: 1,
+        long_context: None,
+        window: 1000,
+    };
+    println!("load before mix: {}", load());
+    let (packed, mix_wall, mix_cpu) = timed(|| {
+        let mut sampler = Sampler::new(cfg, sources).unwrap();
+        let mut packed = 0u64;
+        for _ in 0..sequences {
+            packed += sampler.next_sequence().unwrap().seq.tokens.len() as u64 - 1;
+        }
+        packed
+    });
+
+    let line = |what: &str, wall: f64, cpu: f64| {
+        println!("{what:<48} {:7.2} MB/s wall {:7.2} MB per CPU-s", mbytes / wall, mbytes / cpu);
+    };
+    line("raw tokenizers encode_batch_fast (ceiling, no I/O)", raw_wall, raw_cpu);
+    line("cptc jsonl -> tokenize -> shard", ours_wall, ours_cpu);
+    println!(
+        "  cptc / ceiling: {:.0}% wall, {:.0}% per CPU-s",
+        100.0 * raw_wall / ours_wall,
+        100.0 * raw_cpu / ours_cpu
+    );
+    if let Some((w, c)) = py {
+        line("python tokenizers encode_batch + numpy", w, c);
+        println!("  cptc / python: {:.2}x wall, {:.2}x per CPU-s", w / ours_wall, c / ours_cpu);
+    }
+    println!(
+        "mix + pack ({sequences} sequences of {seq_len}): {:.1} M tokens/s wall, {:.1} M tokens per CPU-s",
+        packed as f64 / mix_wall / 1e6,
+        packed as f64 / mix_cpu.max(0.01) / 1e6
+    );
+    println!("tokens {} ({:.3} per byte); load after: {}", stats.tokens, stats.tokens_per_byte, load());
+}

@@ -1,0 +1,196 @@
+//! Tests of `cptc::data::ingest`: data-driven error cases (fixture folders with a `case.json`,
+//! reports and diagnostics snapshotted), compressed jsonl and parquet from real corpus slices.
+
+mod data_common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cptc::check::recipe::{Format, Template, TemplatePart, TextSource};
+use cptc::data::ingest::{IngestOptions, read_corpus};
+use data_common::{corpus, field, real, real_lines, real_texts, render};
+use serde_json::{Value, json};
+
+/// Parses `{name}` placeholders the way the checker does for these simple templates.
+fn template(text: &str) -> TextSource {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Literal(rest[..open].to_string()));
+        }
+        let close = rest[open..].find('}').unwrap() + open;
+        parts.push(TemplatePart::Field(rest[open + 1..close].to_string()));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_string()));
+    }
+    TextSource::Template(Template { text: text.to_string(), parts })
+}
+
+fn run_case(case: &Path) -> String {
+    let dir = case.parent().unwrap();
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(case).unwrap()).unwrap();
+    let format = match spec["format"].as_str().unwrap() {
+        "jsonl" => Format::Jsonl,
+        "text" => Format::Text,
+        _ => Format::Parquet,
+    };
+    let text = match spec["template"].as_str() {
+        Some(t) => template(t),
+        None => field(spec["text"].as_str().unwrap()),
+    };
+    let files: Vec<PathBuf> = spec["files"].as_array().unwrap().iter().map(|f| dir.join(f.as_str().unwrap())).collect();
+    let mut opts = IngestOptions { strict: spec["strict"].as_bool().unwrap_or(false), ..Default::default() };
+    if let Some(m) = spec["max_record_bytes"].as_u64() {
+        opts.max_record_bytes = m as usize;
+    }
+    let c = corpus(dir.file_name().unwrap().to_str().unwrap(), files, format, text);
+    match read_corpus(&c, &opts) {
+        Ok(ing) => {
+            let docs: Vec<Value> =
+                ing.docs.iter().map(|d| json!({"file": d.file, "line": d.line, "text": d.text})).collect();
+            serde_json::to_string_pretty(&json!({"report": ing.report, "docs": docs})).unwrap()
+        }
+        Err(e) => render(&e),
+    }
+}
+
+#[test]
+fn ingest_cases() {
+    insta::glob!("fixtures/data/ingest/*/case.json", |path| {
+        // Paths in reports are relative to the crate root, as the tests run there.
+        let rel = path.strip_prefix(std::env::current_dir().unwrap()).unwrap_or(path);
+        insta::assert_snapshot!(run_case(rel));
+    });
+}
+
+/// The same real documents read from plain, gzip and zstd jsonl (misnamed on purpose: the
+/// compression is sniffed from the bytes).
+#[test]
+fn compressed_jsonl_reads_the_same() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = real_lines("zh_poetry", 300).join("\n") + "\n";
+    let plain = tmp.path().join("a.jsonl");
+    std::fs::write(&plain, &lines).unwrap();
+    let gz = tmp.path().join("b.jsonl");
+    let mut e = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    e.write_all(lines.as_bytes()).unwrap();
+    e.finish().unwrap();
+    let zst = tmp.path().join("c.jsonl.zst");
+    std::fs::write(&zst, zstd::encode_all(lines.as_bytes(), 3).unwrap()).unwrap();
+
+    let read = |p: &Path| {
+        let c = corpus("poetry", vec![p.to_path_buf()], Format::Jsonl, field("text"));
+        read_corpus(&c, &IngestOptions::default()).unwrap()
+    };
+    let want = real_texts("zh_poetry", 300);
+    for p in [&plain, &gz, &zst] {
+        let got = read(p);
+        assert_eq!(got.docs.iter().map(|d| d.text.clone()).collect::<Vec<_>>(), want, "{}", p.display());
+        assert_eq!(got.report.documents, 300);
+        assert_eq!(got.report.skipped.total(), 0);
+    }
+}
+
+/// Several files keep their order and their 1-based line numbers.
+#[test]
+fn multi_file_lines_and_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.jsonl");
+    let b = tmp.path().join("b.jsonl");
+    std::fs::write(&a, real_lines("hpo", 5).join("\n")).unwrap();
+    std::fs::write(&b, real_lines("austen", 2).join("\n")).unwrap();
+    let c = corpus("mix", vec![a, b], Format::Jsonl, field("text"));
+    let ing = read_corpus(&c, &IngestOptions::default()).unwrap();
+    let where_: Vec<(u32, u64)> = ing.docs.iter().map(|d| (d.file, d.line)).collect();
+    assert_eq!(where_, vec![(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 1), (1, 2)]);
+    let bytes: u64 = ing.docs.iter().map(|d| d.text.len() as u64).sum();
+    assert_eq!(ing.report.bytes, bytes);
+}
+
+/// A Hugging Face style parquet file (optional string columns) written from real documents,
+/// with one null text and one invalid UTF-8 value, read by field and by template.
+#[test]
+fn parquet_hf_layout() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("train-00000-of-00001.parquet");
+    let schema = Arc::new(
+        parse_message_type("message schema { optional binary text (UTF8); optional binary source (UTF8); }").unwrap(),
+    );
+    let texts = real_texts("hpo", 40);
+    let mut w = SerializedFileWriter::new(
+        std::fs::File::create(&path).unwrap(),
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    // Two row groups of 20 rows; row 5 is null, row 27 holds invalid UTF-8.
+    for group in 0..2 {
+        let mut rg = w.next_row_group().unwrap();
+        let rows = group * 20..group * 20 + 20;
+        let mut col = rg.next_column().unwrap().unwrap();
+        let mut vals = Vec::new();
+        let mut defs = Vec::new();
+        for r in rows.clone() {
+            if r == 4 {
+                defs.push(0);
+            } else if r == 26 {
+                defs.push(1);
+                vals.push(ByteArray::from(vec![b'o', b'k', 0xff, 0xfe]));
+            } else {
+                defs.push(1);
+                vals.push(ByteArray::from(texts[r].as_str()));
+            }
+        }
+        col.typed::<ByteArrayType>().write_batch(&vals, Some(&defs), None).unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        let src: Vec<ByteArray> = rows.map(|r| ByteArray::from(format!("hpo/{r}").as_str())).collect();
+        col.typed::<ByteArrayType>().write_batch(&src, Some(&[1; 20]), None).unwrap();
+        col.close().unwrap();
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+
+    let c = corpus("hpo", vec![path.clone()], Format::Parquet, field("text"));
+    let ing = read_corpus(&c, &IngestOptions::default()).unwrap();
+    let want: Vec<&String> = texts.iter().enumerate().filter(|(i, _)| *i != 4 && *i != 26).map(|(_, t)| t).collect();
+    assert_eq!(ing.docs.iter().map(|d| &d.text).collect::<Vec<_>>(), want);
+    assert_eq!(ing.docs[4].line, 6, "rows are numbered from 1 and skip nothing");
+    assert_eq!(ing.report.skipped.missing_field, 1);
+    assert_eq!(ing.report.skipped.invalid_utf8, 1);
+    let issues: Vec<(u64, String)> = ing.report.issues.iter().map(|i| (i.line, i.detail.clone())).collect();
+    assert_eq!(
+        issues,
+        vec![(5, "missing field `text`".to_string()), (27, "invalid UTF-8 in field `text` at byte 3".to_string())]
+    );
+
+    let c = corpus("hpo", vec![path.clone()], Format::Parquet, template("[{source}] {text}"));
+    let ing = read_corpus(&c, &IngestOptions::default()).unwrap();
+    assert_eq!(ing.docs[0].text, format!("[hpo/0] {}", texts[0]));
+
+    // A column that does not exist: every row counted, one issue listed, then an empty corpus.
+    let c = corpus("hpo", vec![path.clone()], Format::Parquet, field("content"));
+    let err = read_corpus(&c, &IngestOptions::default()).unwrap_err();
+    insta::assert_snapshot!(render(&err));
+    let strict = IngestOptions { strict: true, ..Default::default() };
+    let err = read_corpus(&c, &strict).unwrap_err();
+    assert!(err.to_string().ends_with(".parquet:1: missing field `content` (no such column; 40 rows)"), "{err}");
+}
+
+#[test]
+fn unreadable_files_are_io_errors() {
+    let c = corpus("gone", vec![PathBuf::from("tests/fixtures/data/no_such_file.jsonl")], Format::Jsonl, field("text"));
+    insta::assert_snapshot!(render(&read_corpus(&c, &IngestOptions::default()).unwrap_err()));
+    let c = corpus("notparquet", vec![real("hpo")], Format::Parquet, field("text"));
+    let e = read_corpus(&c, &IngestOptions::default()).unwrap_err();
+    assert!(render(&e).contains("cptc::data::parquet"), "{}", render(&e));
+}

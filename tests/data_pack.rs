@@ -1,0 +1,172 @@
+//! Tests of `cptc::data::pack` on real corpus slices: exact streams across epochs (nothing
+//! repeated or skipped), span bookkeeping, long-context length upsampling and similarity grouping.
+
+mod data_common;
+
+use cptc::check::recipe::LongContext;
+use cptc::data::pack::{Order, PackedSequence, Packer, minhash, similarity};
+use cptc::data::shard::ShardReader;
+use data_common::{real_texts, shard_of};
+
+fn docs_of(r: &ShardReader) -> Vec<Vec<u32>> {
+    (0..r.len()).map(|i| r.read_doc(i).unwrap()).collect()
+}
+
+fn check_spans(seq: &PackedSequence, docs: &[Vec<u32>]) {
+    let mut at = 0;
+    for s in &seq.spans {
+        assert_eq!(s.start, at);
+        let d = &docs[s.doc as usize];
+        let (a, b) = (s.doc_start as usize, (s.doc_start + s.len) as usize);
+        assert_eq!(&seq.tokens[s.start as usize..(s.start + s.len) as usize], &d[a..b]);
+        at += s.len;
+    }
+    assert_eq!(at as usize, seq.tokens.len());
+}
+
+/// The stream seen by training (first sequence whole, later ones without their shared first
+/// token) equals the documents concatenated in each epoch's order.
+#[test]
+fn stream_is_exact_across_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = shard_of(tmp.path(), "poetry", &real_texts("zh_poetry", 120));
+    let docs = docs_of(&shard);
+    let total: usize = docs.iter().map(Vec::len).sum();
+    let mut p = Packer::new(shard, "poetry", 100, Order::Shuffled { seed: 7, long_context: None }).unwrap();
+    let mut expect: Vec<u32> = p.order().iter().flat_map(|&d| docs[d as usize].clone()).collect();
+    let mut stream: Vec<u32> = Vec::new();
+    let mut orders = vec![p.order().to_vec()];
+    while stream.len() < total * 2 + 500 {
+        let s = p.next_sequence(true).unwrap().unwrap();
+        assert_eq!(s.tokens.len(), 101);
+        check_spans(&s, &docs);
+        let skip = usize::from(!stream.is_empty());
+        stream.extend_from_slice(&s.tokens[skip..]);
+        if orders.last().unwrap() != p.order() {
+            orders.push(p.order().to_vec());
+            expect.extend(p.order().iter().flat_map(|&d| docs[d as usize].clone()));
+        }
+    }
+    assert!(orders.len() >= 3, "went through several epochs");
+    assert_ne!(orders[0], orders[1], "each epoch has its own shuffle");
+    assert_eq!(&stream[..], &expect[..stream.len()]);
+}
+
+#[test]
+fn without_repeat_the_source_ends_and_stays_put() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = shard_of(tmp.path(), "hpo", &real_texts("hpo", 50));
+    let tokens = shard.num_tokens();
+    let mut p = Packer::new(shard, "hpo", 64, Order::Sequential).unwrap();
+    let mut n = 0u64;
+    while p.next_sequence(false).unwrap().is_some() {
+        n += 1;
+    }
+    // Every full window of 65 tokens (stride 64) was produced.
+    assert_eq!(n, (tokens - 1) / 64);
+    let c = p.cursor();
+    assert!(p.next_sequence(false).unwrap().is_none());
+    assert_eq!(p.cursor(), c);
+    // Allowing repetition continues from the same place.
+    let s = p.next_sequence(true).unwrap().unwrap();
+    assert_eq!(s.epoch, 0);
+    assert_eq!(p.cursor().epoch, 1);
+}
+
+#[test]
+fn restore_reproduces_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = shard_of(tmp.path(), "news", &real_texts("zh_news", 60));
+    let mut a = Packer::new(shard, "news", 128, Order::Shuffled { seed: 3, long_context: None }).unwrap();
+    let mut saved = None;
+    let mut tail = Vec::new();
+    for i in 0..400 {
+        if i == 137 {
+            saved = Some(a.cursor());
+        }
+        let s = a.next_sequence(true).unwrap().unwrap();
+        if i >= 137 {
+            tail.push(s);
+        }
+    }
+    let shard = ShardReader::open(&tmp.path().join("news")).unwrap();
+    let mut b = Packer::new(shard, "news", 128, Order::Shuffled { seed: 3, long_context: None }).unwrap();
+    let c: cptc::data::pack::Cursor = serde_json::from_str(&serde_json::to_string(&saved.unwrap()).unwrap()).unwrap();
+    b.restore(c).unwrap();
+    for want in tail {
+        assert_eq!(b.next_sequence(true).unwrap().unwrap(), want);
+    }
+}
+
+fn lc(keep_short: f64, group: bool) -> LongContext {
+    LongContext { target_len: 2048, group_similar: group, short_below: 256, keep_short, rope_theta: None }
+}
+
+/// Short documents survive with probability `keep_short`, long ones always; the choice is
+/// deterministic and differs per epoch.
+#[test]
+fn long_context_keeps_short_documents_at_the_given_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut texts = real_texts("hpo", 2000);
+    texts.extend(real_texts("austen", 20));
+    let shard = shard_of(tmp.path(), "mixed", &texts);
+    let short = (0..shard.len()).filter(|&i| shard.doc_len(i) < 256).count();
+    let long = shard.len() - short;
+    let p = Packer::new(shard, "mixed", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.1, false)) }).unwrap();
+    let kept_short = p.order().iter().filter(|&&d| p.shard().doc_len(d as usize) < 256).count();
+    let kept_long = p.order().len() - kept_short;
+    assert_eq!(kept_long, long);
+    let rate = kept_short as f64 / short as f64;
+    assert!((0.08..0.12).contains(&rate), "kept {kept_short} of {short} short documents");
+    let shard = ShardReader::open(&tmp.path().join("mixed")).unwrap();
+    let q = Packer::new(shard, "mixed", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.1, false)) }).unwrap();
+    assert_eq!(p.order(), q.order());
+}
+
+/// With grouping, neighbours in the order mostly come from the same real corpus; a plain
+/// shuffle mixes them.
+#[test]
+fn grouping_puts_similar_documents_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut texts = Vec::new();
+    let mut label = Vec::new();
+    for (i, (name, n)) in [("zh_poetry", 150), ("hpo", 150), ("pycode", 40), ("zh_reviews", 150)].iter().enumerate() {
+        let t = real_texts(name, *n);
+        label.extend(std::iter::repeat_n(i, t.len()));
+        texts.extend(t);
+    }
+    let shard = shard_of(tmp.path(), "mixed", &texts);
+    let same = |order: &[u32]| {
+        let pairs = order.windows(2).filter(|w| label[w[0] as usize] == label[w[1] as usize]).count();
+        pairs as f64 / (order.len() - 1) as f64
+    };
+    let grouped =
+        Packer::new(shard, "mixed", 4096, Order::Shuffled { seed: 5, long_context: Some(lc(1.0, true)) }).unwrap();
+    assert_eq!(grouped.order().len(), texts.len(), "every document visited once");
+    let mut sorted = grouped.order().to_vec();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..texts.len() as u32).collect::<Vec<_>>());
+    let shard = ShardReader::open(&tmp.path().join("mixed")).unwrap();
+    let plain = Packer::new(shard, "mixed", 4096, Order::Shuffled { seed: 5, long_context: None }).unwrap();
+    let (g, s) = (same(grouped.order()), same(plain.order()));
+    eprintln!("same-corpus neighbours: grouped {g:.2}, shuffled {s:.2}");
+    assert!(g > 0.85 && s < 0.45, "same-corpus neighbours: grouped {g:.2}, shuffled {s:.2}");
+}
+
+#[test]
+fn minhash_estimates_overlap() {
+    let a: Vec<u32> = (0..400).collect();
+    let b: Vec<u32> = (0..400).map(|x| if x % 50 == 0 { 9999 } else { x }).collect();
+    let c: Vec<u32> = (1000..1400).collect();
+    assert!(similarity(&minhash(&a), &minhash(&b)) > 0.5);
+    assert!(similarity(&minhash(&a), &minhash(&c)) < 0.2);
+    assert_eq!(similarity(&minhash(&a), &minhash(&a)), 1.0);
+}
+
+#[test]
+fn refused_lengths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = shard_of(tmp.path(), "hpo", &real_texts("hpo", 3));
+    let e = Packer::new(shard, "hpo", 0, Order::Sequential).err().unwrap();
+    insta::assert_snapshot!(data_common::render(&e));
+}

@@ -1,0 +1,104 @@
+//! Tests of `cptc::data::split` on real documents: determinism, the fraction's and the count's
+//! behaviour when documents are appended, duplicates, and refused settings.
+
+mod data_common;
+
+use std::collections::BTreeSet;
+
+use cptc::check::recipe::Heldout;
+use cptc::data::split::{Split, SplitRule, doc_hash, split};
+use data_common::{real_texts, render};
+
+fn texts() -> Vec<String> {
+    let mut t = real_texts("hpo", 1500);
+    t.extend(real_texts("zh_reviews", 500));
+    t
+}
+
+fn sides(texts: &[String], s: &Split) -> (BTreeSet<String>, BTreeSet<String>) {
+    (s.train.iter().map(|&i| texts[i].clone()).collect(), s.heldout.iter().map(|&i| texts[i].clone()).collect())
+}
+
+#[test]
+fn fraction_is_deterministic_and_about_right() {
+    let t = texts();
+    let a = split(&t, Heldout::Fraction(0.1)).unwrap();
+    assert_eq!(a, split(&t, Heldout::Fraction(0.1)).unwrap());
+    let share = a.heldout.len() as f64 / t.len() as f64;
+    assert!((0.08..0.12).contains(&share), "held-out share {share}");
+    assert_eq!(a.train.len() + a.heldout.len(), t.len());
+    // Order does not matter: reversing the corpus gives the same sides.
+    let rev: Vec<String> = t.iter().rev().cloned().collect();
+    assert_eq!(sides(&t, &a), sides(&rev, &split(&rev, Heldout::Fraction(0.1)).unwrap()));
+}
+
+#[test]
+fn fraction_is_stable_when_appending() {
+    let all = texts();
+    let (old, _) = all.split_at(1200);
+    let (tr_old, ho_old) = sides(old, &split(old, Heldout::Fraction(0.1)).unwrap());
+    let (tr_all, ho_all) = sides(&all, &split(&all, Heldout::Fraction(0.1)).unwrap());
+    assert!(tr_old.is_subset(&tr_all));
+    assert!(ho_old.is_subset(&ho_all));
+}
+
+#[test]
+fn count_is_exact_and_never_moves_train_to_heldout() {
+    let all = texts();
+    let old = &all[..1200];
+    let s_old = split(old, Heldout::Docs(50)).unwrap();
+    let s_all = split(&all, Heldout::Docs(50)).unwrap();
+    assert_eq!(s_old.heldout.len(), 50);
+    assert_eq!(s_all.heldout.len(), 50);
+    let (tr_old, ho_old) = sides(old, &s_old);
+    let (tr_all, ho_all) = sides(&all, &s_all);
+    // The guarantee: nothing a model trained on becomes evaluation data.
+    assert!(tr_old.is_subset(&tr_all));
+    // Held-out documents that left were displaced by new ones with smaller hashes.
+    let left: Vec<&String> = ho_old.difference(&ho_all).collect();
+    let entered: Vec<&String> = ho_all.difference(&ho_old).collect();
+    assert_eq!(left.len(), entered.len());
+    assert!(entered.iter().all(|t| !old.contains(t)));
+    let max_new = entered.iter().map(|t| doc_hash(t)).max();
+    let min_left = left.iter().map(|t| doc_hash(t)).min();
+    if let (Some(a), Some(b)) = (max_new, min_left) {
+        assert!(a < b);
+    }
+}
+
+#[test]
+fn duplicates_share_a_side() {
+    let mut t = real_texts("zh_poetry", 300);
+    let dup = t[..150].to_vec();
+    t.extend(dup);
+    for h in [Heldout::Fraction(0.2), Heldout::Docs(30)] {
+        let s = split(&t, h).unwrap();
+        let (tr, ho) = sides(&t, &s);
+        assert!(tr.is_disjoint(&ho), "{h:?}");
+    }
+    // Thirty distinct texts held out, copies included.
+    let s = split(&t, Heldout::Docs(30)).unwrap();
+    let distinct: BTreeSet<&String> = s.heldout.iter().map(|&i| &t[i]).collect();
+    assert_eq!(distinct.len(), 30);
+}
+
+#[test]
+fn streaming_rule_agrees_with_split() {
+    let t = texts();
+    let hashes: Vec<[u8; 32]> = t.iter().map(|x| doc_hash(x)).collect();
+    for h in [Heldout::Fraction(0.05), Heldout::Docs(7), Heldout::Fraction(0.0), Heldout::Docs(0)] {
+        let rule = SplitRule::new(h, &hashes).unwrap();
+        let held: Vec<usize> = (0..t.len()).filter(|&i| rule.is_heldout(&hashes[i])).collect();
+        assert_eq!(held, split(&t, h).unwrap().heldout, "{h:?}");
+    }
+}
+
+#[test]
+fn refused_settings() {
+    let t = real_texts("austen", 5);
+    let mut out = String::new();
+    for h in [Heldout::Fraction(1.0), Heldout::Fraction(-0.1), Heldout::Docs(5)] {
+        out.push_str(&render(&split(&t, h).unwrap_err()));
+    }
+    insta::assert_snapshot!(out);
+}
