@@ -6,6 +6,7 @@ mod cache;
 mod check;
 mod fmt;
 mod import;
+mod law;
 mod plan;
 mod run;
 
@@ -92,6 +93,19 @@ enum Command {
     /// Convert a checkpoint into a Hugging Face model directory.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Fitted scaling laws.
+    #[command(subcommand)]
+    Law(LawCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LawCommand {
+    /// Print the parameters and fit quality of a recipe's fitted laws, and its chosen ratio.
+    Show {
+        file: PathBuf,
+        #[arg(long, default_value = ".cptc")]
+        store: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +195,7 @@ pub fn main() -> i32 {
             let options = crate::exec::Options { only, from, force, dry_run };
             run::run(&file, &store, &options, verbose)
         }
+        Command::Law(LawCommand::Show { file, store }) => law::show(&file, &store),
         Command::Cache(CacheCommand::Ls { store }) => cache::ls(&store),
         Command::Cache(CacheCommand::Verify { store, fix }) => cache::verify(&store, fix),
         Command::Cache(CacheCommand::Gc { recipes, store }) => cache::gc(&store, &recipes),

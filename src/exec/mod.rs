@@ -6,6 +6,7 @@
 //! a rerun input whose output is byte-identical leaves every downstream key unchanged.
 
 mod events;
+mod law;
 pub mod stages;
 mod training;
 

@@ -27,6 +27,8 @@ impl Runner for RealRunner {
             StageKind::Mix => mix(ctx),
             StageKind::Vocab => vocab(ctx),
             StageKind::Resize => resize(ctx),
+            StageKind::Fit => super::law::fit(ctx),
+            StageKind::Choose => super::law::choose(ctx),
             StageKind::Train => super::training::train(ctx),
             StageKind::Eval => super::training::eval(ctx),
             kind => Err(StageFailure {

@@ -187,6 +187,7 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         evals: vec![json!({ "step": 0, "sets": initial })],
     };
     ctx.progress.set_length(total);
+    let n_params = model.n_params();
     let mut trainer = Trainer::new(model, cfg)?;
     let summary = trainer.run(&mut source, &mut hooks)?;
     let model = trainer.into_model();
@@ -195,6 +196,10 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let evals = std::mem::take(&mut hooks.evals);
     write_json(&ctx.out.join("evals.json"), &evals)?;
     Ok(json!({
+        "params": n_params,
+        "tokens_per_step": tokens_per_step,
+        "domain_share": ctx.params.get("domain_share"),
+        "roles": ctx.params.get("roles"),
         "steps": summary.steps,
         "tokens": summary.tokens_seen,
         "last_loss": summary.last_loss,

@@ -335,7 +335,22 @@ impl<'r> Lowerer<'r> {
         }
 
         let schedule = self.recipe.schedule(&train.schedule).map(|s| s.lr);
+        // Which held-out sets measure the domain and which the general loss (for fits).
+        let mut roles = serde_json::Map::new();
+        if let Some(mixture) = mixture {
+            for part in &mixture.parts {
+                for corpus in &part.corpora {
+                    roles.insert(corpus.clone(), json!(part.role));
+                }
+            }
+        }
+        let share = match &spec.domain_share {
+            Some(Deferred::Value(v)) => json!(v),
+            _ => Value::Null,
+        };
         let params = json!({
+            "roles": roles,
+            "domain_share": share,
             "schedule": schedule,
             "tokens": spec.tokens,
             "seq_len": train.seq_len,

@@ -1,0 +1,45 @@
+//! `cptc law show`: the fitted D-CPT laws and the chosen ratio of a recipe, from the store.
+
+use std::path::Path;
+
+use super::{EXIT_USER, load};
+use crate::exec::{FileHashes, Status, plan};
+use crate::graph::{StageKind, lower};
+use crate::store::Store;
+
+pub(crate) fn show(file: &Path, store_dir: &Path) -> i32 {
+    let Some(recipe) = load(file) else { return EXIT_USER };
+    let graph = lower(&recipe);
+    let store = Store::at(store_dir);
+    let statuses = match plan(&graph, &store, &FileHashes::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return EXIT_USER;
+        }
+    };
+    let mut shown = 0;
+    for (ix, status) in statuses {
+        let stage = graph.stage(ix);
+        if !matches!(stage.kind, StageKind::Fit | StageKind::Choose) {
+            continue;
+        }
+        let Status::Cached(meta) = status else {
+            println!("{}: not computed yet (run the recipe first)", stage.id);
+            continue;
+        };
+        let dir = store.artifact_dir(stage.kind, &meta.key);
+        let name = if stage.kind == StageKind::Fit { "law.txt" } else { "choice.txt" };
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => {
+                println!("== {}\n{text}", stage.id);
+                shown += 1;
+            }
+            Err(e) => eprintln!("error: {}: {e}", dir.join(name).display()),
+        }
+    }
+    if shown == 0 {
+        eprintln!("no fitted law in {} yet", file.display());
+    }
+    0
+}

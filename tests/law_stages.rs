@@ -1,0 +1,96 @@
+//! The real fit and choose stages inside the executor: sweep points whose evaluations follow
+//! a known D-CPT law (train stages stand in, since training is not what is tested here); the
+//! fit recovers it, the choice respects the tolerance, and the chosen ratio flows into the
+//! final run's mix stage and its key.
+
+use std::path::Path;
+
+use cptc::check::{RealWorld, check};
+use cptc::exec::stages::RealRunner;
+use cptc::exec::{EventLog, Options, Runner, StageCtx, StageFailure, run};
+use cptc::graph::{StageKind, lower};
+use cptc::store::Store;
+use serde_json::{Value, json};
+
+/// Loss of the corpus whose share is `r` after `d` tokens (one model size).
+fn law(d: f64, r: f64) -> f64 {
+    1.8 + 40.0 * r.powf(0.4) / d.powf(0.35) + 0.25 / (r + 0.02).powf(0.5)
+}
+
+struct SweepRunner;
+
+impl Runner for SweepRunner {
+    fn run(&self, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+        match ctx.stage.kind {
+            StageKind::Fit | StageKind::Choose => RealRunner.run(ctx),
+            StageKind::Train => {
+                let share = ctx.params.get("domain_share").and_then(Value::as_f64).unwrap_or(0.5);
+                let per_step = 8192.0;
+                let mut evals = vec![];
+                for step in [0.0f64, 2.0, 4.0, 6.0, 8.0] {
+                    let d = (step * per_step).max(1.0);
+                    let (domain, general) = if step == 0.0 { (3.2, 2.9) } else { (law(d, share), law(d, 1.0 - share)) };
+                    let set = |loss: f64| json!({ "loss": loss, "nats": loss * 1000.0, "tokens": 1000.0 });
+                    evals.push(json!({ "step": step, "sets": { "law": set(domain), "web": set(general) } }));
+                }
+                std::fs::write(ctx.out.join("evals.json"), Value::Array(evals.clone()).to_string())?;
+                Ok(json!({
+                    "params": 1.35e8,
+                    "tokens_per_step": per_step,
+                    "domain_share": ctx.params.get("domain_share"),
+                    "roles": ctx.params.get("roles"),
+                    "evals": evals,
+                }))
+            }
+            _ => {
+                std::fs::write(ctx.out.join("out.json"), ctx.params.to_string())?;
+                Ok(Value::Null)
+            }
+        }
+    }
+}
+
+#[test]
+fn fit_and_choose_run_on_sweep_evaluations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec");
+    for name in ["recipe.cpt", "web.jsonl", "law.jsonl"] {
+        std::fs::copy(src.join(name), dir.path().join(name)).expect("copy");
+    }
+    std::fs::create_dir_all(dir.path().join("hf")).expect("mkdir");
+    std::fs::copy(src.join("hf/config.json"), dir.path().join("hf/config.json")).expect("copy");
+    // Five ratios give the fit enough to work with.
+    let recipe = dir.path().join("recipe.cpt");
+    let text = std::fs::read_to_string(&recipe)
+        .expect("read")
+        .replace("ratio = [20%, 50%, 80%]", "ratio = [10%, 30%, 50%, 70%, 90%]");
+    std::fs::write(&recipe, text).expect("write");
+    let recipe = match check(&recipe, &RealWorld) {
+        Ok(r) => r,
+        Err(f) => panic!("{}", cptc::diag::render(&f.errors, &f.sources, false, 100)),
+    };
+    let graph = lower(&recipe);
+    let mut store = Store::open(&dir.path().join(".cptc")).expect("store");
+    store.lock().expect("lock");
+    let summary = run(&graph, &store, &SweepRunner, &Options::default(), &EventLog::none(), false).expect("run");
+
+    let fit: Value =
+        serde_json::from_str(&std::fs::read_to_string(summary.artifacts["fit:dl"].join("fit.json")).expect("fit.json"))
+            .expect("json");
+    let r2 = fit["fit"]["r2"].as_f64().expect("r2");
+    assert!(r2 > 0.99, "domain law R^2 {r2}");
+    assert!(summary.artifacts["fit:dl"].join("law.svg").is_file());
+
+    let choice: Value = serde_json::from_str(
+        &std::fs::read_to_string(summary.artifacts["choose:best"].join("choice.json")).expect("choice.json"),
+    )
+    .expect("json");
+    let ratio = choice["ratio"].as_f64().expect("ratio");
+    assert!((0.1..=1.0).contains(&ratio), "ratio {ratio}");
+    let increase = choice["general_increase"].as_f64().expect("usage 1 reports the general increase");
+    assert!(increase <= 0.03 + 1e-9, "general loss rises {increase}, above the 3% tolerance");
+
+    let mix = std::fs::read_to_string(summary.artifacts["mix:final"].join("out.json")).expect("mix:final");
+    let params: Value = serde_json::from_str(&mix).expect("json");
+    assert_eq!(params["domain_share"].as_f64(), Some(ratio), "the chosen ratio did not reach mix:final");
+}
