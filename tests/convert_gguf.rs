@@ -77,7 +77,7 @@ impl Builder {
 
     /// Adds a tensor; `dims` in ggml order (columns first).
     fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, bytes: &[u8]) -> &mut Self {
-        while self.data.len() % ALIGN != 0 {
+        while !self.data.len().is_multiple_of(ALIGN) {
             self.data.push(0);
         }
         push_str(&mut self.infos, name);
@@ -105,7 +105,7 @@ impl Builder {
         out.extend(self.n_kv.to_le_bytes());
         out.extend(&self.kv);
         out.extend(&self.infos);
-        while out.len() % ALIGN != 0 {
+        while !out.len().is_multiple_of(ALIGN) {
             out.push(0);
         }
         out.extend(&self.data);

@@ -10,7 +10,8 @@ fn dynamic_section() -> String {
 
 #[test]
 fn runs_without_ld_library_path() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cptc")).arg("--version").env_remove("LD_LIBRARY_PATH").output().expect("run");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_cptc")).arg("--version").env_remove("LD_LIBRARY_PATH").output().expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dynamic_section().contains("RUNPATH"), "no RUNPATH in cptc");
 }

@@ -1,0 +1,254 @@
+//! The model configuration read from a Hugging Face `config.json` (Llama, Mistral, Qwen2).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{BackendError, Result};
+
+/// The fields of `config.json` that shape a Llama-family decoder, with Hugging Face's defaults.
+///
+/// Unknown fields are kept in [`LlamaConfig::raw`] so a saved model round-trips its config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    /// Defaults to `num_attention_heads` (no GQA).
+    #[serde(default)]
+    pub num_key_value_heads: Option<i64>,
+    /// Defaults to `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<i64>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// transformers 4 writes `rope_theta`; transformers 5 nests it in `rope_parameters`.
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    #[serde(default)]
+    pub rope_parameters: Option<Value>,
+    #[serde(default)]
+    pub rope_scaling: Option<Value>,
+    /// Hugging Face's default is false for these architectures.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Llama's q/k/v/o biases; Qwen2 always has q/k/v biases (and never an o bias).
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: i64,
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    #[serde(default)]
+    pub sliding_window: Option<Value>,
+    /// The whole document as read, for saving it back with unknown fields intact.
+    #[serde(skip)]
+    pub raw: Map<String, Value>,
+}
+
+fn default_model_type() -> String {
+    "llama".to_owned()
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_act() -> String {
+    "silu".to_owned()
+}
+fn default_max_pos() -> i64 {
+    2048
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+
+impl LlamaConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| BackendError::io("read", path, e))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| BackendError::Config { path: path.to_owned(), reason: e.to_string() })?;
+        Self::from_value(value, path)
+    }
+
+    /// Parses and validates a config document; `origin` names it in errors.
+    pub fn from_value(value: Value, origin: &Path) -> Result<Self> {
+        let bad = |reason: String| BackendError::Config { path: origin.to_owned(), reason };
+        let Value::Object(raw) = value else {
+            return Err(bad("the document is not a JSON object".to_owned()));
+        };
+        let mut cfg: Self = serde_json::from_value(Value::Object(raw.clone())).map_err(|e| bad(e.to_string()))?;
+        cfg.raw = raw;
+        cfg.validate().map_err(bad)?;
+        cfg.check_supported()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("head_dim", self.head_dim()),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                return Err(format!("`{name}` must be positive, not {v}"));
+            }
+        }
+        if self.num_attention_heads % self.kv_heads() != 0 {
+            return Err(format!(
+                "`num_attention_heads` ({}) is not a multiple of `num_key_value_heads` ({})",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(format!("RoPE needs an even head_dim, not {}", self.head_dim()));
+        }
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
+            return Err("`rms_norm_eps` must be positive".to_owned());
+        }
+        let theta = self.rope_theta();
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(format!("the RoPE theta must be a number above 1, not {theta}"));
+        }
+        Ok(())
+    }
+
+    fn check_supported(&self) -> Result<()> {
+        let unsupported = |feature: String| Err(BackendError::Unsupported { feature });
+        if !matches!(self.model_type.as_str(), "llama" | "mistral" | "qwen2") {
+            return unsupported(format!("model_type `{}`", self.model_type));
+        }
+        if self.hidden_act != "silu" {
+            return unsupported(format!("hidden_act `{}` (only silu)", self.hidden_act));
+        }
+        for (field, v) in [("rope_scaling", &self.rope_scaling), ("rope_parameters", &self.rope_parameters)] {
+            if let Some(Value::Object(m)) = v {
+                let ty = m.get("rope_type").or_else(|| m.get("type")).and_then(Value::as_str);
+                if !matches!(ty, None | Some("default")) {
+                    return unsupported(format!("{field} of type `{}`", ty.unwrap_or("?")));
+                }
+            }
+        }
+        // A window only matters past its length, but silently ignoring it would train a
+        // different model than the one the config describes.
+        let window_used = match self.model_type.as_str() {
+            "qwen2" => self.use_sliding_window,
+            "mistral" => self.sliding_window.as_ref().is_some_and(|w| !w.is_null()),
+            _ => false,
+        };
+        if window_used {
+            return unsupported("sliding-window attention".to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn kv_heads(&self) -> i64 {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.head_dim.unwrap_or_else(|| self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// The RoPE base: `rope_theta`, else `rope_parameters.rope_theta`, else 10,000.
+    pub fn rope_theta(&self) -> f64 {
+        self.rope_theta
+            .or_else(|| self.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(Value::as_f64))
+            .unwrap_or(10_000.0)
+    }
+
+    /// Sets the RoPE base in both places transformers may look (long-context training).
+    pub fn set_rope_theta(&mut self, theta: f64) {
+        self.rope_theta = Some(theta);
+        if let Some(Value::Object(m)) = &mut self.rope_parameters {
+            m.insert("rope_theta".to_owned(), theta.into());
+        }
+    }
+
+    /// Whether q/k/v projections carry a bias.
+    pub fn qkv_bias(&self) -> bool {
+        self.model_type == "qwen2" || self.attention_bias
+    }
+
+    /// Whether the output projection carries a bias (Llama's `attention_bias`; never Qwen2).
+    pub fn o_bias(&self) -> bool {
+        self.model_type != "qwen2" && self.attention_bias
+    }
+
+    pub fn q_dim(&self) -> i64 {
+        self.num_attention_heads * self.head_dim()
+    }
+
+    pub fn kv_dim(&self) -> i64 {
+        self.kv_heads() * self.head_dim()
+    }
+
+    /// The config document to save: the original fields with the current values written over.
+    pub fn to_json(&self, torch_dtype: &str) -> Value {
+        let mut out = self.raw.clone();
+        if out.is_empty() {
+            out.insert("architectures".to_owned(), Value::from(vec![self.architecture()]));
+        }
+        let Ok(Value::Object(known)) = serde_json::to_value(self) else {
+            return Value::Object(out);
+        };
+        for (k, v) in known {
+            // Optional fields that were absent stay absent, so defaults stay transformers'.
+            if v.is_null() && !out.contains_key(&k) {
+                continue;
+            }
+            out.insert(k, v);
+        }
+        out.insert("torch_dtype".to_owned(), torch_dtype.into());
+        if out.contains_key("dtype") {
+            out.insert("dtype".to_owned(), torch_dtype.into());
+        }
+        Value::Object(out)
+    }
+
+    /// The transformers class for this `model_type`.
+    pub fn architecture(&self) -> &'static str {
+        match self.model_type.as_str() {
+            "qwen2" => "Qwen2ForCausalLM",
+            "mistral" => "MistralForCausalLM",
+            _ => "LlamaForCausalLM",
+        }
+    }
+
+    /// Parameters of the decoder, embeddings included (the head too when untied).
+    pub fn n_params(&self) -> i64 {
+        let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let (q, kv) = (self.q_dim(), self.kv_dim());
+        let mut attn = d * q + 2 * d * kv + q * d;
+        if self.qkv_bias() {
+            attn += q + 2 * kv;
+        }
+        if self.o_bias() {
+            attn += d;
+        }
+        let mut mlp = 3 * d * f;
+        if self.mlp_bias {
+            mlp += 2 * f + d;
+        }
+        let layer = attn + mlp + 2 * d;
+        let head = if self.tie_word_embeddings { 0 } else { v * d };
+        v * d + self.num_hidden_layers * layer + d + head
+    }
+}

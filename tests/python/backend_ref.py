@@ -1,0 +1,109 @@
+"""Reference computations for tests/backend_*.rs, done with transformers and PyTorch eager.
+
+Subcommands (each prints one JSON line on stdout):
+  logits DIR IDS_JSON OUT      logits of AutoModelForCausalLM (fp32) for ids [[...], ...] -> OUT
+                               (safetensors, tensor "logits"), and the mean loss of the shifted ids
+  make-qwen2 DIR SEED          a small random Qwen2ForCausalLM (non-zero q/k/v biases, untied
+                               head, rope_theta 1e6) saved with save_pretrained
+  train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
+                               seq_len+1 ids; SPEC is JSON {lrs, micro_batch, seqs_per_step,
+                               weight_decay, betas, eps, grad_clip}; final weights -> OUT
+"""
+
+import json
+import sys
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+torch.set_num_threads(1)
+
+
+def load(path):
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    return model
+
+
+def cmd_logits(path, ids_json, out):
+    model = load(path).eval()
+    ids = torch.tensor(json.load(open(ids_json)), dtype=torch.long)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.float()
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)
+        )
+    save_file({"logits": logits.contiguous()}, out)
+    print(json.dumps({"shape": list(logits.shape), "loss": loss.item(), "class": type(model).__name__}))
+
+
+def cmd_make_qwen2(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = Qwen2Config(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+    )
+    model = Qwen2ForCausalLM(cfg).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            # Default init leaves biases at 0 and norms at 1: randomise them so the test
+            # would notice a bias or norm weight that is read but not applied.
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+            elif "norm" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path, safe_serialization=True)
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+
+
+def cmd_train(path, ids_json, out, spec_json):
+    spec = json.loads(spec_json)
+    model = load(path).train()
+    seqs = torch.tensor(json.load(open(ids_json)), dtype=torch.long)
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec["lrs"][0],
+        betas=tuple(spec["betas"]),
+        eps=spec["eps"],
+        foreach=False,
+    )
+    per_step, micro = spec["seqs_per_step"], spec["micro_batch"]
+    losses = []
+    for step, lr in enumerate(spec["lrs"]):
+        batch = seqs[step * per_step : (step + 1) * per_step]
+        n_targets = batch[:, 1:].numel()
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for i in range(0, per_step, micro):
+            mb = batch[i : i + micro]
+            logits = model(input_ids=mb[:, :-1]).logits.float()
+            loss_sum = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), mb[:, 1:].reshape(-1), reduction="sum"
+            )
+            (loss_sum / n_targets).backward()
+            total += loss_sum.item()
+        if spec["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec["grad_clip"], foreach=False)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.step()
+        losses.append(total / n_targets)
+    state = {n: p.detach().contiguous() for n, p in model.named_parameters()}
+    save_file(state, out)
+    print(json.dumps({"losses": losses}))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "train": cmd_train}[cmd](*args)
