@@ -48,17 +48,10 @@ pub(crate) fn verify(store_dir: &Path, fix: bool) -> i32 {
         eprintln!("{:?}", miette::Report::msg(problem.to_string()));
     }
     if fix {
-        let mut store = match Store::open(store_dir) {
+        let _store = match locked(store_dir) {
             Ok(s) => s,
-            Err(e) => {
-                eprintln!("{:?}", miette::Report::new(e));
-                return EXIT_INTERNAL;
-            }
+            Err(code) => return code,
         };
-        if let Err(e) = store.lock() {
-            eprintln!("{:?}", miette::Report::new(e));
-            return EXIT_USER;
-        }
         for problem in &problems {
             if let crate::store::StoreError::Corrupt { path, .. } = problem {
                 let _ = std::fs::remove_dir_all(path);
@@ -86,17 +79,10 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
             }
         }
     }
-    let mut store = match Store::open(store_dir) {
+    let store = match locked(store_dir) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
-            return EXIT_INTERNAL;
-        }
+        Err(code) => return code,
     };
-    if let Err(e) = store.lock() {
-        eprintln!("{:?}", miette::Report::new(e));
-        return EXIT_USER;
-    }
     match store.gc(&keep) {
         Ok((n, bytes)) => {
             eprintln!("removed {n} artifacts ({}); kept {}", human_bytes(bytes), keep.len());
@@ -107,6 +93,19 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
             EXIT_INTERNAL
         }
     }
+}
+
+/// The store, opened and locked for changes; `Err` is the exit code after printing why.
+fn locked(store_dir: &Path) -> Result<Store, i32> {
+    let mut store = Store::open(store_dir).map_err(|e| {
+        eprintln!("{:?}", miette::Report::new(e));
+        EXIT_INTERNAL
+    })?;
+    store.lock().map_err(|e| {
+        eprintln!("{:?}", miette::Report::new(e));
+        EXIT_USER
+    })?;
+    Ok(store)
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -193,21 +193,15 @@ impl Graph {
 
     /// Everything `ix` depends on, transitively, and `ix` itself.
     pub fn ancestors(&self, ix: NodeIndex) -> Vec<NodeIndex> {
-        let mut seen = vec![false; self.graph.node_count()];
-        let mut stack = vec![ix];
-        let mut out = Vec::new();
-        while let Some(node) = stack.pop() {
-            if std::mem::replace(&mut seen[node.index()], true) {
-                continue;
-            }
-            out.push(node);
-            stack.extend(self.graph.neighbors_directed(node, petgraph::Direction::Incoming));
-        }
-        out
+        self.reachable(ix, petgraph::Direction::Incoming)
     }
 
     /// Everything that depends on `ix`, transitively, and `ix` itself.
     pub fn descendants(&self, ix: NodeIndex) -> Vec<NodeIndex> {
+        self.reachable(ix, petgraph::Direction::Outgoing)
+    }
+
+    fn reachable(&self, ix: NodeIndex, direction: petgraph::Direction) -> Vec<NodeIndex> {
         let mut seen = vec![false; self.graph.node_count()];
         let mut stack = vec![ix];
         let mut out = Vec::new();
@@ -216,7 +210,7 @@ impl Graph {
                 continue;
             }
             out.push(node);
-            stack.extend(self.graph.neighbors_directed(node, petgraph::Direction::Outgoing));
+            stack.extend(self.graph.neighbors_directed(node, direction));
         }
         out
     }
