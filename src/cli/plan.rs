@@ -151,7 +151,11 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
 fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
     let mut out =
         String::from("digraph cptc {\n  rankdir=LR;\n  node [shape=box, style=filled, fontname=\"monospace\"];\n");
-    for (ix, status) in statuses {
+    // Nodes are numbered in execution order, so the output is stable whatever the graph's
+    // internal indices.
+    let position: std::collections::HashMap<NodeIndex, usize> =
+        statuses.iter().enumerate().map(|(n, (ix, _))| (*ix, n + 1)).collect();
+    for (n, (ix, status)) in statuses.iter().enumerate() {
         let color = match status {
             Status::Cached(_) => "palegreen",
             Status::WillRun { .. } => "lightgoldenrod",
@@ -159,15 +163,17 @@ fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
         };
         let stage = graph.stage(*ix);
         out.push_str(&format!(
-            "  n{} [label=\"{}\\n{}\", fillcolor={color}];\n",
-            ix.index(),
+            "  s{} [label=\"{}\\n{}\", fillcolor={color}];\n",
+            n + 1,
             stage.id.replace('"', "\\\""),
             status_word(status)
         ));
     }
-    for edge in graph.graph.edge_indices() {
-        if let Some((a, b)) = graph.graph.edge_endpoints(edge) {
-            out.push_str(&format!("  n{} -> n{} [label=\"{}\"];\n", a.index(), b.index(), graph.graph[edge].role));
+    for (ix, _) in statuses {
+        for (role, input) in graph.inputs(*ix) {
+            if let (Some(a), Some(b)) = (position.get(&input), position.get(ix)) {
+                out.push_str(&format!("  s{a} -> s{b} [label=\"{role}\"];\n"));
+            }
         }
     }
     out.push_str("}\n");
