@@ -261,11 +261,15 @@ impl Store {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
+        // Another stage with the same key (same kind, parameters and input contents) may have
+        // published first, even in this very wave: its output is equal by construction.
         if target.exists() {
-            // Published by an earlier attempt with the same key: equal by construction.
             let _ = fs::remove_dir_all(&staging.dir);
-        } else {
-            fs::rename(&staging.dir, &target).map_err(io_err(&target))?;
+        } else if let Err(e) = fs::rename(&staging.dir, &target) {
+            if !target.join("meta.json").is_file() {
+                return Err(io_err(&target)(e));
+            }
+            let _ = fs::remove_dir_all(&staging.dir);
         }
         self.record_last(stage, &meta.key_parts)?;
         Ok(meta)
