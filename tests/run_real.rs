@@ -29,7 +29,9 @@ fn artifacts(store: &Path) -> Vec<(String, String)> {
     assert_eq!(out.status.code(), Some(0));
     let root = store.join("v1/artifacts");
     let mut found = Vec::new();
-    for kind in std::fs::read_dir(root).expect("artifacts").filter_map(Result::ok) {
+    // A run killed before it created the store leaves none: an empty store.
+    let Ok(kinds) = std::fs::read_dir(root) else { return found };
+    for kind in kinds.filter_map(Result::ok) {
         for dir in std::fs::read_dir(kind.path()).expect("kind").filter_map(Result::ok) {
             let meta: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.path().join("meta.json")).expect("meta"))
