@@ -3,9 +3,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::{EXIT_INTERNAL, EXIT_USER, load};
-use crate::exec::{FileHashes, Status, plan};
-use crate::graph::lower;
+use super::{EXIT_INTERNAL, EXIT_USER, planned};
+use crate::exec::Status;
 use crate::store::Store;
 
 pub(crate) fn ls(store_dir: &Path) -> i32 {
@@ -66,18 +65,14 @@ pub(crate) fn verify(store_dir: &Path, fix: bool) -> i32 {
 pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
     let mut keep = HashSet::new();
     for file in recipes {
-        let Some(recipe) = load(file) else { return EXIT_USER };
-        let graph = lower(&recipe);
-        match plan(&graph, &Store::at(store_dir), &FileHashes::default()) {
-            Ok(statuses) => keep.extend(statuses.into_iter().filter_map(|(_, s)| match s {
-                Status::Cached(meta) => Some(meta.key),
-                _ => None,
-            })),
-            Err(e) => {
-                eprintln!("{:?}", miette::Report::new(e));
-                return EXIT_USER;
-            }
-        }
+        let statuses = match planned(file, store_dir) {
+            Ok((_, statuses)) => statuses,
+            Err(code) => return code,
+        };
+        keep.extend(statuses.into_iter().filter_map(|(_, s)| match s {
+            Status::Cached(meta) => Some(meta.key),
+            _ => None,
+        }));
     }
     let store = match locked(store_dir) {
         Ok(s) => s,

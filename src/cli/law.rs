@@ -2,21 +2,15 @@
 
 use std::path::Path;
 
-use super::{EXIT_USER, load};
-use crate::exec::{FileHashes, Status, plan};
-use crate::graph::{StageKind, lower};
+use super::planned;
+use crate::exec::Status;
+use crate::graph::StageKind;
 use crate::store::Store;
 
 pub(crate) fn show(file: &Path, store_dir: &Path) -> i32 {
-    let Some(recipe) = load(file) else { return EXIT_USER };
-    let graph = lower(&recipe);
-    let store = Store::at(store_dir);
-    let statuses = match plan(&graph, &store, &FileHashes::default()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
-            return EXIT_USER;
-        }
+    let (graph, statuses) = match planned(file, store_dir) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let mut shown = 0;
     for (ix, status) in statuses {
@@ -28,7 +22,7 @@ pub(crate) fn show(file: &Path, store_dir: &Path) -> i32 {
             println!("{}: not computed yet (run the recipe first)", stage.id);
             continue;
         };
-        let dir = store.artifact_dir(stage.kind, &meta.key);
+        let dir = Store::at(store_dir).artifact_dir(stage.kind, &meta.key);
         let name = if stage.kind == StageKind::Fit { "law.txt" } else { "choice.txt" };
         match std::fs::read_to_string(dir.join(name)) {
             Ok(text) => {

@@ -214,3 +214,21 @@ pub(crate) fn load(file: &std::path::Path) -> Option<crate::check::Recipe> {
         }
     }
 }
+
+/// A recipe checked, lowered and planned against the store at `store_dir`, or the exit code
+/// after printing why not.
+pub(crate) fn planned(
+    file: &std::path::Path,
+    store_dir: &std::path::Path,
+) -> Result<(crate::graph::Graph, Vec<(petgraph::graph::NodeIndex, crate::exec::Status)>), i32> {
+    let recipe = load(file).ok_or(EXIT_USER)?;
+    let graph = crate::graph::lower(&recipe);
+    let store = crate::store::Store::at(store_dir);
+    match crate::exec::plan(&graph, &store, &crate::exec::FileHashes::default()) {
+        Ok(statuses) => Ok((graph, statuses)),
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            Err(EXIT_USER)
+        }
+    }
+}

@@ -6,21 +6,14 @@ use std::path::Path;
 use petgraph::graph::NodeIndex;
 use serde_json::json;
 
-use super::{EXIT_INTERNAL, EXIT_USER, PlanFormat, load};
-use crate::exec::{FileHashes, Status, plan};
-use crate::graph::{Graph, StageKind, lower};
-use crate::store::Store;
+use super::{EXIT_INTERNAL, PlanFormat, planned};
+use crate::exec::Status;
+use crate::graph::{Graph, StageKind};
 
 pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64) -> i32 {
-    let Some(recipe) = load(file) else { return EXIT_USER };
-    let graph = lower(&recipe);
-    let store = Store::at(store_dir);
-    let statuses = match plan(&graph, &store, &FileHashes::default()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
-            return EXIT_USER;
-        }
+    let (graph, statuses) = match planned(file, store_dir) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let text = match format {
         PlanFormat::Text => text(&graph, &statuses, file, store_dir, tflops),
