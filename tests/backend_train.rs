@@ -258,6 +258,27 @@ fn lr_multipliers_scale_the_first_update() {
 }
 
 #[test]
+fn new_embedding_rows_take_their_own_lr_multiplier() {
+    init();
+    let mut cfg = config(1);
+    cfg.schedule = LrSchedule::Constant { lr: 1e-3, warmup: Amount::Steps(0) };
+    cfg.adamw.weight_decay = 0.0;
+    cfg.grad_clip = 0.0;
+    let old = VOCAB - 8;
+    cfg.old_vocab = Some(old);
+    cfg.groups = vec![group(ParamSelector::NewEmbeddings, false, 10.0)];
+    let before = tiny_model(VOCAB, true, 6);
+    let mut t = Trainer::new(tiny_model(VOCAB, true, 6), cfg).unwrap();
+    t.train_step(&examples(4, 5)).unwrap();
+    let (e0, e1) = (before.parameters()[0].1.shallow_clone(), t.model().parameters()[0].1.shallow_clone());
+    let moved = |a: i64, n: i64| max_abs_diff(&to_vec(&e0.narrow(0, a, n)), &to_vec(&e1.narrow(0, a, n)));
+    // Tied embeddings: every row gets a head gradient, so Adam's first step is ~lr everywhere.
+    let (old_step, new_step) = (moved(0, old), moved(old, 8));
+    assert!((old_step - 1e-3).abs() < 1e-5, "{old_step}");
+    assert!((new_step - 1e-2).abs() < 1e-4, "{new_step}");
+}
+
+#[test]
 fn bad_groups_and_bad_data_are_errors() {
     init();
     let mut cfg = config(2);

@@ -18,6 +18,9 @@ pub struct ParamPlan {
     /// Only rows `start..end` (dimension 0) train; the others keep their values bit for bit
     /// (their gradient is ignored and they get no update and no decay).
     pub rows: Option<(i64, i64)>,
+    /// Rows at and above `.0` (dimension 0) train at LR multiplier `.1` instead of `lr_mult`:
+    /// new vocabulary rows that learn faster than the old ones.
+    pub split_lr: Option<(i64, f64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -99,6 +102,7 @@ pub fn plan_params(model: &Llama, groups: &[ParamGroup], old_vocab: Option<i64>)
             lr_mult,
             decay: kind.decays(),
             rows,
+            split_lr: None,
         };
         out.push(match split {
             None => plan(!old.frozen, old.lr_mult, None),
@@ -106,12 +110,7 @@ pub fn plan_params(model: &Llama, groups: &[ParamGroup], old_vocab: Option<i64>)
                 (true, true) => plan(false, 1.0, None),
                 (true, false) => plan(true, new.lr_mult, Some((o, vocab))),
                 (false, true) => plan(true, old.lr_mult, Some((0, o))),
-                (false, false) => {
-                    return Err(bad(format!(
-                        "`{name}`: different LR multipliers for old ({}) and new ({}) embedding rows are not supported",
-                        old.lr_mult, new.lr_mult
-                    )));
-                }
+                (false, false) => ParamPlan { split_lr: Some((o, new.lr_mult)), ..plan(true, old.lr_mult, None) },
             },
         });
     }

@@ -32,6 +32,7 @@ struct Slot {
     lr_mult: f64,
     decay: bool,
     rows: Option<(i64, i64)>,
+    split_lr: Option<(i64, f64)>,
 }
 
 impl Slot {
@@ -84,6 +85,7 @@ impl AdamW {
                 lr_mult: plan.lr_mult,
                 decay: plan.decay && config.weight_decay != 0.0,
                 rows: plan.rows,
+                split_lr: plan.split_lr,
             });
         }
         Ok(Self { config, slots, step: 0 })
@@ -150,21 +152,35 @@ impl AdamW {
         let bias2_sqrt = (1.0 - c.beta2.powf(n)).sqrt();
         for (i, grad) in self.grads()? {
             let s = &mut self.slots[i];
-            let lr = lr * s.lr_mult;
-            let mut p = s.view(&s.param)?;
+            let p = s.view(&s.param)?;
+            // Row ranges of the trained view with their own LR (one range unless split).
+            let rows = p.size()[0];
+            let parts = match s.split_lr {
+                Some((at, mult)) if at > 0 && at < rows => vec![(0, at, s.lr_mult), (at, rows, mult)],
+                _ => vec![(0, rows, s.lr_mult)],
+            };
             let mut f = || -> Result<(), tch::TchError> {
-                if s.decay {
-                    let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
-                }
                 let _ = s.exp_avg.f_lerp_(&grad, 1.0 - c.beta1)?;
                 let _ = s.exp_avg_sq.f_mul_scalar_(c.beta2)?;
                 let _ = s.exp_avg_sq.f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - c.beta2)?)?;
                 let mut denom = s.exp_avg_sq.f_sqrt()?;
                 let _ = denom.f_div_scalar_(bias2_sqrt)?;
                 let _ = denom.f_add_scalar_(c.eps)?;
-                let mut update = s.exp_avg.f_div(&denom)?;
-                let _ = update.f_mul_scalar_(-(lr / bias1))?;
-                let _ = p.f_add_(&update)?;
+                let update = s.exp_avg.f_div(&denom)?;
+                for &(a, b, mult) in &parts {
+                    let lr = lr * mult;
+                    let (mut p, mut u) = if parts.len() == 1 {
+                        (p.shallow_clone(), update.shallow_clone())
+                    } else {
+                        (p.f_narrow(0, a, b - a)?, update.f_narrow(0, a, b - a)?)
+                    };
+                    // Decay reads the parameter before the update, as torch's AdamW does.
+                    if s.decay {
+                        let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
+                    }
+                    let _ = u.f_mul_scalar_(-(lr / bias1))?;
+                    let _ = p.f_add_(&u)?;
+                }
                 Ok(())
             };
             f().ctx(&format!("AdamW update of `{}`", s.name))?;
