@@ -54,7 +54,7 @@ fn general() -> Params {
 }
 
 fn input(target: Target) -> ChooseInput {
-    ChooseInput { n: N, target, r_min: Some(0.05), plateau_drop: 0.01 }
+    ChooseInput { n: N, target, r_min: Some(0.05), r_max: Some(1.0), plateau_drop: 0.01 }
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -170,6 +170,14 @@ fn bad_choose_inputs_are_coded_errors() {
     // r_min defaults to the smallest positive fitted ratio.
     let c = law::choose(&fit, None, &ChooseInput { r_min: None, ..input(usage2) }).unwrap();
     assert_eq!(c.r_min, 0.1);
+    // r_max defaults to the largest fitted ratio: the law is not trusted beyond the sweep, and
+    // an optimum at the edge says so.
+    let c = law::choose(&fit, None, &ChooseInput { r_max: None, ..input(usage2) }).unwrap();
+    let largest = fit.residuals.iter().map(|r| r.point.r).fold(0.0, f64::max);
+    assert_eq!(c.r_max, largest);
+    assert!(c.ratio <= largest);
+    let at_edge = c.warnings.iter().any(|w| matches!(w, law::LawWarning::RatioAtSearchEdge { .. }));
+    assert_eq!(at_edge, c.ratio == largest || c.ratio == c.r_min, "{:?}", c.warnings);
     // The result is a JSON artifact.
     let back: law::ChooseResult = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back.constraint_binds, c.constraint_binds);

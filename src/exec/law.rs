@@ -87,7 +87,7 @@ pub(super) fn choose(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let general_base = general.as_ref().and_then(|(_, base)| *base);
     let target = Target::from_recipe(objective, tokens, general_base)
         .map_err(|e| StageFailure { message: e.to_string(), help: None })?;
-    let input = ChooseInput { n, target, r_min: None, plateau_drop: 0.01 };
+    let input = ChooseInput { n, target, r_min: None, r_max: None, plateau_drop: 0.01 };
     let result = law::choose(&domain, general.as_ref().map(|(g, _)| g), &input)
         .map_err(|e| StageFailure { message: e.to_string(), help: None })?;
     write_json(&ctx.out.join("choice.json"), &result)?;

@@ -1,6 +1,7 @@
 //! Choosing the mixture ratio from fitted laws (usages 1 and 2 of D-CPT) and the token plateau.
 //!
-//! Both usages are a 1-D search over the domain ratio r in [r_min, 1]: a dense grid first (the
+//! Both usages are a 1-D search over the domain ratio r in [r_min, r_max] (by default the
+//! fitted ratios' range: outside it the law extrapolates): a dense grid first (the
 //! curves can have several local minima, and the feasible set of usage 1 need not be an
 //! interval), then golden-section refinement around the best grid point, or bisection onto the
 //! constraint boundary when that is where the optimum lies.
@@ -64,6 +65,10 @@ pub struct ChooseInput {
     /// (below it the law is extrapolating).
     #[serde(default)]
     pub r_min: Option<f64>,
+    /// Largest domain ratio searched; default: the largest fitted domain ratio, and for usage 1
+    /// also at most 1 - the smallest fitted general share.
+    #[serde(default)]
+    pub r_max: Option<f64>,
     /// The plateau is where doubling D lowers the predicted domain loss by less than this (loss units).
     pub plateau_drop: f64,
 }
@@ -84,6 +89,7 @@ pub struct ChooseResult {
     /// Ratio minimising the domain loss alone.
     pub unconstrained_ratio: f64,
     pub r_min: f64,
+    pub r_max: f64,
     pub plateau_drop: f64,
     /// Token budget after which doubling D lowers the domain loss at r* by less than `plateau_drop`.
     pub plateau_tokens: Option<f64>,
@@ -115,9 +121,25 @@ pub fn choose(domain: &FitResult, general: Option<&FitResult>, input: &ChooseInp
     if !(r_min.is_finite() && r_min > 0.0 && r_min <= 1.0) {
         return Err(LawError::BadChoice { reason: format!("r_min must lie in (0, 1], not {r_min}") });
     }
+    let r_max = match input.r_max {
+        Some(r) => r,
+        None => {
+            let fitted = domain.residuals.iter().map(|x| x.point.r).fold(r_min, f64::max);
+            let general_min = match (general, input.target) {
+                (Some(g), Target::MaxGeneralIncrease { .. }) => {
+                    g.residuals.iter().map(|x| x.point.r).filter(|&r| r > 0.0).fold(1.0, f64::min)
+                }
+                _ => 0.0,
+            };
+            fitted.min(1.0 - general_min).max(r_min)
+        }
+    };
+    if !(r_max.is_finite() && r_max >= r_min && r_max <= 1.0) {
+        return Err(LawError::BadChoice { reason: format!("r_max must lie in [{r_min}, 1], not {r_max}") });
+    }
     let pd = domain.params;
     let grid: Vec<f64> = (0..GRID)
-        .map(|i| if i + 1 == GRID { 1.0 } else { r_min + (1.0 - r_min) * i as f64 / (GRID - 1) as f64 })
+        .map(|i| if i + 1 == GRID { r_max } else { r_min + (r_max - r_min) * i as f64 / (GRID - 1) as f64 })
         .collect();
 
     let (ratio, tokens, binds, unconstrained, general_loss, general_increase) = match input.target {
@@ -161,6 +183,10 @@ pub fn choose(domain: &FitResult, general: Option<&FitResult>, input: &ChooseInp
     };
 
     let mut warnings = domain.range_warnings(n, tokens, ratio);
+    // An optimum at the edge of the searched ratios may lie beyond it.
+    if (r_max > r_min && (ratio - r_max).abs() <= 1e-9) || (ratio - r_min).abs() <= 1e-12 {
+        warnings.push(LawWarning::RatioAtSearchEdge { r: ratio, min: r_min, max: r_max });
+    }
     if let (Some(g), Target::MaxGeneralIncrease { .. }) = (general, input.target) {
         for w in g.range_warnings(n, tokens, 1.0 - ratio) {
             if !warnings.contains(&w) {
@@ -177,6 +203,7 @@ pub fn choose(domain: &FitResult, general: Option<&FitResult>, input: &ChooseInp
         constraint_binds: binds,
         unconstrained_ratio: unconstrained,
         r_min,
+        r_max,
         plateau_drop: input.plateau_drop,
         plateau_tokens: plateau(domain, ratio, input.plateau_drop),
         warnings,

@@ -7,7 +7,7 @@
 //! ```text
 //! fit(&FitInput { points, huber_delta })          -> FitResult { params, r2, huber, residuals, loo_errors, warnings, n_fixed, .. }
 //! FitResult::predict(n, d, r)                     -> Prediction { loss, warnings }
-//! choose(&domain_fit, Some(&general_fit), &ChooseInput { n, target, r_min, plateau_drop })
+//! choose(&domain_fit, Some(&general_fit), &ChooseInput { n, target, r_min, r_max, plateau_drop })
 //!                                                 -> ChooseResult { ratio, domain_loss, general_loss, constraint_binds, plateau_tokens, .. }
 //! ratio_plot_svg(&fit, &PlotOptions)              -> SVG text;  show(&fit) -> text for `cptc law show`
 //! ```

@@ -82,7 +82,7 @@ fn num(v: f64) -> String {
 /// The chosen ratio and the predictions behind it, as text.
 pub fn show_choice(c: &ChooseResult) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "chosen domain ratio r* = {:.4}  (searched [{:.4}, 1])", c.ratio, c.r_min);
+    let _ = writeln!(s, "chosen domain ratio r* = {:.4}  (searched [{:.4}, {:.4}])", c.ratio, c.r_min, c.r_max);
     let _ = writeln!(s, "  tokens D = {:.4e}  predicted domain loss {:.5}", c.tokens, c.domain_loss);
     if let (Some(g), Some(inc)) = (c.general_loss, c.general_increase) {
         let binds = if c.constraint_binds { "binds" } else { "does not bind" };

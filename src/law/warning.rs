@@ -22,6 +22,8 @@ pub enum LawWarning {
     DOutsideFit { d: f64, min: f64, max: f64 },
     /// A prediction at a ratio below the smallest fitted one (where the law is least reliable).
     RatioBelowFit { r: f64, min: f64 },
+    /// The chosen ratio is an end of the searched range: the optimum may lie beyond it.
+    RatioAtSearchEdge { r: f64, min: f64, max: f64 },
 }
 
 impl fmt::Display for LawWarning {
@@ -45,6 +47,10 @@ impl fmt::Display for LawWarning {
                 write!(f, "D = {d:.4e} is outside the fitted token budgets [{min:.4e}, {max:.4e}]")
             }
             Self::RatioBelowFit { r, min } => write!(f, "r = {r:.4} is below the smallest fitted ratio {min:.4}"),
+            Self::RatioAtSearchEdge { r, min, max } => write!(
+                f,
+                "r* = {r:.4} is an end of the searched ratios [{min:.4}, {max:.4}]: the optimum may lie beyond; sweep past it to confirm"
+            ),
         }
     }
 }
