@@ -6,7 +6,7 @@ mod data_common;
 use std::collections::BTreeSet;
 
 use cptc::check::recipe::Heldout;
-use cptc::data::split::{Split, SplitRule, doc_hash, split};
+use cptc::data::split::{Split, SplitRule, doc_hash, pieces, split};
 use data_common::{real_texts, render};
 
 fn texts() -> Vec<String> {
@@ -101,4 +101,32 @@ fn refused_settings() {
         out.push_str(&render(&split(&t, h).unwrap_err()));
     }
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn long_heldout_documents_become_pieces_at_breaks() {
+    // Real novels (chapters of 10-60 KB) and Chinese text (multi-byte characters).
+    let mut docs = real_texts("austen", 3);
+    docs.extend(real_texts("zh_news", 3));
+    for doc in &docs {
+        let parts = pieces(doc, 4096);
+        assert_eq!(parts.concat(), *doc, "pieces concatenate to the document");
+        assert!(parts.iter().all(|p| p.len() <= 4096 && !p.is_empty()));
+        if doc.len() > 4096 {
+            assert!(parts.len() > 1);
+        }
+        // English prose has breaks everywhere: every cut but the last ends at one.
+        if doc.is_ascii() {
+            for p in &parts[..parts.len() - 1] {
+                assert!(p.ends_with('\n') || p.ends_with(' '), "{:?}", &p[p.len() - 40..]);
+            }
+        }
+    }
+    assert_eq!(pieces("short", 4096), vec!["short"]);
+    assert_eq!(pieces("", 4096), vec![""]);
+    // No break at all: cut at a character boundary.
+    let han = "诗".repeat(3000);
+    let parts = pieces(&han, 4096);
+    assert_eq!(parts.concat(), han);
+    assert!(parts.iter().all(|p| p.len() <= 4096 && p.len() % 3 == 0));
 }

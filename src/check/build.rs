@@ -188,6 +188,7 @@ impl<'a> Builder<'a> {
         let text = f.string("text");
         let template = f.string("template");
         let heldout = f.number("heldout", Quantity::Heldout);
+        let strict = f.boolean("strict");
         if files.is_none() && !f.has("files") {
             f.missing("files", "\"data/*.jsonl\"");
         }
@@ -259,6 +260,7 @@ impl<'a> Builder<'a> {
             format,
             text: text_source?,
             heldout,
+            strict: strict.unwrap_or(false),
             origin: origin(block),
         })
     }
@@ -577,6 +579,7 @@ impl<'a> Builder<'a> {
         let lr = f.reference("lr");
         let eval_every = f.number("eval_every", Quantity::Amount);
         let eval = f.refs("eval");
+        let eval_bytes = f.number("eval_bytes", Quantity::Bytes);
         let seed = f.number("seed", Quantity::Count);
         let weight_decay = f.number("weight_decay", Quantity::Plain);
         let grad_clip = f.number("grad_clip", Quantity::Plain);
@@ -663,6 +666,7 @@ impl<'a> Builder<'a> {
             schedule,
             eval_every: eval_every.map(amount),
             eval_sets,
+            eval_bytes: eval_bytes.map_or(DEFAULT_EVAL_BYTES, |n| n.value as u64),
             seed: seed.map_or(0, |n| n.value as u64),
             weight_decay: weight_decay.map_or(0.1, |n| n.value),
             grad_clip: grad_clip.map_or(1.0, |n| n.value),
@@ -813,6 +817,8 @@ impl<'a> Builder<'a> {
         let model = f.reference("model");
         let sets = f.refs("sets");
         let metrics = f.words("metrics", "metric", &METRICS);
+        let bytes = f.number("bytes", Quantity::Bytes);
+        let seq_len = f.number("seq_len", Quantity::Count);
         for (key, example) in [("model", "cpt"), ("sets", "[domain, general]")] {
             if !f.has(key) {
                 f.missing(key, example);
@@ -826,7 +832,15 @@ impl<'a> Builder<'a> {
             None if block.fields.iter().any(|(f, _)| f.key.name == "metrics") => return None,
             None => vec![Metric::Loss, Metric::Ppl, Metric::Bpb],
         };
-        Some(Eval { name: block.display_name(), model, sets, metrics, origin: origin(block) })
+        Some(Eval {
+            name: block.display_name(),
+            model,
+            sets,
+            metrics,
+            bytes: bytes.map_or(DEFAULT_EVAL_BYTES, |n| n.value as u64),
+            seq_len: seq_len.map_or(DEFAULT_EVAL_SEQ_LEN, |n| (n.value as u64).max(2)),
+            origin: origin(block),
+        })
     }
 
     pub(crate) fn sweep(&mut self, block: &Resolved) -> Option<Sweep> {

@@ -25,6 +25,8 @@ pub(crate) enum Quantity {
     Amount,
     /// A held-out size: `5%` of the documents or `200 docs`.
     Heldout,
+    /// An amount of text: `64k bytes`.
+    Bytes,
 }
 
 impl Quantity {
@@ -36,6 +38,7 @@ impl Quantity {
             Quantity::Tokens => "a number of tokens (`20M tokens`)",
             Quantity::Amount => "a length of training (`1%`, `500 steps` or `10M tokens`)",
             Quantity::Heldout => "a held-out size (`5%` or `200 docs`)",
+            Quantity::Bytes => "an amount of text (`64k bytes`)",
         }
     }
 
@@ -46,6 +49,7 @@ impl Quantity {
             Quantity::Tokens => unit == Unit::Tokens,
             Quantity::Amount => matches!(unit, Unit::Percent | Unit::Steps | Unit::Tokens),
             Quantity::Heldout => matches!(unit, Unit::Percent | Unit::Docs),
+            Quantity::Bytes => unit == Unit::Bytes,
         }
     }
 }
@@ -360,6 +364,10 @@ pub(crate) fn number_of(
                 Some(format!("write `{0} steps`, `{0} tokens`, or a percentage of the stage", number.text))
             }
             (Quantity::Heldout, Unit::None) => Some(format!("write `{0} docs` or a percentage", number.text)),
+            (Quantity::Bytes, Unit::None | Unit::Tokens) => Some(format!(
+                "held-out text is measured in bytes, the same for every tokenizer: write `{} bytes`",
+                number.text
+            )),
             _ => None,
         };
         mismatch(errors, key, quantity.expected(), expr, file, help);
@@ -369,7 +377,8 @@ pub(crate) fn number_of(
     let whole = value >= 0.0 && value.fract() == 0.0;
     let ok = match (quantity, number.unit) {
         (Quantity::Ratio, _) | (_, Unit::Percent) => (0.0..=1.0).contains(&value),
-        (Quantity::Count | Quantity::Tokens, _) | (_, Unit::Steps | Unit::Tokens | Unit::Docs) => whole,
+        (Quantity::Count | Quantity::Tokens | Quantity::Bytes, _)
+        | (_, Unit::Steps | Unit::Tokens | Unit::Docs | Unit::Bytes) => whole,
         _ => true,
     };
     if !ok {

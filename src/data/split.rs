@@ -108,3 +108,33 @@ pub fn split<S: AsRef<str> + Sync>(docs: &[S], heldout: Heldout) -> Result<Split
     }
     Ok(out)
 }
+/// Held-out documents longer than this are evaluated as pieces (see [`pieces`]).
+pub const MAX_HELDOUT_PIECE_BYTES: usize = 4096;
+
+/// Cuts `text` into consecutive pieces of at most `max_bytes` (a longer run without any break
+/// is cut at a character boundary), preferring paragraph breaks, then line breaks, then spaces.
+/// Concatenated, the pieces are the text. Evaluation budgets in bytes can then stop inside a
+/// novel instead of taking all of it, and the cut does not depend on any tokenizer.
+pub fn pieces(text: &str, max_bytes: usize) -> Vec<&str> {
+    let max_bytes = max_bytes.max(4);
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > max_bytes {
+        let mut limit = max_bytes;
+        while !rest.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let window = &rest[..limit];
+        // Keep the break with the piece before it; never cut in the first quarter.
+        let cut = ["\n\n", "\n", " "]
+            .iter()
+            .find_map(|b| window.rfind(b).map(|i| i + b.len()).filter(|&i| i >= max_bytes / 4))
+            .unwrap_or(limit);
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() || out.is_empty() {
+        out.push(rest);
+    }
+    out
+}

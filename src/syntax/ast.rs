@@ -142,12 +142,18 @@ pub enum Unit {
     Steps,
     Docs,
     Seqs,
+    Bytes,
 }
 
 impl Unit {
     /// Unit words, as written after a number.
-    pub const WORDS: [(&'static str, Unit); 4] =
-        [("tokens", Unit::Tokens), ("steps", Unit::Steps), ("docs", Unit::Docs), ("seqs", Unit::Seqs)];
+    pub const WORDS: [(&'static str, Unit); 5] = [
+        ("tokens", Unit::Tokens),
+        ("steps", Unit::Steps),
+        ("docs", Unit::Docs),
+        ("seqs", Unit::Seqs),
+        ("bytes", Unit::Bytes),
+    ];
 
     pub fn word(self) -> &'static str {
         match self {
@@ -157,6 +163,7 @@ impl Unit {
             Unit::Steps => "steps",
             Unit::Docs => "docs",
             Unit::Seqs => "seqs",
+            Unit::Bytes => "bytes",
         }
     }
 }
