@@ -5,7 +5,8 @@ use std::process::Command;
 
 fn plan(recipe: &str, format: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cptc"))
-        .args(["plan", recipe, "--format", format, "--store", "target/empty-store-for-plan-tests"])
+        // An explicit throughput: the default depends on the machine (GPU or CPU cores).
+        .args(["plan", recipe, "--format", format, "--store", "target/empty-store-for-plan-tests", "--tflops", "100"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NO_COLOR", "1")
         .output()

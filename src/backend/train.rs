@@ -212,7 +212,7 @@ impl TrainConfig {
     }
 
     pub fn seqs_per_step(&self) -> usize {
-        ((self.batch_tokens as f64 / self.seq_len.max(1) as f64).round() as usize).max(1)
+        crate::check::recipe::StepGeometry::seqs_per_step(self.batch_tokens, self.seq_len as u64) as usize
     }
 
     pub fn tokens_per_step(&self) -> u64 {

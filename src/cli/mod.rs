@@ -62,9 +62,10 @@ enum Command {
         /// The artifact store.
         #[arg(long, default_value = ".cptc")]
         store: PathBuf,
-        /// Effective device throughput for time estimates, in TFLOP/s.
-        #[arg(long, default_value_t = 100.0)]
-        tflops: f64,
+        /// Effective device throughput for time estimates, in TFLOP/s [default: 100 with a
+        /// CUDA GPU, else a CPU estimate from the core count].
+        #[arg(long)]
+        tflops: Option<f64>,
     },
     /// Run a recipe: every stage not already cached, in dependency order.
     Run {
@@ -190,7 +191,9 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::run(&files, format),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Import(ImportCommand::Gguf { file, out_dir, dtype }) => import::run(&file, &out_dir, dtype),
-        Command::Plan { file, format, store, tflops } => plan::run(&file, &store, format, tflops),
+        Command::Plan { file, format, store, tflops } => {
+            plan::run(&file, &store, format, tflops.unwrap_or_else(plan::default_tflops))
+        }
         Command::Run { file, store, only, from, force, dry_run, verbose } => {
             let options = crate::exec::Options { only, from, force, dry_run };
             run::run(&file, &store, &options, verbose)

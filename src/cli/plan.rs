@@ -10,6 +10,30 @@ use super::{EXIT_INTERNAL, PlanFormat, planned};
 use crate::exec::Status;
 use crate::graph::{Graph, StageKind};
 
+/// Effective training throughput of this machine when `--tflops` is not given: 100 TFLOP/s on
+/// a CUDA GPU (bf16 at ~40% of an A100/H100's peak), else what cptc measures on CPU in fp32,
+/// about 0.055 TFLOP/s per core (docs/benchmarks.md: SmolLM2-135M at ~130 tokens/s on 2 cores).
+pub(crate) fn default_tflops() -> f64 {
+    if crate::backend::cuda_available() {
+        100.0
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        0.055 * cores as f64
+    }
+}
+
+/// 100 -> "100", 0.11 -> "0.11": three significant digits at most.
+fn tflops_text(t: f64) -> String {
+    let text = if t >= 10.0 {
+        format!("{t:.0}")
+    } else if t >= 1.0 {
+        format!("{t:.1}")
+    } else {
+        format!("{t:.2}")
+    };
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+}
+
 pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64) -> i32 {
     let (graph, statuses) = match planned(file, store_dir) {
         Ok(p) => p,
@@ -100,9 +124,10 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
                     total_flops += flops;
                 }
                 line.push_str(&format!(
-                    ", {} ≈ {} at {tflops} TFLOP/s",
+                    ", {} ≈ {} at {} TFLOP/s",
                     flops_text(flops),
-                    duration_text(flops / (tflops * 1e12))
+                    duration_text(flops / (tflops * 1e12)),
+                    tflops_text(tflops)
                 ));
             }
             out.push_str(&format!("       {line}\n"));
@@ -132,9 +157,10 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
     ));
     if total_flops > 0.0 {
         out.push_str(&format!(
-            "; training to run: {} ≈ {} at {tflops} TFLOP/s (--tflops)",
+            "; training to run: {} ≈ {} at {} TFLOP/s (--tflops)",
             flops_text(total_flops),
-            duration_text(total_flops / (tflops * 1e12))
+            duration_text(total_flops / (tflops * 1e12)),
+            tflops_text(tflops)
         ));
     }
     out.push('\n');

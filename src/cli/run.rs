@@ -26,7 +26,11 @@ pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: boo
                 eprintln!("ran {} stages, {} cached", summary.ran.len(), summary.cached.len());
             }
             if let Some(report) = summary.artifacts.get("report") {
-                eprintln!("report: {}", report.join("report.html").display());
+                // The terminal summary goes to stdout (it is the result); the rest is progress.
+                if let Ok(text) = std::fs::read_to_string(report.join("summary.txt")) {
+                    print!("\n{text}");
+                }
+                println!("report: {}", report.join("report.html").display());
             }
             if !options.dry_run {
                 eprintln!("event log: {}", log.path().display());

@@ -7,6 +7,7 @@
 
 mod events;
 mod law;
+mod report;
 pub mod stages;
 mod training;
 

@@ -31,11 +31,10 @@ impl Runner for RealRunner {
             StageKind::Choose => super::law::choose(ctx),
             StageKind::Train => super::training::train(ctx),
             StageKind::Eval => super::training::eval(ctx),
-            kind => Err(StageFailure {
-                message: format!("cptc cannot run `{}` stages yet", kind.name()),
-                help: Some(
-                    "`cptc plan` shows every stage; `--only STAGE` runs the ones this build implements".to_string(),
-                ),
+            StageKind::Report => super::report::report(ctx),
+            StageKind::Test => Err(StageFailure {
+                message: format!("stage `{}`: `test` stages exist for executor tests only", ctx.stage.id),
+                help: None,
             }),
         }
     }
@@ -128,6 +127,7 @@ fn ingest(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         Some(t) => TextSource::Field(t.get("field").and_then(Value::as_str).unwrap_or("text").to_string()),
         None => TextSource::Field("text".to_string()),
     };
+    let strict = param::<Option<bool>>(ctx, "strict")?.unwrap_or(false);
     let corpus = Corpus {
         name: name.clone(),
         patterns: Vec::new(),
@@ -135,12 +135,10 @@ fn ingest(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         format: param(ctx, "format")?,
         text,
         heldout: Heldout::Fraction(0.0),
+        strict,
         origin: Origin::default(),
     };
-    let options = data::ingest::IngestOptions {
-        strict: param::<Option<bool>>(ctx, "strict")?.unwrap_or(false),
-        ..Default::default()
-    };
+    let options = data::ingest::IngestOptions { strict, ..Default::default() };
     ctx.progress.set_message(format!("reading {} files", corpus.files.len()));
     let ingested = data::ingest::read_corpus(&corpus, &options)?;
     write_texts(&ctx.out.join("docs.jsonl"), ingested.docs.iter().map(|d| d.text.as_str()))?;
@@ -161,7 +159,8 @@ fn ingest(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     )
 }
 
-/// Splits documents into `train.jsonl` and `heldout.jsonl` by a hash of each document.
+/// Splits documents into `train.jsonl` and `heldout.jsonl` (long ones in pieces) by a hash of
+/// each document.
 fn split(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let (docs_dir, _) = ctx.input("docs")?;
     let texts = read_texts(&docs_dir.join("docs.jsonl"))?;
@@ -172,8 +171,14 @@ fn split(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     };
     let sides = data::split::split(&texts, heldout)?;
     write_texts(&ctx.out.join("train.jsonl"), sides.train.iter().map(|&i| texts[i].as_str()))?;
-    write_texts(&ctx.out.join("heldout.jsonl"), sides.heldout.iter().map(|&i| texts[i].as_str()))?;
-    Ok(json!({ "train_docs": sides.train.len(), "heldout_docs": sides.heldout.len() }))
+    // Long held-out documents become pieces, so an evaluation budget can stop inside a novel.
+    let pieces: Vec<&str> = sides
+        .heldout
+        .iter()
+        .flat_map(|&i| data::split::pieces(&texts[i], data::split::MAX_HELDOUT_PIECE_BYTES))
+        .collect();
+    write_texts(&ctx.out.join("heldout.jsonl"), pieces.iter().copied())?;
+    Ok(json!({ "train_docs": sides.train.len(), "heldout_docs": sides.heldout.len(), "heldout_pieces": pieces.len() }))
 }
 
 /// The `tokenizer.json` an artifact provides: a vocab stage's own, or its model's.
@@ -231,6 +236,8 @@ fn mix(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         });
     }
     let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
+    let length = long_context.map_or(seq_len, |lc| lc.target_len);
+    let sequences = tokens.div_ceil(length.max(1));
     let config = data::mixture::SamplerConfig {
         mixture,
         domain_share,
@@ -238,10 +245,9 @@ fn mix(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         seq_len,
         seed,
         long_context,
-        window: 1000,
+        // About 40 windows per run (at most 1000 sequences each): enough points to see a ramp.
+        window: (sequences / 40).clamp(8, 1000),
     };
-    let length = long_context.map_or(seq_len, |lc| lc.target_len);
-    let sequences = tokens.div_ceil(length.max(1));
     let mut sampler = data::mixture::Sampler::new(config, sources)?;
     let vocab_for_dtype = match vocab {
         Some(data::shard::TokenDtype::U16) | None => 65_000,

@@ -12,14 +12,8 @@ use crate::backend::eval::{EvalExample, evaluate};
 use crate::backend::metrics::JsonlWriter;
 use crate::backend::train::{DataSource, Example, TrainConfig, TrainHooks, Trainer};
 use crate::backend::{BackendError, IGNORE_INDEX, Llama, SaveDtype};
-use crate::check::recipe::{Amount, LrSchedule, ParamGroup};
+use crate::check::recipe::{Amount, LrSchedule, ParamGroup, StepGeometry};
 use crate::data::shard::ShardReader;
-
-/// Held-out tokens evaluated per set and evaluation: enough for a stable bits-per-byte on a
-/// CPU; `CPTC_EVAL_TOKENS` raises it on real hardware.
-fn eval_budget() -> u64 {
-    std::env::var("CPTC_EVAL_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(16_384)
-}
 
 /// Intra-op threads for libtorch: `CPTC_THREADS`, else the cores available.
 fn threads() -> i32 {
@@ -29,8 +23,10 @@ fn threads() -> i32 {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32))
 }
 
-/// The first held-out documents of a tokenized corpus, up to `budget` tokens, cut into
+/// The first held-out documents of a tokenized corpus, up to `budget` bytes of text, cut into
 /// `seq_len + 1` windows; the bytes of the chosen documents ride on the first example.
+/// Choosing by bytes picks the same documents whatever the tokenizer, so a base and an
+/// expanded vocabulary are measured on the same text.
 fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec<EvalExample>, StageFailure> {
     let shard = ShardReader::open(&tokenized.join("heldout"))?;
     let bytes_path = tokenized.join("heldout.doc_bytes.json");
@@ -39,7 +35,7 @@ fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec
     let mut tokens: Vec<u32> = Vec::new();
     let mut bytes = 0u64;
     for i in 0..shard.len() {
-        if tokens.len() as u64 >= budget && !tokens.is_empty() {
+        if bytes >= budget && !tokens.is_empty() {
             break;
         }
         tokens.extend(shard.read_doc(i)?);
@@ -65,13 +61,14 @@ fn eval_sets(
     ctx: &StageCtx<'_>,
     model: &Llama,
     seq_len: usize,
+    budget: u64,
     step: u64,
     log: &mut JsonlWriter,
 ) -> Result<BTreeMap<String, Value>, StageFailure> {
     let mut out = BTreeMap::new();
     for (set, (dir, _)) in ctx.inputs_with("heldout:") {
         ctx.progress.set_message(format!("eval {set} at step {step}"));
-        let examples = heldout_examples(dir, seq_len, eval_budget())?;
+        let examples = heldout_examples(dir, seq_len, budget)?;
         let result = evaluate(model, examples, 4)?;
         log.write(&result.record(step, set))?;
         out.insert(set.to_string(), serde_json::to_value(result)?);
@@ -106,6 +103,7 @@ struct Hooks<'c, 'a> {
     ctx: &'c StageCtx<'a>,
     log: JsonlWriter,
     seq_len: usize,
+    eval_bytes: u64,
     eval_steps: Vec<u64>,
     total_steps: u64,
     evals: Vec<Value>,
@@ -125,7 +123,7 @@ impl TrainHooks for Hooks<'_, '_> {
         if !self.eval_steps.contains(&step) && step != self.total_steps {
             return Ok(());
         }
-        match eval_sets(self.ctx, model, self.seq_len, step, &mut self.log) {
+        match eval_sets(self.ctx, model, self.seq_len, self.eval_bytes, step, &mut self.log) {
             Ok(sets) => {
                 self.evals.push(json!({ "step": step, "sets": sets }));
                 Ok(())
@@ -151,8 +149,9 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
 
     let seq = seq_len as usize;
     let mut cfg = TrainConfig::new(seq, batch_tokens, 0, schedule);
-    let tokens_per_step = cfg.tokens_per_step().max(1);
-    cfg.total_steps = tokens.div_ceil(tokens_per_step);
+    let geometry = StepGeometry::new(tokens, seq_len, batch_tokens);
+    let tokens_per_step = geometry.tokens_per_step();
+    cfg.total_steps = geometry.steps;
     cfg.adamw.weight_decay = param(ctx, "weight_decay")?;
     cfg.grad_clip = param(ctx, "grad_clip")?;
     cfg.seed = param(ctx, "seed")?;
@@ -177,11 +176,13 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut source = MixSource { shard: ShardReader::open(&mix_dir.join("train"))?, next: 0 };
     let mut log = JsonlWriter::append(&ctx.out.join("metrics.jsonl"))?;
     // Step 0: the starting model, so gain and forgetting have a baseline.
-    let initial = eval_sets(ctx, &model, seq, 0, &mut log)?;
+    let eval_bytes: u64 = param(ctx, "eval_bytes")?;
+    let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut log)?;
     let mut hooks = Hooks {
         ctx,
         log,
         seq_len: seq,
+        eval_bytes,
         eval_steps,
         total_steps: total,
         evals: vec![json!({ "step": 0, "sets": initial })],
@@ -191,6 +192,12 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut trainer = Trainer::new(model, cfg)?;
     let summary = trainer.run(&mut source, &mut hooks)?;
     let model = trainer.into_model();
+    // Data that ran out early still gets its final evaluation: the report needs an "after".
+    let last_eval = hooks.evals.last().and_then(|e| e.get("step")).and_then(Value::as_u64);
+    if summary.data_exhausted && summary.steps > 0 && last_eval != Some(summary.steps) {
+        let sets = eval_sets(ctx, &model, seq, eval_bytes, summary.steps, &mut hooks.log)?;
+        hooks.evals.push(json!({ "step": summary.steps, "sets": sets }));
+    }
     let tokenizer = dir.join("tokenizer.json");
     model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&tokenizer))?;
     let evals = std::mem::take(&mut hooks.evals);
@@ -211,9 +218,10 @@ pub(super) fn eval(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     crate::backend::set_num_threads(threads());
     let (model_art, _) = ctx.input("model")?;
     let model = Llama::load(&model_dir(model_art)?, crate::backend::Device::cuda_if_available())?;
-    let seq_len = 512.min(model.config().max_position_embeddings.max(2) as usize);
+    let seq_len: u64 = param(ctx, "seq_len")?;
+    let seq_len = (seq_len as usize).min(model.config().max_position_embeddings.max(2) as usize);
     let mut log = JsonlWriter::append(&ctx.out.join("metrics.jsonl"))?;
-    let sets = eval_sets(ctx, &model, seq_len, 0, &mut log)?;
+    let sets = eval_sets(ctx, &model, seq_len, param(ctx, "bytes")?, 0, &mut log)?;
     write_json(&ctx.out.join("eval.json"), &sets)?;
     Ok(json!({ "sets": sets }))
 }

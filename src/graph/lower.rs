@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::{DeferredParam, Graph, PartEstimate, Stage, StageKind, TrainEstimate};
 use crate::check::Recipe;
 use crate::check::recipe::{
-    Amount, Corpus, Deferred, Eval, Heldout, Mixture, ModelRef, ModelSource, Role, Sweep, TextSource, Train,
+    Amount, Corpus, Deferred, Eval, Heldout, Mixture, ModelRef, ModelSource, Role, StepGeometry, Sweep, TextSource,
+    Train,
 };
 
 /// Lowers a checked recipe. Cannot fail: checking already rejected what cannot be lowered.
@@ -149,7 +150,7 @@ impl<'r> Lowerer<'r> {
         let mut ingest = stage(
             format!("ingest:{}", corpus.name),
             StageKind::Ingest,
-            json!({ "format": corpus.format, "text": text, "strict": false }),
+            json!({ "format": corpus.format, "text": text, "strict": corpus.strict }),
         );
         ingest.files = corpus.files.clone();
         let ingest = self.g.add(ingest);
@@ -293,7 +294,7 @@ impl<'r> Lowerer<'r> {
             StageKind::Mix,
             json!({
                 "mixture": mixture,
-                "tokens": spec.tokens,
+                "tokens": StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).tokens(),
                 "seq_len": train.seq_len,
                 "seed": train.seed,
                 "long_context": train.long_context,
@@ -357,6 +358,7 @@ impl<'r> Lowerer<'r> {
             "batch_tokens": train.batch_tokens,
             "eval_every": train.eval_every.map(amount_json),
             "eval_at": spec.eval_at,
+            "eval_bytes": train.eval_bytes,
             "seed": train.seed,
             "weight_decay": train.weight_decay,
             "grad_clip": train.grad_clip,
@@ -384,7 +386,7 @@ impl<'r> Lowerer<'r> {
     fn estimate(&self, spec: &TrainSpec<'_>, mixture: Option<&Mixture>, corpora: &[&Corpus]) -> TrainEstimate {
         let train = spec.train;
         let info = self.model_info.get(&self.root_model(&spec.model)).copied().unwrap_or_default();
-        let steps = spec.tokens.div_ceil(train.batch_tokens.max(1));
+        let steps = StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).steps;
         let mut parts = Vec::new();
         let share_from = match &spec.domain_share {
             Some(Deferred::From { stage, output }) => Some(format!("choose:{stage}.{output}")),
@@ -466,7 +468,11 @@ impl<'r> Lowerer<'r> {
                 (ix, self.tokenizer(&eval.model, None))
             }
         };
-        let ix = self.g.add(stage(id, StageKind::Eval, json!({ "metrics": eval.metrics })));
+        let ix = self.g.add(stage(
+            id,
+            StageKind::Eval,
+            json!({ "metrics": eval.metrics, "bytes": eval.bytes, "seq_len": eval.seq_len }),
+        ));
         self.g.connect(model_ix, ix, "model");
         for name in &eval.sets {
             if let Some(corpus) = self.recipe.corpus(name) {
@@ -525,6 +531,8 @@ impl<'r> Lowerer<'r> {
         ix
     }
 
+    /// One report over everything a reader wants to see: evaluations, training curves, the
+    /// mixtures as drawn, vocabulary gains and fitted laws.
     fn report(&mut self) {
         let reported: Vec<NodeIndex> = self
             .g
@@ -533,14 +541,34 @@ impl<'r> Lowerer<'r> {
             .filter(|&ix| {
                 matches!(
                     self.g.stage(ix).kind,
-                    StageKind::Train | StageKind::Eval | StageKind::Vocab | StageKind::Fit | StageKind::Choose
+                    StageKind::Train
+                        | StageKind::Eval
+                        | StageKind::Vocab
+                        | StageKind::Fit
+                        | StageKind::Choose
+                        | StageKind::Mix
                 )
             })
             .collect();
         if reported.is_empty() {
             return;
         }
-        let ix = self.g.add(stage("report".to_string(), StageKind::Report, json!({ "format": "html" })));
+        // Which evaluations measure a trained model: they are the "after" of gain and forgetting.
+        let evals: serde_json::Map<String, Value> = self
+            .recipe
+            .evals
+            .iter()
+            .map(|e| {
+                let (model, trained) = match &e.model {
+                    ModelRef::Model(m) => (m.clone(), false),
+                    ModelRef::Train(t) => (t.clone(), self.recipe.train(t).is_some()),
+                };
+                (format!("eval:{}", e.name), json!({ "model": model, "trained": trained }))
+            })
+            .collect();
+        let recipe = self.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let params = json!({ "format": "html", "recipe": recipe, "evals": evals });
+        let ix = self.g.add(stage("report".to_string(), StageKind::Report, params));
         for from in reported {
             let role = self.g.stage(from).id.clone();
             self.g.connect(from, ix, role);

@@ -71,8 +71,16 @@ impl StageKind {
     /// Implementation version, part of every key of this kind.
     pub fn version(self) -> u64 {
         match self {
+            // v2: long held-out documents cut into pieces of at most 4 KB.
+            StageKind::Split => 2,
             // v2: per-document byte counts of each side, for bits per byte.
             StageKind::Tokenize => 2,
+            // v2: share windows sized to the run (about 40 per run), for the report's chart.
+            StageKind::Mix => 2,
+            // v2: a final evaluation when the data runs out early.
+            StageKind::Train => 2,
+            // v2: the search stays within the fitted ratios (r_max).
+            StageKind::Choose => 2,
             _ => 1,
         }
     }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::fit::FitResult;
 use super::model::distinct;
+use crate::svg::{PALETTE, escape, si, tick_label, ticks, x_tick};
 
 /// What to draw besides the fit itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,9 +37,6 @@ impl Default for PlotOptions {
         }
     }
 }
-
-/// Colour-blind-safe palette (Okabe-Ito), cycled over the (N, D) series.
-const PALETTE: [&str; 7] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"];
 
 /// Samples per fitted curve.
 const SAMPLES: usize = 101;
@@ -91,15 +89,7 @@ pub fn ratio_plot_svg(fit: &FitResult, opts: &PlotOptions) -> String {
 
     for i in 0..=5 {
         let x = f64::from(i) / 5.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.2}" y1="{1:.2}" x2="{0:.2}" y2="{2:.2}" stroke="#444"/><text x="{0:.2}" y="{3:.2}" text-anchor="middle">{4:.1}</text>"##,
-            px(x),
-            top + ph,
-            top + ph + 5.0,
-            top + ph + 18.0,
-            x
-        );
+        x_tick(&mut s, px(x), top + ph, &format!("{x:.1}"));
     }
     for y in ticks(y0, y1) {
         let _ = writeln!(
@@ -210,46 +200,4 @@ pub fn ratio_plot_svg(fit: &FitResult, opts: &PlotOptions) -> String {
     }
     s.push_str("</svg>\n");
     s
-}
-
-/// About five round tick values inside [lo, hi] (steps of 1, 2 or 5 times a power of ten).
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = hi - lo;
-    if !(span.is_finite() && span > 0.0) {
-        return Vec::new();
-    }
-    let raw = span / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * mag).find(|&s| s >= raw).unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last).map(|i| i as f64 * step).collect()
-}
-
-/// A tick label with just enough decimals for the axis span.
-fn tick_label(y: f64, span: f64) -> String {
-    let decimals = (-(span / 5.0).log10().floor()).clamp(0.0, 8.0) as usize + 1;
-    format!("{y:.decimals$}")
-}
-
-/// 1.8e9 -> "1.8B", 5e8 -> "500M": compact labels for model sizes and token counts.
-fn si(v: f64) -> String {
-    let (scaled, unit) = if v >= 1e12 {
-        (v / 1e12, "T")
-    } else if v >= 1e9 {
-        (v / 1e9, "B")
-    } else if v >= 1e6 {
-        (v / 1e6, "M")
-    } else if v >= 1e3 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    let text = format!("{scaled:.2}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{unit}")
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -1,0 +1,188 @@
+//! The report stage: gathers what the recipe's stages measured (evaluations, training curves,
+//! mixtures as drawn, vocabulary gains, fitted laws) into [`ReportData`] and writes
+//! `report.html`, `summary.txt` and `report.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::stages::{param, write_json};
+use super::{StageCtx, StageFailure};
+use crate::report::{
+    EvalPoint, EvalReport, LawReport, ReportData, SetMetrics, ShareWindow, StepPoint, TrainReport, VocabReport,
+};
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageFailure> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| StageFailure::from(format!("{}: {e}", path.display())))
+}
+
+fn read_text(path: &Path) -> Result<String, StageFailure> {
+    std::fs::read_to_string(path).map_err(|e| StageFailure::from(format!("{}: {e}", path.display())))
+}
+
+/// Held-out metrics of one set as the backend writes them.
+#[derive(Deserialize)]
+struct Metrics {
+    loss: f64,
+    ppl: f64,
+    bpb: f64,
+    tokens: u64,
+    bytes: u64,
+}
+
+/// A line of a train's `metrics.jsonl`.
+#[derive(Deserialize)]
+struct Record {
+    kind: String,
+    step: u64,
+    #[serde(default)]
+    tokens: u64,
+    #[serde(default)]
+    loss: f64,
+    #[serde(default)]
+    lr: f64,
+    #[serde(default)]
+    tokens_per_s: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Window {
+    start: u64,
+    sequences: u64,
+    realized: BTreeMap<String, f64>,
+    target: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+struct MixStats {
+    seq_len: u64,
+    windows: Vec<Window>,
+}
+
+fn train_report(name: &str, dir: &Path, values: &Value, mix: Option<&Path>) -> Result<TrainReport, StageFailure> {
+    let get = |k: &str| values.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let tokens_per_step = get("tokens_per_step");
+    let mut curve = Vec::new();
+    let mut speeds = Vec::new();
+    let log = read_text(&dir.join("metrics.jsonl"))?;
+    for (i, line) in log.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let r: Record = serde_json::from_str(line)
+            .map_err(|e| StageFailure::from(format!("{}:{}: {e}", dir.join("metrics.jsonl").display(), i + 1)))?;
+        if r.kind == "train" {
+            speeds.extend(r.tokens_per_s.filter(|v| v.is_finite()));
+            curve.push(StepPoint { step: r.step, tokens: r.tokens, loss: r.loss, lr: r.lr });
+        }
+    }
+    let mut evals = Vec::new();
+    let recorded: Vec<Value> = read_json(&dir.join("evals.json"))?;
+    for e in &recorded {
+        let step = e.get("step").and_then(Value::as_u64).unwrap_or(0);
+        for (set, m) in e.get("sets").and_then(Value::as_object).into_iter().flatten() {
+            let m: Metrics = serde_json::from_value(m.clone())?;
+            evals.push(EvalPoint { step, tokens: step * tokens_per_step, set: set.clone(), loss: m.loss, bpb: m.bpb });
+        }
+    }
+    let mut windows = Vec::new();
+    if let Some(mix) = mix {
+        let stats: MixStats = read_json(&mix.join("stats.json"))?;
+        for w in stats.windows {
+            windows.push(ShareWindow {
+                start: w.start * stats.seq_len,
+                end: (w.start + w.sequences) * stats.seq_len,
+                realized: w.realized,
+                target: w.target,
+            });
+        }
+    }
+    let roles = values
+        .get("roles")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    Ok(TrainReport {
+        name: name.to_owned(),
+        params: get("params"),
+        tokens: get("tokens"),
+        steps: get("steps"),
+        tokens_per_step,
+        tokens_per_s: (!speeds.is_empty()).then(|| speeds.iter().sum::<f64>() / speeds.len() as f64),
+        domain_share: values.get("domain_share").and_then(Value::as_f64),
+        roles,
+        curve,
+        evals,
+        windows,
+    })
+}
+
+/// Reads every reported stage's artifact into the report's terms.
+fn gather(ctx: &StageCtx<'_>) -> Result<ReportData, StageFailure> {
+    let recipe: String = param(ctx, "recipe")?;
+    let eval_info: BTreeMap<String, Value> = param(ctx, "evals")?;
+    let mut data = ReportData { recipe, ..ReportData::default() };
+    for (name, (dir, meta)) in ctx.inputs_with("train:") {
+        let mix = ctx.inputs.get(&format!("mix:{name}")).map(|(d, _)| d.as_path());
+        data.trains.push(train_report(name, dir, &meta.values, mix)?);
+    }
+    for (name, (dir, _)) in ctx.inputs_with("eval:") {
+        let sets: BTreeMap<String, Metrics> = read_json(&dir.join("eval.json"))?;
+        let info = eval_info.get(&format!("eval:{name}"));
+        data.evals.push(EvalReport {
+            name: name.to_owned(),
+            model: info.and_then(|i| i.get("model")).and_then(Value::as_str).unwrap_or_default().to_owned(),
+            trained: info.and_then(|i| i.get("trained")).and_then(Value::as_bool).unwrap_or(false),
+            sets: sets
+                .into_iter()
+                .map(|(set, m)| SetMetrics {
+                    set,
+                    loss: m.loss,
+                    ppl: m.ppl,
+                    bpb: m.bpb,
+                    tokens: m.tokens,
+                    bytes: m.bytes,
+                })
+                .collect(),
+        });
+    }
+    // Base models first: they are the "before".
+    data.evals.sort_by_key(|e| e.trained);
+    for (name, (dir, _)) in ctx.inputs_with("vocab:") {
+        let mut report: Value = read_json(&dir.join("report.json"))?;
+        if let Some(obj) = report.as_object_mut() {
+            obj.insert("name".into(), json!(name));
+        }
+        data.vocabs.push(serde_json::from_value::<VocabReport>(report)?);
+    }
+    for (name, (dir, _)) in ctx.inputs_with("fit:") {
+        data.laws.push(LawReport {
+            stage: format!("fit:{name}"),
+            text: read_text(&dir.join("law.txt"))?,
+            ratio: None,
+            svgs: vec![read_text(&dir.join("law.svg"))?],
+        });
+    }
+    for (name, (dir, meta)) in ctx.inputs_with("choose:") {
+        let mut svgs = vec![read_text(&dir.join("domain.svg"))?];
+        if dir.join("general.svg").is_file() {
+            svgs.push(read_text(&dir.join("general.svg"))?);
+        }
+        data.laws.push(LawReport {
+            stage: format!("choose:{name}"),
+            text: read_text(&dir.join("choice.txt"))?,
+            ratio: meta.values.get("ratio").and_then(Value::as_f64),
+            svgs,
+        });
+    }
+    Ok(data)
+}
+
+pub(super) fn report(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let data = gather(ctx)?;
+    let summary = data.summary();
+    std::fs::write(ctx.out.join("report.html"), data.html())?;
+    std::fs::write(ctx.out.join("summary.txt"), &summary)?;
+    write_json(&ctx.out.join("report.json"), &data)?;
+    Ok(json!({ "trains": data.trains.len(), "evals": data.evals.len() }))
+}
