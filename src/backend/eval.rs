@@ -1,6 +1,6 @@
 //! Held-out evaluation: loss, perplexity and bits per byte over token sequences.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::Result;
 use super::metrics::EvalRecord;
@@ -15,7 +15,7 @@ pub struct EvalExample {
 }
 
 /// Totals and the metrics derived from them.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
     /// Mean nats per counted target token.
     pub loss: f64,

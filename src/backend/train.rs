@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use crate::check::recipe::{LrSchedule, ParamGroup, Train};
+use crate::check::recipe::{LrSchedule, ParamGroup};
 
 use super::error::{BackendError, Result, TchContext};
 use super::groups::{ParamPlan, plan_params};
@@ -189,26 +189,6 @@ impl TrainConfig {
             precision: None,
             peak_flops: None,
         }
-    }
-
-    /// The settings of a checked `train` stage with its resolved schedule. `eval_every` as a
-    /// fraction or in tokens is converted to steps.
-    pub fn from_recipe(train: &Train, schedule: &LrSchedule) -> Self {
-        use crate::check::recipe::Amount;
-        let seq_len = train.seq_len.max(1) as usize;
-        let mut cfg = Self::new(seq_len, train.batch_tokens, 0, *schedule);
-        let tokens_per_step = cfg.tokens_per_step();
-        cfg.total_steps = train.tokens.div_ceil(tokens_per_step.max(1));
-        cfg.adamw.weight_decay = train.weight_decay;
-        cfg.grad_clip = train.grad_clip;
-        cfg.seed = train.seed;
-        cfg.groups = train.groups.clone();
-        cfg.eval_every = train.eval_every.map(|a| match a {
-            Amount::Fraction(f) => ((f * cfg.total_steps as f64).round() as u64).max(1),
-            Amount::Steps(s) => s.max(1),
-            Amount::Tokens(t) => t.div_ceil(tokens_per_step.max(1)).max(1),
-        });
-        cfg
     }
 
     pub fn seqs_per_step(&self) -> usize {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::stages::{param, write_json};
+use super::stages::{param, read_json, write_json};
 use super::{StageCtx, StageFailure};
 use crate::check::recipe::{LossKind, Objective, Role};
 use crate::law::{self, ChooseInput, FitInput, FitResult, PlotOptions, Point, Target};
@@ -67,8 +67,7 @@ pub(super) fn fit(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
 }
 
 fn read_fit(dir: &std::path::Path) -> Result<(FitResult, Option<f64>), StageFailure> {
-    let text = std::fs::read_to_string(dir.join("fit.json"))?;
-    let value: Value = serde_json::from_str(&text)?;
+    let value: Value = read_json(&dir.join("fit.json"))?;
     let fit: FitResult = serde_json::from_value(value.get("fit").cloned().unwrap_or(Value::Null))?;
     Ok((fit, value.get("base_loss").and_then(Value::as_f64)))
 }

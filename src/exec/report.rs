@@ -8,29 +8,15 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::stages::{param, write_json};
+use super::stages::{param, read_json, write_json};
 use super::{StageCtx, StageFailure};
+use crate::backend::eval::EvalResult;
 use crate::report::{
     EvalPoint, EvalReport, LawReport, ReportData, SetMetrics, ShareWindow, StepPoint, TrainReport, VocabReport,
 };
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageFailure> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| StageFailure::from(format!("{}: {e}", path.display())))
-}
-
 fn read_text(path: &Path) -> Result<String, StageFailure> {
     std::fs::read_to_string(path).map_err(|e| StageFailure::from(format!("{}: {e}", path.display())))
-}
-
-/// Held-out metrics of one set as the backend writes them.
-#[derive(Deserialize)]
-struct Metrics {
-    loss: f64,
-    ppl: f64,
-    bpb: f64,
-    tokens: u64,
-    bytes: u64,
 }
 
 /// A line of a train's `metrics.jsonl`.
@@ -81,8 +67,9 @@ fn train_report(name: &str, dir: &Path, values: &Value, mix: Option<&Path>) -> R
     for e in &recorded {
         let step = e.get("step").and_then(Value::as_u64).unwrap_or(0);
         for (set, m) in e.get("sets").and_then(Value::as_object).into_iter().flatten() {
-            let m: Metrics = serde_json::from_value(m.clone())?;
-            evals.push(EvalPoint { step, tokens: step * tokens_per_step, set: set.clone(), loss: m.loss, bpb: m.bpb });
+            let m: EvalResult = serde_json::from_value(m.clone())?;
+            let bpb = m.bpb.unwrap_or(f64::NAN);
+            evals.push(EvalPoint { step, tokens: step * tokens_per_step, set: set.clone(), loss: m.loss, bpb });
         }
     }
     let mut windows = Vec::new();
@@ -127,7 +114,7 @@ fn gather(ctx: &StageCtx<'_>) -> Result<ReportData, StageFailure> {
         data.trains.push(train_report(name, dir, &meta.values, mix)?);
     }
     for (name, (dir, _)) in ctx.inputs_with("eval:") {
-        let sets: BTreeMap<String, Metrics> = read_json(&dir.join("eval.json"))?;
+        let sets: BTreeMap<String, EvalResult> = read_json(&dir.join("eval.json"))?;
         let info = eval_info.get(&format!("eval:{name}"));
         data.evals.push(EvalReport {
             name: name.to_owned(),
@@ -139,7 +126,7 @@ fn gather(ctx: &StageCtx<'_>) -> Result<ReportData, StageFailure> {
                     set,
                     loss: m.loss,
                     ppl: m.ppl,
-                    bpb: m.bpb,
+                    bpb: m.bpb.unwrap_or(f64::NAN),
                     tokens: m.tokens,
                     bytes: m.bytes,
                 })

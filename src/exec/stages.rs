@@ -85,6 +85,12 @@ pub(super) fn param<T: serde::de::DeserializeOwned>(ctx: &StageCtx<'_>, name: &s
         .map_err(|e| StageFailure { message: format!("parameter `{name}` of {}: {e}", ctx.stage.id), help: None })
 }
 
+/// Reads a JSON file of an artifact; errors name the file.
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageFailure> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| StageFailure::from(format!("{}: {e}", path.display())))
+}
+
 pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), StageFailure> {
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
     Ok(())

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::stages::{model_dir, param, write_json};
+use super::stages::{model_dir, param, read_json, write_json};
 use super::{StageCtx, StageFailure};
 use crate::backend::eval::{EvalExample, evaluate};
 use crate::backend::metrics::JsonlWriter;
@@ -29,9 +29,7 @@ fn threads() -> i32 {
 /// expanded vocabulary are measured on the same text.
 fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec<EvalExample>, StageFailure> {
     let shard = ShardReader::open(&tokenized.join("heldout"))?;
-    let bytes_path = tokenized.join("heldout.doc_bytes.json");
-    let text = std::fs::read_to_string(&bytes_path).map_err(|e| format!("{}: {e}", bytes_path.display()))?;
-    let doc_bytes: Vec<u64> = serde_json::from_str(&text)?;
+    let doc_bytes: Vec<u64> = read_json(&tokenized.join("heldout.doc_bytes.json"))?;
     let mut tokens: Vec<u32> = Vec::new();
     let mut bytes = 0u64;
     for i in 0..shard.len() {

@@ -124,14 +124,11 @@ pub fn choose(domain: &FitResult, general: Option<&FitResult>, input: &ChooseInp
     let r_max = match input.r_max {
         Some(r) => r,
         None => {
-            let fitted = domain.residuals.iter().map(|x| x.point.r).fold(r_min, f64::max);
             let general_min = match (general, input.target) {
-                (Some(g), Target::MaxGeneralIncrease { .. }) => {
-                    g.residuals.iter().map(|x| x.point.r).filter(|&r| r > 0.0).fold(1.0, f64::min)
-                }
+                (Some(g), Target::MaxGeneralIncrease { .. }) => g.r_range.min,
                 _ => 0.0,
             };
-            fitted.min(1.0 - general_min).max(r_min)
+            domain.r_range.max.min(1.0 - general_min).max(r_min)
         }
     };
     if !(r_max.is_finite() && r_max >= r_min && r_max <= 1.0) {

@@ -249,8 +249,8 @@ impl ReportData {
                 100.0 * v.general.change
             );
         }
-        for l in self.laws.iter().filter(|l| l.ratio.is_some()) {
-            let _ = writeln!(s, "{}: domain ratio {:.4}", l.stage, l.ratio.unwrap_or(f64::NAN));
+        for (stage, ratio) in self.laws.iter().filter_map(|l| Some((&l.stage, l.ratio?))) {
+            let _ = writeln!(s, "{stage}: domain ratio {ratio:.4}");
         }
         s
     }
@@ -313,10 +313,7 @@ impl ReportData {
             "<p>Held-out bits per byte (lower is better; comparable across vocabularies).</p>\n<table><tr><th>set</th><th>role</th><th>before</th><th>after</th><th>change</th><th>from</th></tr>"
         );
         for c in &changes {
-            let class = match (c.role.as_deref(), c.after < c.before) {
-                (_, true) => "good",
-                (_, false) => "bad",
-            };
+            let class = if c.after < c.before { "good" } else { "bad" };
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td class=\"{class}\">{:+.1}%</td><td>{}</td></tr>",
