@@ -3,9 +3,11 @@
 //! Plain `cargo test` runs it on ~0.5 MB so the code path stays tested. The real run
 //! (`scripts/bench_data.sh`, i.e. `CPTC_BENCH_MB=100 cargo test --release --test data_bench --
 //! --nocapture`) concatenates the real corpora (repeated) to the given size and prints, in one
-//! run: cptc's jsonl -> shard MB/s, the raw `tokenizers` `encode_batch_fast` MB/s with no I/O (the
-//! ceiling), the Python pipeline (HF tokenizers `encode_batch` + numpy writes) MB/s, and mix +
-//! pack tokens/s.
+//! run: cptc's jsonl -> shard MB/s; the raw encode MB/s with no I/O of the engine cptc uses (the
+//! ceiling: `tokenizers` 1.0.0-rc.3, or 0.23 where the fast engine does not load) and of
+//! `tokenizers` 0.23's `encode_batch_fast`; the Python pipeline (HF tokenizers `encode_batch` +
+//! numpy writes) MB/s; and mix + pack tokens/s. `CPTC_BENCH_TOKENIZER` is a name under
+//! `data/tokenizers/` or a path to a `tokenizer.json`.
 
 mod data_common;
 
@@ -20,6 +22,7 @@ use cptc::data::shard::ShardReader;
 use cptc::data::tokenize::{ShardTokenizer, TokenizeOptions, eos_token, load_tokenizer};
 use cptc::source::{FileId, Span};
 use data_common::{corpus, field};
+use rayon::prelude::*;
 
 const CORPORA: [&str; 9] =
     ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
@@ -48,6 +51,21 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
     let (w, c) = (Instant::now(), cpu_seconds());
     let out = f();
     (out, w.elapsed().as_secs_f64(), cpu_seconds() - c)
+}
+
+/// The texts cut into batches of about `bytes` each, in order.
+fn batches(texts: &[String], bytes: usize) -> Vec<Vec<&str>> {
+    let mut out = vec![Vec::new()];
+    let mut size = 0;
+    for t in texts {
+        if size >= bytes {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += t.len();
+        out.last_mut().unwrap().push(t.as_str());
+    }
+    out
 }
 
 /// Writes a jsonl of at least `mb` MB of text by cycling through the real corpora's lines, and
@@ -86,9 +104,18 @@ fn bench_data_pipeline() {
     let mb: f64 = std::env::var("CPTC_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(0.5);
     let full = std::env::var("CPTC_BENCH_MB").is_ok();
     let tok_name = std::env::var("CPTC_BENCH_TOKENIZER").unwrap_or_else(|_| "gpt2".into());
-    let tok_path = PathBuf::from(format!("data/tokenizers/{tok_name}/tokenizer.json"));
+    let tok_path = if tok_name.ends_with(".json") {
+        PathBuf::from(&tok_name)
+    } else {
+        PathBuf::from(format!("data/tokenizers/{tok_name}/tokenizer.json"))
+    };
     let tok = load_tokenizer(&tok_path).unwrap();
-    let eos = eos_token(&tok);
+    let eos = eos_token(tok.reference());
+    let info = tok.info();
+    println!(
+        "engine: {} (missing bytes {:02X?}, fallback: {:?})",
+        info.engine, info.missing_bytes, info.fallback_reason
+    );
     let tmp = tempfile::tempdir().unwrap();
     let (jsonl, texts) = bench_corpus(tmp.path(), mb);
     let text_bytes: usize = texts.iter().map(String::len).sum();
@@ -99,24 +126,36 @@ fn bench_data_pipeline() {
         rayon::current_num_threads()
     );
 
-    // 1. Raw ceiling: encode_batch_fast on in-memory texts, same batch size, no I/O.
+    let batches = batches(&texts, TokenizeOptions::default().batch_bytes);
+
+    // 1. Raw ceiling: the engine cptc uses, on in-memory texts, same batches, no I/O.
     println!("load before raw: {}", load());
     let (raw_tokens, raw_wall, raw_cpu) = timed(|| {
-        let mut n = 0usize;
-        let mut start = 0;
-        while start < texts.len() {
-            let mut end = start;
-            let mut b = 0;
-            while end < texts.len() && b < TokenizeOptions::default().batch_bytes {
-                b += texts[end].len();
-                end += 1;
-            }
-            let batch: Vec<&str> = texts[start..end].iter().map(String::as_str).collect();
-            n += tok.encode_batch_fast(batch, false).unwrap().iter().map(|e| e.len()).sum::<usize>();
-            start = end;
-        }
-        n
+        batches
+            .iter()
+            .map(|b| {
+                b.par_iter()
+                    .map(|t| {
+                        let mut ids = Vec::new();
+                        tok.encode_into(t, false, &mut ids).unwrap();
+                        ids.len()
+                    })
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
     });
+
+    // 1b. tokenizers 0.23 encode_batch_fast: the ceiling before the fast engine.
+    println!("load before raw 0.23: {}", load());
+    let (old_tokens, old_wall, old_cpu) = timed(|| {
+        batches
+            .iter()
+            .map(|b| {
+                tok.reference().encode_batch_fast(b.clone(), false).unwrap().iter().map(|e| e.len()).sum::<usize>()
+            })
+            .sum::<usize>()
+    });
+    assert_eq!(old_tokens, raw_tokens, "both engines give as many tokens");
 
     // 2. cptc: jsonl -> documents -> parallel encode -> shard, streaming.
     println!("load before cptc: {}", load());
@@ -189,7 +228,8 @@ fn bench_data_pipeline() {
     let line = |what: &str, wall: f64, cpu: f64| {
         println!("{what:<48} {:7.2} MB/s wall {:7.2} MB per CPU-s", mbytes / wall, mbytes / cpu);
     };
-    line("raw tokenizers encode_batch_fast (ceiling, no I/O)", raw_wall, raw_cpu);
+    line(&format!("raw {} encode (ceiling, no I/O)", info.engine), raw_wall, raw_cpu);
+    line("raw tokenizers 0.23 encode_batch_fast (no I/O)", old_wall, old_cpu);
     line("cptc jsonl -> tokenize -> shard", ours_wall, ours_cpu);
     println!(
         "  cptc / ceiling: {:.0}% wall, {:.0}% per CPU-s",
@@ -199,6 +239,7 @@ fn bench_data_pipeline() {
     if let Some((w, c)) = py {
         line("python tokenizers encode_batch + numpy", w, c);
         println!("  cptc / python: {:.2}x wall, {:.2}x per CPU-s", w / ours_wall, c / ours_cpu);
+        println!("  cptc / raw 0.23: {:.2}x wall, {:.2}x per CPU-s", old_wall / ours_wall, old_cpu / ours_cpu);
     }
     println!(
         "mix + pack ({sequences} sequences of {seq_len}): {:.1} M tokens/s wall, {:.1} M tokens per CPU-s",

@@ -49,13 +49,13 @@ fn shards_match_tokenizer_and_megatron() {
     let mut want = Vec::new();
     let mut stats = Vec::new();
     for (name, tok) in [("gpt2", gpt2()), ("qwen3", qwen3())] {
-        let eos = eos_token(tok);
+        let eos = eos_token(tok.reference());
         assert!(eos.is_some(), "{name} has an end-of-text token");
         let prefix = tmp.path().join(name);
         // A small batch so several parallel batches are written.
         let opts = TokenizeOptions { eos, batch_bytes: 64 << 10, ..Default::default() };
         let st = tokenize_corpus(tok, "mixed", &texts, &prefix, &opts).unwrap();
-        let ids = expected(tok, &texts, eos);
+        let ids = expected(tok.reference(), &texts, eos);
         assert_eq!(st.tokens, ids.iter().map(|d| d.len() as u64).sum::<u64>());
         assert_eq!(st.bytes, texts.iter().map(|t| t.len() as u64).sum::<u64>());
         let r = ShardReader::open(&prefix).unwrap();
@@ -102,7 +102,7 @@ fn eos_is_optional() {
     let prefix = tmp.path().join("noeos");
     let st = tokenize_corpus(gpt2(), "hpo", &texts, &prefix, &TokenizeOptions::default()).unwrap();
     let r = ShardReader::open(&prefix).unwrap();
-    assert_eq!(r.read_doc(3).unwrap(), expected(gpt2(), &texts[3..4], None)[0]);
+    assert_eq!(r.read_doc(3).unwrap(), expected(gpt2().reference(), &texts[3..4], None)[0]);
     assert_eq!(st.eos, None);
 }
 

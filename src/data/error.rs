@@ -59,6 +59,18 @@ pub enum DataError {
     )]
     Encode { corpus: String, doc: u64, message: String },
 
+    #[error(
+        "the fast tokenizer engine and the reference disagree on document {doc} of corpus `{corpus}` (first at token {position}), tokenizer `{}`",
+        tokenizer.display()
+    )]
+    #[diagnostic(
+        code(cptc::data::engine_mismatch),
+        help(
+            "cptc tokenizes such a corpus again with the reference engine (tokenizers 0.23); please report the tokenizer and document"
+        )
+    )]
+    EngineMismatch { corpus: String, doc: u64, position: u64, tokenizer: PathBuf },
+
     #[error("token id {id} does not fit the shard's {dtype} tokens (vocabulary of {vocab})")]
     #[diagnostic(
         code(cptc::data::token_out_of_range),

@@ -5,7 +5,7 @@
 //! ```text
 //! ingest::read_corpus(&Corpus, &IngestOptions)          -> Ingested { docs, report }   (or visit_corpus: streaming)
 //! split::split(&texts, corpus.heldout)                  -> Split { train, heldout }     (SplitRule for streaming)
-//! tokenize::load_tokenizer(path), eos_token(&tok)
+//! tokenize::load_tokenizer(path) -> Encoder (fast engine + 0.23 reference), eos_token(enc.reference())
 //! tokenize::tokenize_corpus(&tok, name, docs, prefix, &TokenizeOptions { eos, .. })
 //!                                                        -> CorpusStats (JSON via write_json)
 //!     writes <prefix>.bin/.idx (Megatron MMIDIDX v1; shard::{ShardWriter, ShardReader})
@@ -22,6 +22,7 @@
 //! tokenization. Text-format corpora are one document per file. Every error is a [`DataError`]
 //! naming the file and line (or row) where that applies; nothing here panics on bad input.
 
+pub mod encoder;
 pub mod error;
 pub mod ingest;
 pub mod mixture;

@@ -1,9 +1,9 @@
 //! Parallel tokenization (tokenizers + rayon) of documents into one Megatron shard per corpus
 //! side, with per-corpus statistics.
 //!
-//! Documents are buffered up to `batch_bytes` of text, encoded in parallel with
-//! `encode_fast` (no offsets: the cheapest call of the library), then written in input order,
-//! so the shard is identical whatever the thread count.
+//! Documents are buffered up to `batch_bytes` of text, encoded in parallel by the
+//! [`Encoder`] (the fast engine where it loads, with a sample checked against the reference),
+//! then written in input order, so the shard is identical whatever the thread count.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+pub use super::encoder::Encoder;
+use super::encoder::{EngineInfo, Route};
 use super::error::DataError;
 use super::shard::{ShardSummary, ShardWriter, TokenDtype};
 
@@ -24,12 +26,28 @@ pub struct TokenizeOptions {
     pub add_special_tokens: bool,
     /// Text buffered per parallel batch; bounds memory (about 5x this while encoding).
     pub batch_bytes: usize,
+    /// Every `check_every`-th document (the first included) that the fast engine encodes is also
+    /// encoded by the reference and compared; 0 checks none, 1 checks all.
+    pub check_every: u64,
 }
 
 impl Default for TokenizeOptions {
     fn default() -> Self {
-        TokenizeOptions { eos: None, add_special_tokens: false, batch_bytes: 8 << 20 }
+        TokenizeOptions { eos: None, add_special_tokens: false, batch_bytes: 8 << 20, check_every: 256 }
     }
+}
+
+/// Which engine encoded a corpus side, and how much of it each route took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineStats {
+    #[serde(flatten)]
+    pub info: Option<EngineInfo>,
+    /// Documents encoded by the fast engine alone.
+    pub fast_documents: u64,
+    /// Documents encoded by the reference (all of them without a fast engine).
+    pub reference_documents: u64,
+    /// Fast-engine documents also encoded by the reference and found identical.
+    pub checked_documents: u64,
 }
 
 /// Per-corpus (per side) statistics, written as JSON next to the shard.
@@ -47,11 +65,13 @@ pub struct CorpusStats {
     pub vocab_size: u64,
     pub bin: PathBuf,
     pub idx: PathBuf,
+    #[serde(default)]
+    pub engine: EngineStats,
 }
 
-/// Loads a Hugging Face `tokenizer.json`.
-pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, DataError> {
-    Tokenizer::from_file(path).map_err(|e| DataError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })
+/// Loads a Hugging Face `tokenizer.json` with both engines (see [`Encoder`]).
+pub fn load_tokenizer(path: &Path) -> Result<Encoder, DataError> {
+    Encoder::load(path)
 }
 
 /// The end-of-document token of common tokenizers: `<|endoftext|>` (GPT-2, Qwen, SmolLM), `</s>`
@@ -71,7 +91,7 @@ pub fn vocab_size(tok: &Tokenizer) -> u64 {
 /// Streams documents into one shard: [`push`](Self::push) buffers, [`finish`](Self::finish)
 /// flushes and renames the shard into place.
 pub struct ShardTokenizer<'t> {
-    tok: &'t Tokenizer,
+    tok: &'t Encoder,
     corpus: String,
     opts: TokenizeOptions,
     writer: ShardWriter,
@@ -80,11 +100,12 @@ pub struct ShardTokenizer<'t> {
     documents: u64,
     bytes: u64,
     vocab: u64,
+    engine: EngineStats,
 }
 
 impl<'t> ShardTokenizer<'t> {
-    pub fn new(tok: &'t Tokenizer, corpus: &str, out_prefix: &Path, opts: TokenizeOptions) -> Result<Self, DataError> {
-        let vocab = vocab_size(tok).max(opts.eos.map_or(0, |e| u64::from(e) + 1));
+    pub fn new(tok: &'t Encoder, corpus: &str, out_prefix: &Path, opts: TokenizeOptions) -> Result<Self, DataError> {
+        let vocab = vocab_size(tok.reference()).max(opts.eos.map_or(0, |e| u64::from(e) + 1));
         let writer = ShardWriter::create(out_prefix, vocab)?;
         Ok(ShardTokenizer {
             tok,
@@ -96,6 +117,7 @@ impl<'t> ShardTokenizer<'t> {
             documents: 0,
             bytes: 0,
             vocab,
+            engine: EngineStats { info: Some(tok.info()), ..EngineStats::default() },
         })
     }
 
@@ -116,24 +138,42 @@ impl<'t> ShardTokenizer<'t> {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         let first = self.documents;
-        let (tok, add, eos) = (self.tok, self.opts.add_special_tokens, self.opts.eos);
-        let encoded: Vec<Result<Vec<u32>, String>> = batch
+        let (tok, add, eos, every) = (self.tok, self.opts.add_special_tokens, self.opts.eos, self.opts.check_every);
+        let encoded: Vec<Result<Encoded, String>> = batch
             .par_iter()
-            .map(|t| {
-                let enc = tok.encode_fast(t.as_str(), add).map_err(|e| e.to_string())?;
-                let mut ids = Vec::with_capacity(enc.len() + 1);
-                ids.extend_from_slice(enc.get_ids());
+            .enumerate()
+            .map(|(i, t)| {
+                let mut ids = Vec::with_capacity(t.len() / 3 + 1);
+                let route = tok.encode_into(t, add, &mut ids)?;
+                let doc = first + i as u64;
+                let checked = route == Route::Fast && every > 0 && doc.is_multiple_of(every);
+                let mismatch = if checked {
+                    let reference = tok.encode_reference(t, add)?;
+                    super::encoder::first_difference(&ids, &reference)
+                } else {
+                    None
+                };
                 ids.extend(eos);
-                Ok(ids)
+                Ok(Encoded { ids, route, checked, mismatch })
             })
             .collect();
-        for (i, (ids, text)) in encoded.into_iter().zip(&batch).enumerate() {
-            let ids = ids.map_err(|message| DataError::Encode {
-                corpus: self.corpus.clone(),
-                doc: first + i as u64,
-                message,
-            })?;
-            self.writer.add_document(&ids)?;
+        for (i, (enc, text)) in encoded.into_iter().zip(&batch).enumerate() {
+            let doc = first + i as u64;
+            let enc = enc.map_err(|message| DataError::Encode { corpus: self.corpus.clone(), doc, message })?;
+            if let Some(position) = enc.mismatch {
+                return Err(DataError::EngineMismatch {
+                    corpus: self.corpus.clone(),
+                    doc,
+                    position: position as u64,
+                    tokenizer: self.tok.path().to_path_buf(),
+                });
+            }
+            match enc.route {
+                Route::Fast => self.engine.fast_documents += 1,
+                Route::Reference => self.engine.reference_documents += 1,
+            }
+            self.engine.checked_documents += u64::from(enc.checked);
+            self.writer.add_document(&enc.ids)?;
             self.documents += 1;
             self.bytes += text.len() as u64;
         }
@@ -154,23 +194,45 @@ impl<'t> ShardTokenizer<'t> {
             vocab_size: self.vocab,
             bin,
             idx,
+            engine: self.engine,
         })
     }
 }
 
+/// One document's ids and how they were made.
+struct Encoded {
+    ids: Vec<u32>,
+    route: Route,
+    checked: bool,
+    /// Where the fast engine's ids first differ from the reference's, when checked and different.
+    mismatch: Option<usize>,
+}
+
 /// Tokenizes `docs` into `<out_prefix>.bin/.idx`, one sequence per document.
-pub fn tokenize_corpus<S: Into<String>>(
-    tok: &Tokenizer,
+///
+/// Should a checked document come out differently from the two engines, the corpus is
+/// tokenized again by the reference alone (the shard is rewritten, the stats say why): the ids
+/// are always the reference's.
+pub fn tokenize_corpus<S: AsRef<str>>(
+    tok: &Encoder,
     corpus: &str,
-    docs: impl IntoIterator<Item = S>,
+    docs: &[S],
     out_prefix: &Path,
     opts: &TokenizeOptions,
 ) -> Result<CorpusStats, DataError> {
-    let mut st = ShardTokenizer::new(tok, corpus, out_prefix, opts.clone())?;
-    for d in docs {
-        st.push(d.into())?;
+    let run = |tok: &Encoder| {
+        let mut st = ShardTokenizer::new(tok, corpus, out_prefix, opts.clone())?;
+        for d in docs {
+            st.push(d.as_ref().to_string())?;
+        }
+        st.finish()
+    };
+    match run(tok) {
+        Err(e @ DataError::EngineMismatch { .. }) => {
+            run(&Encoder::reference_only(tok.path())?.without_fast(e.to_string()))
+        }
+        other => other,
     }
-    st.finish()
 }
 
 /// Writes `value` as pretty JSON, aside then renamed into place.

@@ -201,8 +201,11 @@ fn tokenize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let (split_dir, _) = ctx.input("split")?;
     let (tok_dir, _) = ctx.input("tokenizer")?;
     let tokenizer = data::tokenize::load_tokenizer(&tokenizer_path(tok_dir)?)?;
-    let eos =
-        if param::<Option<bool>>(ctx, "eos")?.unwrap_or(true) { data::tokenize::eos_token(&tokenizer) } else { None };
+    let eos = if param::<Option<bool>>(ctx, "eos")?.unwrap_or(true) {
+        data::tokenize::eos_token(tokenizer.reference())
+    } else {
+        None
+    };
     let name = ctx.stage.id.strip_prefix("tokenize:").unwrap_or(&ctx.stage.id).to_string();
     let options = data::tokenize::TokenizeOptions { eos, ..Default::default() };
     let mut stats = serde_json::Map::new();
@@ -212,7 +215,7 @@ fn tokenize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         // Bytes per document: evaluation divides nats by the bytes of the text it covers.
         let doc_bytes: Vec<usize> = texts.iter().map(String::len).collect();
         write_json(&ctx.out.join(format!("{side}.doc_bytes.json")), &doc_bytes)?;
-        let s = data::tokenize::tokenize_corpus(&tokenizer, &name, texts, &ctx.out.join(side), &options)?;
+        let s = data::tokenize::tokenize_corpus(&tokenizer, &name, &texts, &ctx.out.join(side), &options)?;
         let mut value = serde_json::to_value(&s)?;
         // The staging folder's path must not leak into the output: keep file names only.
         if let Value::Object(map) = &mut value {

@@ -7,10 +7,9 @@ use std::sync::OnceLock;
 
 use cptc::check::recipe::{Corpus, Format, Heldout, Origin, TextSource};
 use cptc::data::shard::ShardReader;
-use cptc::data::tokenize::{TokenizeOptions, eos_token, load_tokenizer, tokenize_corpus};
+use cptc::data::tokenize::{Encoder, TokenizeOptions, eos_token, load_tokenizer, tokenize_corpus};
 use cptc::source::{FileId, Span};
 use miette::{GraphicalReportHandler, GraphicalTheme};
-use tokenizers::Tokenizer;
 
 pub fn corpus(name: &str, files: Vec<PathBuf>, format: Format, text: TextSource) -> Corpus {
     Corpus {
@@ -51,20 +50,20 @@ pub fn real_texts(name: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-pub fn gpt2() -> &'static Tokenizer {
-    static T: OnceLock<Tokenizer> = OnceLock::new();
+pub fn gpt2() -> &'static Encoder {
+    static T: OnceLock<Encoder> = OnceLock::new();
     T.get_or_init(|| load_tokenizer(Path::new("data/tokenizers/gpt2/tokenizer.json")).unwrap())
 }
 
-pub fn qwen3() -> &'static Tokenizer {
-    static T: OnceLock<Tokenizer> = OnceLock::new();
+pub fn qwen3() -> &'static Encoder {
+    static T: OnceLock<Encoder> = OnceLock::new();
     T.get_or_init(|| load_tokenizer(Path::new("data/tokenizers/qwen3/tokenizer.json")).unwrap())
 }
 
 /// Tokenizes `texts` with GPT-2 (EOS appended) into `dir/name` and opens the shard.
 pub fn shard_of(dir: &Path, name: &str, texts: &[String]) -> ShardReader {
     let prefix = dir.join(name);
-    let opts = TokenizeOptions { eos: eos_token(gpt2()), ..Default::default() };
+    let opts = TokenizeOptions { eos: eos_token(gpt2().reference()), ..Default::default() };
     tokenize_corpus(gpt2(), name, texts, &prefix, &opts).unwrap();
     ShardReader::open(&prefix).unwrap()
 }

@@ -23,8 +23,14 @@ pub(crate) fn python() -> PathBuf {
 }
 
 /// SmolLM2-135M-Instruct in HF layout (fp32). Imported once; later runs and other test binaries
-/// reuse it. Several binaries may race here, so each imports aside and renames into place.
+/// reuse it. Several binaries may race here, so each imports aside and renames into place;
+/// within one binary the tests wait for the first import.
 pub(crate) fn smollm2_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(import_smollm2).clone()
+}
+
+fn import_smollm2() -> PathBuf {
     let dir = repo().join("target/test-models/smollm2-135m-f32");
     if dir.join("model.safetensors").exists() && dir.join("tokenizer.json").exists() {
         return dir;

@@ -1,0 +1,244 @@
+//! The text encoder behind tokenization: the `tokenizers` 1.0 engine where it loads, the 0.23
+//! `Tokenizer` as the reference it is checked against and the fallback where it does not.
+//!
+//! The 1.0 release candidate encodes 10-60x faster than 0.23 but is a reduced, read-only API,
+//! and it refuses byte-level vocabularies that lack a token for some byte (SmolLM2's GGUF
+//! vocabulary does). 0.23 silently drops such bytes. So for those vocabularies the fast engine
+//! gets one *sentinel* id per missing byte, above every real id; a document whose ids contain a
+//! sentinel is encoded again by the reference, and keeps exactly what 0.23 gives. Every other
+//! document is encoded once, by the fast engine, and a deterministic sample of them is encoded by
+//! both and compared (see [`Encoder::check`]): a disagreement is an error, never a silent change.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokenizers::Tokenizer;
+use tokenizers_fast::pipeline::{EncodeOptions, PipelineTokenizer};
+
+use super::error::DataError;
+
+/// Which engine encodes, and why the fast one does not where it does not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// `tokenizers 1.0.0-rc.3` or `tokenizers 0.23`.
+    pub engine: String,
+    /// Bytes the vocabulary has no token for (documents holding them go to the reference).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_bytes: Vec<u8>,
+    /// Why the fast engine is not used, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// The name of the fast engine, as stats and reports show it.
+pub const FAST_ENGINE: &str = "tokenizers 1.0.0-rc.3";
+/// The name of the reference engine.
+pub const REFERENCE_ENGINE: &str = "tokenizers 0.23";
+
+struct Fast {
+    tok: PipelineTokenizer,
+    /// Ids from here up are sentinels for bytes missing from the vocabulary.
+    sentinel_from: u32,
+    missing_bytes: Vec<u8>,
+}
+
+/// A loaded `tokenizer.json`: the reference `Tokenizer` and, where it loads, the fast engine.
+pub struct Encoder {
+    path: PathBuf,
+    reference: Tokenizer,
+    fast: Option<Fast>,
+    fallback_reason: Option<String>,
+}
+
+/// How a document was encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// By the fast engine alone.
+    Fast,
+    /// By the reference: no fast engine, or the text holds a byte the vocabulary lacks.
+    Reference,
+}
+
+impl Encoder {
+    /// Loads `path` with both engines; the fast one is optional (its refusal is recorded).
+    pub fn load(path: &Path) -> Result<Self, DataError> {
+        let mut enc = Self::reference_only(path)?;
+        match load_fast(path, &enc.reference) {
+            Ok(fast) => enc.fast = Some(fast),
+            Err(reason) => enc.fallback_reason = Some(reason),
+        }
+        Ok(enc)
+    }
+
+    /// Both engines from a `tokenizer.json` already read (`text`) and its reference `Tokenizer`;
+    /// `path` only names it in messages.
+    pub fn from_json(path: &Path, reference: Tokenizer, text: &str) -> Self {
+        let (fast, fallback_reason) = match load_fast_str(text, &reference) {
+            Ok(fast) => (Some(fast), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        Encoder { path: path.to_path_buf(), reference, fast, fallback_reason }
+    }
+
+    /// Loads `path` with the reference engine only.
+    pub fn reference_only(path: &Path) -> Result<Self, DataError> {
+        let reference = Tokenizer::from_file(path)
+            .map_err(|e| DataError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(Encoder { path: path.to_path_buf(), reference, fast: None, fallback_reason: None })
+    }
+
+    /// The same tokenizer with the fast engine switched off (the reason is recorded).
+    pub fn without_fast(mut self, reason: impl Into<String>) -> Self {
+        self.fast = None;
+        self.fallback_reason = Some(reason.into());
+        self
+    }
+
+    /// The same reference with the fast engine of *another* tokenizer file: a deliberately
+    /// wrong pairing, so tests can see the cross-check catch a disagreeing engine.
+    #[doc(hidden)]
+    pub fn with_fast_engine_of(mut self, other: &Path) -> Result<Self, DataError> {
+        let other_ref = Tokenizer::from_file(other)
+            .map_err(|e| DataError::Tokenizer { path: other.to_path_buf(), message: e.to_string() })?;
+        let fast = load_fast(other, &other_ref)
+            .map_err(|message| DataError::Tokenizer { path: other.to_path_buf(), message })?;
+        self.fast = Some(fast);
+        Ok(self)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The 0.23 tokenizer: vocabulary, special tokens, and the ids every engine must give.
+    pub fn reference(&self) -> &Tokenizer {
+        &self.reference
+    }
+
+    pub fn info(&self) -> EngineInfo {
+        match &self.fast {
+            Some(f) => EngineInfo {
+                engine: FAST_ENGINE.to_string(),
+                missing_bytes: f.missing_bytes.clone(),
+                fallback_reason: None,
+            },
+            None => EngineInfo {
+                engine: REFERENCE_ENGINE.to_string(),
+                missing_bytes: Vec::new(),
+                fallback_reason: self.fallback_reason.clone(),
+            },
+        }
+    }
+
+    /// Encodes `text`, appending its ids to `out`; says which engine's ids they are.
+    pub fn encode_into(&self, text: &str, add_special_tokens: bool, out: &mut Vec<u32>) -> Result<Route, String> {
+        if let Some(f) = &self.fast {
+            let start = out.len();
+            let opts = EncodeOptions { add_special_tokens, ..EncodeOptions::no_specials() };
+            let mut ids = Vec::with_capacity(text.len() / 3);
+            f.tok.encode_into(text, &opts, &mut ids).map_err(|e| e.to_string())?;
+            out.extend(ids.into_iter().map(u32::from));
+            if out[start..].iter().all(|&id| id < f.sentinel_from) {
+                return Ok(Route::Fast);
+            }
+            out.truncate(start);
+        }
+        out.extend(self.encode_reference(text, add_special_tokens)?);
+        Ok(Route::Reference)
+    }
+
+    /// The reference engine's ids for `text`.
+    pub fn encode_reference(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, String> {
+        let enc = self.reference.encode_fast(text, add_special_tokens).map_err(|e| e.to_string())?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes `texts` in parallel (no special tokens added), checking every `check_every`-th
+    /// fast-engine text against the reference; on a disagreement every text is encoded again by
+    /// the reference. Returns the ids and whether that happened.
+    pub fn encode_all(&self, texts: &[&str], check_every: usize) -> Result<(Vec<Vec<u32>>, bool), String> {
+        let encoded: Vec<Result<(Vec<u32>, bool), String>> = texts
+            .par_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut ids = Vec::new();
+                let route = self.encode_into(t, false, &mut ids)?;
+                let checked = route == Route::Fast && check_every > 0 && i.is_multiple_of(check_every);
+                let agrees = !checked || first_difference(&ids, &self.encode_reference(t, false)?).is_none();
+                Ok((ids, agrees))
+            })
+            .collect();
+        let encoded: Vec<(Vec<u32>, bool)> = encoded.into_iter().collect::<Result<_, _>>()?;
+        if encoded.iter().all(|(_, agrees)| *agrees) {
+            return Ok((encoded.into_iter().map(|(ids, _)| ids).collect(), false));
+        }
+        let again: Result<Vec<Vec<u32>>, String> = texts.par_iter().map(|t| self.encode_reference(t, false)).collect();
+        Ok((again?, true))
+    }
+
+    /// Encodes `text` with both engines and returns the first position where they differ (the
+    /// shorter length when one is a prefix of the other), or `None` when they agree. Always
+    /// `None` without a fast engine.
+    pub fn check(&self, text: &str, add_special_tokens: bool) -> Result<Option<usize>, String> {
+        if self.fast.is_none() {
+            return Ok(None);
+        }
+        let mut fast = Vec::new();
+        self.encode_into(text, add_special_tokens, &mut fast)?;
+        let reference = self.encode_reference(text, add_special_tokens)?;
+        Ok(first_difference(&fast, &reference))
+    }
+}
+
+/// The first index where `a` and `b` differ, or `None` when they are equal.
+pub fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => Some(i),
+        None if a.len() != b.len() => Some(a.len().min(b.len())),
+        None => None,
+    }
+}
+
+/// The fast engine for `path`, with sentinels for missing bytes; the reason when it refuses.
+fn load_fast(path: &Path, reference: &Tokenizer) -> Result<Fast, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    load_fast_str(&text, reference)
+}
+
+fn load_fast_str(text: &str, reference: &Tokenizer) -> Result<Fast, String> {
+    let canonical = tokenizers_fast::canonicalize_str(text).map_err(|e| e.to_string())?;
+    let mut json: Json = serde_json::from_str(&canonical).map_err(|e| e.to_string())?;
+    let sentinel_from = sentinel_base(reference);
+    let missing_bytes = add_sentinels(&mut json, sentinel_from);
+    let tok = tokenizers_fast::from_json(&json.to_string()).map_err(|e| e.to_string())?;
+    Ok(Fast { tok, sentinel_from, missing_bytes })
+}
+
+/// One past every id the reference knows (model vocabulary and added tokens).
+fn sentinel_base(reference: &Tokenizer) -> u32 {
+    let vocab = reference.get_vocab(true).into_values().max().map_or(0, |m| m + 1);
+    let added = reference.get_added_tokens_decoder().keys().max().map_or(0, |m| m + 1);
+    vocab.max(added).max(reference.get_vocab_size(true) as u32)
+}
+
+/// Gives every UTF-8-reachable byte that a byte-level BPE vocabulary lacks a sentinel token
+/// (`sentinel_from + k`); returns those bytes. Other models are left alone.
+fn add_sentinels(json: &mut Json, sentinel_from: u32) -> Vec<u8> {
+    let Some(model) = json.get_mut("model") else { return Vec::new() };
+    let byte_level = model.get("byte_level").and_then(Json::as_bool).unwrap_or(false);
+    let is_bpe = model.get("type").and_then(Json::as_str) == Some("BPE");
+    let Some(vocab) = model.get_mut("vocab").and_then(Json::as_object_mut) else { return Vec::new() };
+    if !(byte_level && is_bpe) {
+        return Vec::new();
+    }
+    let chars = &*tokenizers_fast::utils::byte_level::BYTES_CHAR_LOOKUP;
+    // Bytes that can occur in UTF-8 text: C0, C1 and F5..FF never do.
+    let reachable = (0x00..=0xBFu8).chain(0xC2..=0xF4);
+    let missing: Vec<u8> = reachable.filter(|&b| !vocab.contains_key(&chars[b as usize].to_string())).collect();
+    for (k, &b) in missing.iter().enumerate() {
+        vocab.insert(chars[b as usize].to_string(), Json::from(sentinel_from + k as u32));
+    }
+    missing
+}
