@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 use tokenizers::{Model as _, Tokenizer};
 
 use super::error::VocabError;
+use crate::data::encoder::Encoder;
 
 /// One past the largest token id accepted (16M; real vocabularies stay below 300k).
 const MAX_ID: u32 = 1 << 24;
@@ -68,6 +69,11 @@ impl BaseTokenizer {
             ));
         }
         Ok(Self { path: path.to_path_buf(), json, tokenizer, vocab, added, next_id })
+    }
+
+    /// An encoder over this tokenizer: the fast engine, checked against `tokenizer`.
+    pub(crate) fn encoder(&self) -> Encoder {
+        Encoder::from_json(&self.path, self.tokenizer.clone(), &self.json.to_string())
     }
 
     /// True when `token` (byte-level form) is taken, by the model or as an added token.

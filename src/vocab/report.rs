@@ -121,8 +121,8 @@ fn compression(
     new: &BaseTokenizer,
     texts: &[&str],
 ) -> Result<(Compression, Encodings, Encodings), VocabError> {
-    let before = encode_all(&base.tokenizer, texts)?;
-    let after = encode_all(&new.tokenizer, texts)?;
+    let before = encode_all(&base.encoder(), texts)?;
+    let after = encode_all(&new.encoder(), texts)?;
     let bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
     let chars: u64 = texts.iter().map(|t| t.chars().count() as u64).sum();
     let cjk_chars: u64 = texts.iter().map(|t| t.chars().filter(|&c| is_cjk(c)).count() as u64).sum();

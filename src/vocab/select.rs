@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokenizers::Tokenizer;
 
 use super::base::{BaseTokenizer, surface_len, token_text};
 use super::error::VocabError;
 use super::merge::{Plan, expanded_json, load_expanded};
 use super::train::Candidates;
 use crate::check::recipe::Selection;
+use crate::data::encoder::Encoder;
 
 /// A token chosen for the expanded vocabulary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -71,8 +71,8 @@ pub fn select<S: AsRef<str> + Sync>(
     let expanded = load_expanded(&text)?;
 
     let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-    let before = encode_all(&base_tok.tokenizer, &texts)?;
-    let after = encode_all(&expanded, &texts)?;
+    let before = encode_all(&base_tok.encoder(), &texts)?;
+    let after = encode_all(&Encoder::from_json(Path::new("the planned expansion"), expanded, &text), &texts)?;
     let first_id = base_tok.next_id;
     let lens = SurfaceLens::new(&base_tok);
     let mut count = vec![0u64; planned.len()];
@@ -173,12 +173,12 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-/// Encodes each text without special tokens; ids only.
-pub(crate) fn encode_all(tokenizer: &Tokenizer, texts: &[&str]) -> Result<Vec<Vec<u32>>, VocabError> {
-    let encodings = tokenizer
-        .encode_batch(texts.to_vec(), false)
-        .map_err(|e| VocabError::Merge { message: format!("encoding failed: {e}") })?;
-    Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
+/// Encodes each text without special tokens; ids only, exactly the reference's (see
+/// [`Encoder::encode_all`]: a sample is checked against `tokenizers` 0.23).
+pub(crate) fn encode_all(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<u32>>, VocabError> {
+    let (ids, _fell_back) =
+        encoder.encode_all(texts, 64).map_err(|e| VocabError::Merge { message: format!("encoding failed: {e}") })?;
+    Ok(ids)
 }
 
 /// Text bytes per base id (0 where unknown, e.g. added tokens).
