@@ -101,7 +101,9 @@ pub struct ShardWriter {
     vocab: u64,
     lengths: Vec<i32>,
     tokens: u64,
-    scratch: Vec<u8>,
+    /// The ids of one document in the shard's dtype, little-endian.
+    scratch16: Vec<u16>,
+    scratch32: Vec<i32>,
 }
 
 impl ShardWriter {
@@ -121,7 +123,8 @@ impl ShardWriter {
             vocab,
             lengths: Vec::new(),
             tokens: 0,
-            scratch: Vec::new(),
+            scratch16: Vec::new(),
+            scratch32: Vec::new(),
         })
     }
 
@@ -135,19 +138,28 @@ impl ShardWriter {
             path: self.bin_path.clone(),
             reason: format!("a document of {} tokens exceeds the format's int32 length", ids.len()),
         })?;
+        // `max` and plain casts vectorise; the byte-wise loop they replace cost as much as
+        // writing the file.
         let max = self.dtype.max_id();
-        if let Some(&bad) = ids.iter().find(|&&t| t > max) {
+        if let Some(bad) = ids.iter().copied().max().filter(|&m| m > max) {
             return Err(DataError::TokenOutOfRange { id: bad, dtype: self.dtype.name(), vocab: self.vocab });
-        }
-        self.scratch.clear();
-        match self.dtype {
-            TokenDtype::U16 => self.scratch.extend(ids.iter().flat_map(|&t| (t as u16).to_le_bytes())),
-            TokenDtype::I32 => self.scratch.extend(ids.iter().flat_map(|&t| (t as i32).to_le_bytes())),
         }
         let Some(w) = self.bin.as_mut() else {
             return Err(DataError::BadShard { path: self.bin_path.clone(), reason: "writer already finished".into() });
         };
-        w.write_all(&self.scratch).map_err(|e| DataError::io("write", &self.bin_tmp, e))?;
+        let bytes: &[u8] = match self.dtype {
+            TokenDtype::U16 => {
+                self.scratch16.clear();
+                self.scratch16.extend(ids.iter().map(|&t| (t as u16).to_le()));
+                bytemuck::cast_slice(&self.scratch16)
+            }
+            TokenDtype::I32 => {
+                self.scratch32.clear();
+                self.scratch32.extend(ids.iter().map(|&t| (t as i32).to_le()));
+                bytemuck::cast_slice(&self.scratch32)
+            }
+        };
+        w.write_all(bytes).map_err(|e| DataError::io("write", &self.bin_tmp, e))?;
         self.lengths.push(len);
         self.tokens += ids.len() as u64;
         Ok(())
@@ -158,8 +170,9 @@ impl ShardWriter {
         let Some(w) = self.bin.take() else {
             return Err(DataError::BadShard { path: self.bin_path.clone(), reason: "writer already finished".into() });
         };
+        // No fsync: like every artifact, a shard is atomic against a killed process (rename),
+        // not against power loss; `cptc cache verify` finds a damaged one.
         let f = w.into_inner().map_err(|e| DataError::io("write", &self.bin_tmp, e.into_error()))?;
-        f.sync_all().map_err(|e| DataError::io("sync", &self.bin_tmp, e))?;
         drop(f);
 
         let n = self.lengths.len() as u64;
@@ -183,7 +196,6 @@ impl ShardWriter {
         }
         let mut f = File::create(&self.idx_tmp).map_err(|e| DataError::io("create", &self.idx_tmp, e))?;
         f.write_all(&idx).map_err(|e| DataError::io("write", &self.idx_tmp, e))?;
-        f.sync_all().map_err(|e| DataError::io("sync", &self.idx_tmp, e))?;
         std::fs::rename(&self.bin_tmp, &self.bin_path).map_err(|e| DataError::io("rename", &self.bin_tmp, e))?;
         std::fs::rename(&self.idx_tmp, &self.idx_path).map_err(|e| DataError::io("rename", &self.idx_tmp, e))?;
         Ok(ShardSummary {
