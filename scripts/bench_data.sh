@@ -2,7 +2,8 @@
 # Data pipeline benchmark (issue 5): tokenize + shard MB/s against the raw `tokenizers` ceiling
 # and the Python pipeline, plus mix + pack tokens/s, on >= 100 MB of the real corpora.
 # Usage: scripts/bench_data.sh [MB] [gpt2|qwen3|mistral]   (defaults: 100 gpt2)
-# Runs niced: the machine is shared; the load average is printed before each measurement.
+# Runs niced: the machine is shared; the load average is printed before each measurement, and the
+# fast measurements take the best of CPTC_BENCH_ROUNDS (default 3) alternating rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB="${1:-100}"

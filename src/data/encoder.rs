@@ -32,6 +32,16 @@ pub struct EngineInfo {
     pub fallback_reason: Option<String>,
 }
 
+/// Texts of a corpus always cross-checked against the reference, before sampling starts.
+pub const CHECK_FIRST: u64 = 4;
+/// Longest text (its prefix, beyond) a cross-check encodes with the reference.
+pub const CHECK_BYTES: usize = 4 << 10;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<tokenizers_fast::pipeline::PipelineToken>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The name of the fast engine, as stats and reports show it.
 pub const FAST_ENGINE: &str = "tokenizers 1.0.0-rc.3";
 /// The name of the reference engine.
@@ -137,16 +147,46 @@ impl Encoder {
         if let Some(f) = &self.fast {
             let start = out.len();
             let opts = EncodeOptions { add_special_tokens, ..EncodeOptions::no_specials() };
-            let mut ids = Vec::with_capacity(text.len() / 3);
-            f.tok.encode_into(text, &opts, &mut ids).map_err(|e| e.to_string())?;
-            out.extend(ids.into_iter().map(u32::from));
-            if out[start..].iter().all(|&id| id < f.sentinel_from) {
+            // One token buffer per thread: the engine's own type, converted once into `out`.
+            SCRATCH.with_borrow_mut(|ids| {
+                ids.clear();
+                f.tok.encode_into(text, &opts, ids).map_err(|e| e.to_string())?;
+                out.extend(ids.iter().map(|&t| u32::from(t)));
+                Ok::<_, String>(())
+            })?;
+            if f.missing_bytes.is_empty() || out[start..].iter().all(|&id| id < f.sentinel_from) {
                 return Ok(Route::Fast);
             }
             out.truncate(start);
         }
         out.extend(self.encode_reference(text, add_special_tokens)?);
         Ok(Route::Reference)
+    }
+
+    /// Whether the `index`-th text of a corpus is cross-checked when one in `every` is: the
+    /// first [`CHECK_FIRST`] always (a systematic difference shows at once), then every
+    /// `every`-th; never when `every` is 0.
+    pub fn is_sampled(index: u64, every: u64) -> bool {
+        every > 0 && (index < CHECK_FIRST || index.is_multiple_of(every))
+    }
+
+    /// Cross-checks one text the fast engine encoded as `fast_ids`: the reference encodes it (or
+    /// its first [`CHECK_BYTES`], which both engines then encode, for a long text: the check
+    /// costs at most that much of the slow engine). Returns where they first differ.
+    pub fn check_sample(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        fast_ids: &[u32],
+    ) -> Result<Option<usize>, String> {
+        if text.len() <= CHECK_BYTES {
+            return Ok(first_difference(fast_ids, &self.encode_reference(text, add_special_tokens)?));
+        }
+        let mut cut = CHECK_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.check(&text[..cut], add_special_tokens)
     }
 
     /// The reference engine's ids for `text`.
@@ -165,8 +205,8 @@ impl Encoder {
             .map(|(i, t)| {
                 let mut ids = Vec::new();
                 let route = self.encode_into(t, false, &mut ids)?;
-                let checked = route == Route::Fast && check_every > 0 && i.is_multiple_of(check_every);
-                let agrees = !checked || first_difference(&ids, &self.encode_reference(t, false)?).is_none();
+                let checked = route == Route::Fast && Self::is_sampled(i as u64, check_every as u64);
+                let agrees = !checked || self.check_sample(t, false, &ids)?.is_none();
                 Ok((ids, agrees))
             })
             .collect();

@@ -29,6 +29,7 @@ pub mod mixture;
 pub mod pack;
 pub mod shard;
 pub mod split;
+pub mod texts;
 pub mod tokenize;
 
 pub use error::DataError;

@@ -1,9 +1,10 @@
 //! Parallel tokenization (tokenizers + rayon) of documents into one Megatron shard per corpus
 //! side, with per-corpus statistics.
 //!
-//! Documents are buffered up to `batch_bytes` of text, encoded in parallel by the
-//! [`Encoder`] (the fast engine where it loads, with a sample checked against the reference),
-//! then written in input order, so the shard is identical whatever the thread count.
+//! Documents are cut into batches of about `batch_bytes` of text, encoded in parallel by the
+//! [`Encoder`] (the fast engine where it loads, with a sample checked against the reference)
+//! and written in input order, one batch while the next is encoded; the shard is identical
+//! whatever the thread count.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use tokenizers::Tokenizer;
 pub use super::encoder::Encoder;
 use super::encoder::{EngineInfo, Route};
 use super::error::DataError;
-use super::shard::{ShardSummary, ShardWriter, TokenDtype};
+use super::shard::{ShardSummary, ShardWriter};
 
 /// How to tokenize.
 #[derive(Clone, Debug)]
@@ -26,14 +27,14 @@ pub struct TokenizeOptions {
     pub add_special_tokens: bool,
     /// Text buffered per parallel batch; bounds memory (about 5x this while encoding).
     pub batch_bytes: usize,
-    /// Every `check_every`-th document (the first included) that the fast engine encodes is also
-    /// encoded by the reference and compared; 0 checks none, 1 checks all.
+    /// The first 4 documents and every `check_every`-th one that the fast engine encodes are
+    /// also encoded by the reference (their first 4 KB) and compared; 0 checks none, 1 all.
     pub check_every: u64,
 }
 
 impl Default for TokenizeOptions {
     fn default() -> Self {
-        TokenizeOptions { eos: None, add_special_tokens: false, batch_bytes: 8 << 20, check_every: 256 }
+        TokenizeOptions { eos: None, add_special_tokens: false, batch_bytes: 8 << 20, check_every: 1024 }
     }
 }
 
@@ -88,15 +89,13 @@ pub fn vocab_size(tok: &Tokenizer) -> u64 {
     n.max(max_added)
 }
 
-/// Streams documents into one shard: [`push`](Self::push) buffers, [`finish`](Self::finish)
-/// flushes and renames the shard into place.
-pub struct ShardTokenizer<'t> {
+/// One shard being written: batches of encoded documents are appended in order, then
+/// [`finish`](Self::finish) renames the shard into place.
+struct ShardTokenizer<'t> {
     tok: &'t Encoder,
     corpus: String,
     opts: TokenizeOptions,
     writer: ShardWriter,
-    batch: Vec<String>,
-    batch_bytes: usize,
     documents: u64,
     bytes: u64,
     vocab: u64,
@@ -104,7 +103,7 @@ pub struct ShardTokenizer<'t> {
 }
 
 impl<'t> ShardTokenizer<'t> {
-    pub fn new(tok: &'t Encoder, corpus: &str, out_prefix: &Path, opts: TokenizeOptions) -> Result<Self, DataError> {
+    fn new(tok: &'t Encoder, corpus: &str, out_prefix: &Path, opts: TokenizeOptions) -> Result<Self, DataError> {
         let vocab = vocab_size(tok.reference()).max(opts.eos.map_or(0, |e| u64::from(e) + 1));
         let writer = ShardWriter::create(out_prefix, vocab)?;
         Ok(ShardTokenizer {
@@ -112,8 +111,6 @@ impl<'t> ShardTokenizer<'t> {
             corpus: corpus.to_string(),
             opts,
             writer,
-            batch: Vec::new(),
-            batch_bytes: 0,
             documents: 0,
             bytes: 0,
             vocab,
@@ -121,44 +118,10 @@ impl<'t> ShardTokenizer<'t> {
         })
     }
 
-    pub fn dtype(&self) -> TokenDtype {
-        self.writer.dtype()
-    }
-
-    pub fn push(&mut self, text: String) -> Result<(), DataError> {
-        self.batch_bytes += text.len();
-        self.batch.push(text);
-        if self.batch_bytes >= self.opts.batch_bytes {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), DataError> {
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        let first = self.documents;
-        let (tok, add, eos, every) = (self.tok, self.opts.add_special_tokens, self.opts.eos, self.opts.check_every);
-        let encoded: Vec<Result<Encoded, String>> = batch
-            .par_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut ids = Vec::with_capacity(t.len() / 3 + 1);
-                let route = tok.encode_into(t, add, &mut ids)?;
-                let doc = first + i as u64;
-                let checked = route == Route::Fast && every > 0 && doc.is_multiple_of(every);
-                let mismatch = if checked {
-                    let reference = tok.encode_reference(t, add)?;
-                    super::encoder::first_difference(&ids, &reference)
-                } else {
-                    None
-                };
-                ids.extend(eos);
-                Ok(Encoded { ids, route, checked, mismatch })
-            })
-            .collect();
-        for (i, (enc, text)) in encoded.into_iter().zip(&batch).enumerate() {
-            let doc = first + i as u64;
+    /// Writes encoded documents (the next ones of the shard) and counts them.
+    fn append<S: AsRef<str>>(&mut self, encoded: EncodedBatch, batch: &[S]) -> Result<(), DataError> {
+        for (enc, text) in encoded.into_iter().zip(batch) {
+            let doc = self.documents;
             let enc = enc.map_err(|message| DataError::Encode { corpus: self.corpus.clone(), doc, message })?;
             if let Some(position) = enc.mismatch {
                 return Err(DataError::EngineMismatch {
@@ -175,13 +138,12 @@ impl<'t> ShardTokenizer<'t> {
             self.engine.checked_documents += u64::from(enc.checked);
             self.writer.add_document(&enc.ids)?;
             self.documents += 1;
-            self.bytes += text.len() as u64;
+            self.bytes += text.as_ref().len() as u64;
         }
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<CorpusStats, DataError> {
-        self.flush()?;
+    fn finish(self) -> Result<CorpusStats, DataError> {
         let ShardSummary { bin, idx, dtype, documents, tokens } = self.writer.finish()?;
         Ok(CorpusStats {
             corpus: self.corpus,
@@ -199,6 +161,26 @@ impl<'t> ShardTokenizer<'t> {
     }
 }
 
+/// Encodes `docs` (the shard's documents from index `first` on) in parallel; EOS appended.
+fn encode_docs<S: AsRef<str> + Sync>(tok: &Encoder, opts: &TokenizeOptions, docs: &[S], first: u64) -> EncodedBatch {
+    let (add, eos, every) = (opts.add_special_tokens, opts.eos, opts.check_every);
+    docs.par_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = t.as_ref();
+            let mut ids = Vec::with_capacity(t.len() / 3 + 2);
+            let route = tok.encode_into(t, add, &mut ids)?;
+            let checked = route == Route::Fast && Encoder::is_sampled(first + i as u64, every);
+            let mismatch = if checked { tok.check_sample(t, add, &ids)? } else { None };
+            ids.extend(eos);
+            Ok(Encoded { ids, route, checked, mismatch })
+        })
+        .collect()
+}
+
+/// A batch's documents, encoded (or the engine's message), in order.
+type EncodedBatch = Vec<Result<Encoded, String>>;
+
 /// One document's ids and how they were made.
 struct Encoded {
     ids: Vec<u32>,
@@ -213,7 +195,7 @@ struct Encoded {
 /// Should a checked document come out differently from the two engines, the corpus is
 /// tokenized again by the reference alone (the shard is rewritten, the stats say why): the ids
 /// are always the reference's.
-pub fn tokenize_corpus<S: AsRef<str>>(
+pub fn tokenize_corpus<S: AsRef<str> + Sync>(
     tok: &Encoder,
     corpus: &str,
     docs: &[S],
@@ -222,8 +204,28 @@ pub fn tokenize_corpus<S: AsRef<str>>(
 ) -> Result<CorpusStats, DataError> {
     let run = |tok: &Encoder| {
         let mut st = ShardTokenizer::new(tok, corpus, out_prefix, opts.clone())?;
-        for d in docs {
-            st.push(d.as_ref().to_string())?;
+        // Batches of about `batch_bytes`, borrowed from `docs` (no copy of the text); batch k is
+        // written while batch k + 1 is encoded, so no core waits for the writer.
+        let mut pending: Option<(EncodedBatch, &[S])> = None;
+        let mut start = 0;
+        while start < docs.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < docs.len() && bytes < opts.batch_bytes {
+                bytes += docs[end].as_ref().len();
+                end += 1;
+            }
+            let batch = &docs[start..end];
+            let (encoded, written) = rayon::join(
+                || encode_docs(tok, opts, batch, start as u64),
+                || pending.take().map_or(Ok(()), |(e, b)| st.append(e, b)),
+            );
+            written?;
+            pending = Some((encoded, batch));
+            start = end;
+        }
+        if let Some((e, b)) = pending {
+            st.append(e, b)?;
         }
         st.finish()
     };

@@ -98,23 +98,11 @@ pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
 
 /// Reads `docs.jsonl` (one `{"text"}` per line) of an ingest or split artifact.
 fn read_texts(path: &Path) -> Result<Vec<String>, StageFailure> {
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line)?;
-            Ok(record.get("text").and_then(Value::as_str).unwrap_or_default().to_string())
-        })
-        .collect()
+    Ok(data::texts::read_texts(path)?)
 }
 
 fn write_texts<'a>(path: &Path, texts: impl IntoIterator<Item = &'a str>) -> Result<(), StageFailure> {
-    use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for text in texts {
-        writeln!(out, "{}", json!({ "text": text }))?;
-    }
-    out.flush()?;
-    Ok(())
+    Ok(data::texts::write_texts(path, texts)?)
 }
 
 /// Reads the corpus files into normalised documents (`docs.jsonl`) and a report of what was
