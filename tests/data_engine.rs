@@ -17,6 +17,7 @@ use cptc::data::encoder::{Encoder, FAST_ENGINE, Route, first_difference};
 use cptc::data::tokenize::{TokenizeOptions, eos_token, tokenize_corpus};
 use cptc::vocab;
 use rayon::prelude::*;
+use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
 use vocab_common::{corpus, repo, require, smollm2_tokenizer};
 
 const CORPORA: [&str; 9] =
@@ -180,4 +181,38 @@ fn a_disagreeing_engine_is_caught_and_the_reference_ids_are_kept() {
     let read = |p: &str| std::fs::read(tmp.path().join(p)).unwrap();
     assert_eq!(read("w.bin"), read("r.bin"));
     assert!(!tmp.path().join("w.bin.partial").exists());
+}
+
+#[test]
+fn a_tokenizer_json_truncation_and_padding_are_ignored() {
+    // Saved fine-tunes often carry `truncation` (and `padding`): for model inputs, not corpora.
+    let gpt2 = repo().join("data/tokenizers/gpt2/tokenizer.json");
+    let mut tok = tokenizers::Tokenizer::from_file(&gpt2).unwrap();
+    tok.with_truncation(Some(TruncationParams { max_length: 16, ..Default::default() })).unwrap();
+    tok.with_padding(Some(PaddingParams {
+        strategy: PaddingStrategy::Fixed(4096),
+        pad_id: 50_256,
+        pad_token: "<|endoftext|>".to_string(),
+        ..Default::default()
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    let configured = tmp.path().join("tokenizer.json");
+    tok.save(&configured, false).unwrap();
+    assert!(std::fs::read_to_string(&configured).unwrap().contains("\"max_length\":16"));
+
+    let (enc, plain) = (Encoder::load(&configured).unwrap(), Encoder::load(&gpt2).unwrap());
+    assert_eq!(enc.info().engine, FAST_ENGINE, "{:?}", enc.info().fallback_reason);
+    let docs = texts("hpo")[..50].to_vec();
+    let long = docs.iter().find(|d| plain.encode_reference(d, false).unwrap().len() > 16).unwrap();
+    let mut fast = Vec::new();
+    enc.encode_into(long, false, &mut fast).unwrap();
+    assert_eq!(fast, plain.encode_reference(long, false).unwrap());
+    assert_eq!(enc.encode_reference(long, false).unwrap(), fast);
+
+    let opts = TokenizeOptions { eos: eos_token(plain.reference()), check_every: 1, ..Default::default() };
+    let st = tokenize_corpus(&enc, "hpo", &docs, &tmp.path().join("c"), &opts).unwrap();
+    let st2 = tokenize_corpus(&plain, "hpo", &docs, &tmp.path().join("p"), &opts).unwrap();
+    assert_eq!((st.engine.checked_documents, st.tokens), (50, st2.tokens));
+    let read = |p: &str| std::fs::read(tmp.path().join(p)).unwrap();
+    assert_eq!(read("c.bin"), read("p.bin"));
 }

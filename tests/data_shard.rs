@@ -9,9 +9,11 @@ use std::path::Path;
 use std::process::Command;
 
 use cptc::data::shard::{ShardReader, ShardWriter, TokenDtype};
-use cptc::data::tokenize::{CorpusStats, TokenizeOptions, eos_token, tokenize_corpus, write_json};
+use cptc::data::tokenize::{
+    CorpusStats, TokenizeOptions, eos_from_config, eos_token, load_tokenizer, tokenize_corpus, write_json,
+};
 use data_common::{gpt2, qwen3, real_texts, render};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
 /// A mixed slice: Chinese poetry, medical definitions, a Python source file.
@@ -104,6 +106,51 @@ fn eos_is_optional() {
     let r = ShardReader::open(&prefix).unwrap();
     assert_eq!(r.read_doc(3).unwrap(), expected(gpt2().reference(), &texts[3..4], None)[0]);
     assert_eq!(st.eos, None);
+}
+
+#[test]
+fn eos_from_a_model_config() {
+    assert_eq!(eos_from_config(&json!({ "eos_token_id": 2 })), Some(2));
+    assert_eq!(eos_from_config(&json!({ "eos_token_id": [128_001, 128_009] })), Some(128_001));
+    assert_eq!(eos_from_config(&json!({ "eos_token_id": null })), None);
+    assert_eq!(eos_from_config(&json!({ "bos_token_id": 1 })), None);
+}
+
+#[test]
+fn ids_past_a_gap_choose_the_dtype() {
+    // New tokens placed after spare embedding rows leave a gap in the ids: the dtype follows
+    // the largest id (70,000 here), not the count of tokens (GPT-2's 50,257).
+    let mut json: Value =
+        serde_json::from_str(&std::fs::read_to_string("data/tokenizers/gpt2/tokenizer.json").unwrap()).unwrap();
+    json["model"]["vocab"]["Ġthe"] = json!(70_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let tok = load_tokenizer(&path).unwrap();
+    let texts = real_texts("hpo", 20);
+    let prefix = tmp.path().join("gap");
+    let opts = TokenizeOptions { eos: eos_token(tok.reference()), ..Default::default() };
+    let st = tokenize_corpus(&tok, "hpo", &texts, &prefix, &opts).unwrap();
+    assert_eq!((st.dtype.as_str(), st.vocab_size), ("int32", 70_001));
+    let r = ShardReader::open(&prefix).unwrap();
+    let docs: Vec<Vec<u32>> = (0..r.len()).map(|i| r.read_doc(i).unwrap()).collect();
+    assert!(docs.iter().any(|d| d.contains(&70_000)), "\" the\" is in the text");
+    assert_eq!(docs, expected(tok.reference(), &texts, opts.eos));
+}
+
+#[test]
+fn a_failed_finish_leaves_nothing_half_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("s");
+    // A directory where the index goes: the old index cannot be removed, so nothing is renamed.
+    std::fs::create_dir(tmp.path().join("s.idx")).unwrap();
+    let mut w = ShardWriter::create(&prefix, 1000).unwrap();
+    w.add_document(&[1, 2, 3]).unwrap();
+    let e = w.finish().unwrap_err();
+    assert!(e.to_string().contains("s.idx"), "{e}");
+    let left: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|f| f.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, ["s.idx"], "no .bin without its .idx, no temporary file");
 }
 
 #[test]

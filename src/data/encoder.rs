@@ -7,7 +7,11 @@
 //! gets one *sentinel* id per missing byte, above every real id; a document whose ids contain a
 //! sentinel is encoded again by the reference, and keeps exactly what 0.23 gives. Every other
 //! document is encoded once, by the fast engine, and a deterministic sample of them is encoded by
-//! both and compared (see [`Encoder::check`]): a disagreement is an error, never a silent change.
+//! both and compared (a long one by its first [`CHECK_BYTES`]; see [`Encoder::check_sample`]): a
+//! disagreement is an error, never a silent change.
+//!
+//! Both engines encode whole documents: the truncation and padding a `tokenizer.json` may carry
+//! (saved fine-tunes often set `max_length`) are for model inputs, not for a corpus, and are off.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokenizers::Tokenizer;
-use tokenizers_fast::pipeline::{EncodeOptions, PipelineTokenizer};
+use tokenizers_fast::pipeline::{EncodeOptions, Override, PipelineTokenizer};
 
 use super::error::DataError;
 
@@ -74,18 +78,17 @@ pub enum Route {
 impl Encoder {
     /// Loads `path` with both engines; the fast one is optional (its refusal is recorded).
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let mut enc = Self::reference_only(path)?;
-        match load_fast(path, &enc.reference) {
-            Ok(fast) => enc.fast = Some(fast),
-            Err(reason) => enc.fallback_reason = Some(reason),
-        }
-        Ok(enc)
+        let bad = |message: String| DataError::Tokenizer { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let reference: Tokenizer = text.parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
+        Ok(Self::from_json(path, reference, &text))
     }
 
     /// Both engines from a `tokenizer.json` already read (`text`) and its reference `Tokenizer`;
     /// `path` only names it in messages.
     pub fn from_json(path: &Path, reference: Tokenizer, text: &str) -> Self {
-        let (fast, fallback_reason) = match load_fast_str(text, &reference) {
+        let reference = whole_documents(reference);
+        let (fast, fallback_reason) = match load_fast(text, &reference) {
             Ok(fast) => (Some(fast), None),
             Err(reason) => (None, Some(reason)),
         };
@@ -96,7 +99,12 @@ impl Encoder {
     pub fn reference_only(path: &Path) -> Result<Self, DataError> {
         let reference = Tokenizer::from_file(path)
             .map_err(|e| DataError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(Encoder { path: path.to_path_buf(), reference, fast: None, fallback_reason: None })
+        Ok(Encoder {
+            path: path.to_path_buf(),
+            reference: whole_documents(reference),
+            fast: None,
+            fallback_reason: None,
+        })
     }
 
     /// The same tokenizer with the fast engine switched off (the reason is recorded).
@@ -106,15 +114,29 @@ impl Encoder {
         self
     }
 
+    /// A reference-only copy of this encoder (the reason is recorded), for when its fast engine
+    /// disagreed; the file is not read again.
+    pub fn reference_copy(&self, reason: impl Into<String>) -> Self {
+        Encoder {
+            path: self.path.clone(),
+            reference: self.reference.clone(),
+            fast: None,
+            fallback_reason: Some(reason.into()),
+        }
+    }
+
+    /// Whether the fast engine encodes (else every text goes to the reference).
+    pub fn has_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
     /// The same reference with the fast engine of *another* tokenizer file: a deliberately
     /// wrong pairing, so tests can see the cross-check catch a disagreeing engine.
     #[doc(hidden)]
     pub fn with_fast_engine_of(mut self, other: &Path) -> Result<Self, DataError> {
-        let other_ref = Tokenizer::from_file(other)
-            .map_err(|e| DataError::Tokenizer { path: other.to_path_buf(), message: e.to_string() })?;
-        let fast = load_fast(other, &other_ref)
-            .map_err(|message| DataError::Tokenizer { path: other.to_path_buf(), message })?;
-        self.fast = Some(fast);
+        let other = Encoder::load(other)?;
+        let reason = other.fallback_reason.unwrap_or_default();
+        self.fast = Some(other.fast.ok_or(DataError::Tokenizer { path: other.path, message: reason })?);
         Ok(self)
     }
 
@@ -146,7 +168,12 @@ impl Encoder {
     pub fn encode_into(&self, text: &str, add_special_tokens: bool, out: &mut Vec<u32>) -> Result<Route, String> {
         if let Some(f) = &self.fast {
             let start = out.len();
-            let opts = EncodeOptions { add_special_tokens, ..EncodeOptions::no_specials() };
+            let opts = EncodeOptions {
+                add_special_tokens,
+                encode_special_tokens: false,
+                padding: Override::Off,
+                truncation: Override::Off,
+            };
             // One token buffer per thread: the engine's own type, converted once into `out`.
             SCRATCH.with_borrow_mut(|ids| {
                 ids.clear();
@@ -195,27 +222,41 @@ impl Encoder {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Encodes `texts` in parallel (no special tokens added), checking every `check_every`-th
-    /// fast-engine text against the reference; on a disagreement every text is encoded again by
-    /// the reference. Returns the ids and whether that happened.
-    pub fn encode_all(&self, texts: &[&str], check_every: usize) -> Result<(Vec<Vec<u32>>, bool), String> {
-        let encoded: Vec<Result<(Vec<u32>, bool), String>> = texts
+    /// Encodes the `index`-th text of a corpus into `out` and, when [`is_sampled`](Self::is_sampled)
+    /// picks a fast-engine text, cross-checks it: returns the route, whether it was checked, and
+    /// where the engines first differ.
+    pub fn encode_checked(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        index: u64,
+        check_every: u64,
+        out: &mut Vec<u32>,
+    ) -> Result<(Route, bool, Option<usize>), String> {
+        let start = out.len();
+        let route = self.encode_into(text, add_special_tokens, out)?;
+        let checked = route == Route::Fast && Self::is_sampled(index, check_every);
+        let mismatch = if checked { self.check_sample(text, add_special_tokens, &out[start..])? } else { None };
+        Ok((route, checked, mismatch))
+    }
+
+    /// Encodes `texts` in parallel (no special tokens added), cross-checking a sample as
+    /// [`encode_checked`](Self::encode_checked) does; on a disagreement every text is encoded
+    /// again by the reference.
+    pub fn encode_all(&self, texts: &[&str], check_every: u64) -> Result<Vec<Vec<u32>>, String> {
+        let encoded: Vec<(Vec<u32>, bool)> = texts
             .par_iter()
             .enumerate()
             .map(|(i, t)| {
                 let mut ids = Vec::new();
-                let route = self.encode_into(t, false, &mut ids)?;
-                let checked = route == Route::Fast && Self::is_sampled(i as u64, check_every as u64);
-                let agrees = !checked || self.check_sample(t, false, &ids)?.is_none();
-                Ok((ids, agrees))
+                let (_, _, mismatch) = self.encode_checked(t, false, i as u64, check_every, &mut ids)?;
+                Ok((ids, mismatch.is_none()))
             })
-            .collect();
-        let encoded: Vec<(Vec<u32>, bool)> = encoded.into_iter().collect::<Result<_, _>>()?;
+            .collect::<Result<_, String>>()?;
         if encoded.iter().all(|(_, agrees)| *agrees) {
-            return Ok((encoded.into_iter().map(|(ids, _)| ids).collect(), false));
+            return Ok(encoded.into_iter().map(|(ids, _)| ids).collect());
         }
-        let again: Result<Vec<Vec<u32>>, String> = texts.par_iter().map(|t| self.encode_reference(t, false)).collect();
-        Ok((again?, true))
+        texts.par_iter().map(|t| self.encode_reference(t, false)).collect()
     }
 
     /// Encodes `text` with both engines and returns the first position where they differ (the
@@ -241,13 +282,9 @@ pub fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
     }
 }
 
-/// The fast engine for `path`, with sentinels for missing bytes; the reason when it refuses.
-fn load_fast(path: &Path, reference: &Tokenizer) -> Result<Fast, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    load_fast_str(&text, reference)
-}
-
-fn load_fast_str(text: &str, reference: &Tokenizer) -> Result<Fast, String> {
+/// The fast engine for a `tokenizer.json`'s text, with sentinels for missing bytes; the reason
+/// when it refuses.
+fn load_fast(text: &str, reference: &Tokenizer) -> Result<Fast, String> {
     let canonical = tokenizers_fast::canonicalize_str(text).map_err(|e| e.to_string())?;
     let mut json: Json = serde_json::from_str(&canonical).map_err(|e| e.to_string())?;
     let sentinel_from = sentinel_base(reference);
@@ -256,11 +293,23 @@ fn load_fast_str(text: &str, reference: &Tokenizer) -> Result<Fast, String> {
     Ok(Fast { tok, sentinel_from, missing_bytes })
 }
 
-/// One past every id the reference knows (model vocabulary and added tokens).
+/// One past the largest id `tok` can give (model vocabulary and added tokens): the size of a
+/// table indexed by id. Not `get_vocab_size`, which counts tokens and misses gaps in the ids.
+pub fn id_bound(tok: &Tokenizer) -> u32 {
+    tok.get_vocab(true).into_values().max().map_or(0, |m| m.saturating_add(1))
+}
+
+/// One past every id the reference knows: where sentinel ids start.
 fn sentinel_base(reference: &Tokenizer) -> u32 {
-    let vocab = reference.get_vocab(true).into_values().max().map_or(0, |m| m + 1);
-    let added = reference.get_added_tokens_decoder().keys().max().map_or(0, |m| m + 1);
-    vocab.max(added).max(reference.get_vocab_size(true) as u32)
+    id_bound(reference).max(reference.get_vocab_size(true) as u32)
+}
+
+/// `tok` with the truncation and padding of its `tokenizer.json` switched off.
+fn whole_documents(mut tok: Tokenizer) -> Tokenizer {
+    tok.with_padding(None);
+    // Switching truncation off cannot fail (only a stride check on new parameters can).
+    let _ = tok.with_truncation(None);
+    tok
 }
 
 /// Gives every UTF-8-reachable byte that a byte-level BPE vocabulary lacks a sentinel token

@@ -8,8 +8,9 @@
 //! back. Token dtype: uint16 when the vocabulary is below 65,500 (Megatron's
 //! `DType.optimal_dtype`), else int32.
 //!
-//! Both files are written under temporary names and renamed into place, `.bin` first, so an
-//! `.idx` that exists always describes a complete `.bin`.
+//! Both files are written under temporary names and renamed into place, an old `.idx` removed
+//! first and `.bin` renamed before `.idx`, so an `.idx` that exists always describes its `.bin`.
+//! A writer that fails or is dropped unfinished leaves neither temporary file behind.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -170,6 +171,26 @@ impl ShardWriter {
         let Some(w) = self.bin.take() else {
             return Err(DataError::BadShard { path: self.bin_path.clone(), reason: "writer already finished".into() });
         };
+        if let Err(e) = self.publish(w) {
+            // Nothing half-done stays: no temporary file, no `.bin` without its `.idx`.
+            let _ = std::fs::remove_file(&self.bin_tmp);
+            let _ = std::fs::remove_file(&self.idx_tmp);
+            if !self.idx_path.exists() {
+                let _ = std::fs::remove_file(&self.bin_path);
+            }
+            return Err(e);
+        }
+        Ok(ShardSummary {
+            bin: self.bin_path.clone(),
+            idx: self.idx_path.clone(),
+            dtype: self.dtype,
+            documents: self.lengths.len() as u64,
+            tokens: self.tokens,
+        })
+    }
+
+    /// Flushes `.bin`, writes `.idx` and renames both into place (see the module's order).
+    fn publish(&self, w: BufWriter<File>) -> Result<(), DataError> {
         // No fsync: like every artifact, a shard is atomic against a killed process (rename),
         // not against power loss; `cptc cache verify` finds a damaged one.
         let f = w.into_inner().map_err(|e| DataError::io("write", &self.bin_tmp, e.into_error()))?;
@@ -196,15 +217,15 @@ impl ShardWriter {
         }
         let mut f = File::create(&self.idx_tmp).map_err(|e| DataError::io("create", &self.idx_tmp, e))?;
         f.write_all(&idx).map_err(|e| DataError::io("write", &self.idx_tmp, e))?;
+        drop(f);
+        match std::fs::remove_file(&self.idx_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DataError::io("remove", &self.idx_path, e));
+            }
+            _ => {}
+        }
         std::fs::rename(&self.bin_tmp, &self.bin_path).map_err(|e| DataError::io("rename", &self.bin_tmp, e))?;
-        std::fs::rename(&self.idx_tmp, &self.idx_path).map_err(|e| DataError::io("rename", &self.idx_tmp, e))?;
-        Ok(ShardSummary {
-            bin: self.bin_path.clone(),
-            idx: self.idx_path.clone(),
-            dtype: self.dtype,
-            documents: n,
-            tokens: self.tokens,
-        })
+        std::fs::rename(&self.idx_tmp, &self.idx_path).map_err(|e| DataError::io("rename", &self.idx_tmp, e))
     }
 }
 

@@ -27,8 +27,9 @@ pub struct TokenizeOptions {
     pub add_special_tokens: bool,
     /// Text buffered per parallel batch; bounds memory (about 5x this while encoding).
     pub batch_bytes: usize,
-    /// The first 4 documents and every `check_every`-th one that the fast engine encodes are
-    /// also encoded by the reference (their first 4 KB) and compared; 0 checks none, 1 all.
+    /// Of the documents the fast engine encodes, the first 4 and those whose index in the corpus
+    /// is a multiple of `check_every` are also encoded by the reference (the first 4 KB of a long
+    /// one, by both engines) and compared; 0 checks none, 1 all.
     pub check_every: u64,
 }
 
@@ -47,7 +48,8 @@ pub struct EngineStats {
     pub fast_documents: u64,
     /// Documents encoded by the reference (all of them without a fast engine).
     pub reference_documents: u64,
-    /// Fast-engine documents also encoded by the reference and found identical.
+    /// Fast-engine documents cross-checked against the reference (a long one by its first 4 KB)
+    /// and found identical.
     pub checked_documents: u64,
 }
 
@@ -75,18 +77,26 @@ pub fn load_tokenizer(path: &Path) -> Result<Encoder, DataError> {
     Encoder::load(path)
 }
 
-/// The end-of-document token of common tokenizers: `<|endoftext|>` (GPT-2, Qwen, SmolLM), `</s>`
-/// (Llama 2, Mistral), `<|end_of_text|>` (Llama 3), `<eos>` (Gemma).
+/// End-of-document tokens of common tokenizers, in the order tried: `<|endoftext|>` (GPT-2, Qwen,
+/// SmolLM), `</s>` (Llama 2, Mistral), `<|end_of_text|>` (Llama 3), `<eos>` (Gemma).
+pub const EOS_TOKENS: [&str; 4] = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"];
+
+/// The id of the first of [`EOS_TOKENS`] that `tok` has.
 pub fn eos_token(tok: &Tokenizer) -> Option<u32> {
-    ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"].iter().find_map(|t| tok.token_to_id(t))
+    EOS_TOKENS.iter().find_map(|t| tok.token_to_id(t))
 }
 
-/// Vocabulary size used to choose the shard dtype: the larger of the tokenizer's size (added
-/// tokens included) and the largest id + 1, so sparse added ids still fit.
+/// A model's `eos_token_id` from its Hugging Face `config.json` (the first, when a list).
+pub fn eos_from_config(config: &serde_json::Value) -> Option<u32> {
+    let v = config.get("eos_token_id")?;
+    let id = v.as_u64().or_else(|| v.as_array()?.first()?.as_u64())?;
+    u32::try_from(id).ok()
+}
+
+/// Vocabulary size used to choose the shard dtype: the largest id + 1 (added tokens included),
+/// so ids past a gap (new tokens placed after spare embedding rows) still fit.
 pub fn vocab_size(tok: &Tokenizer) -> u64 {
-    let n = tok.get_vocab_size(true) as u64;
-    let max_added = tok.get_added_tokens_decoder().keys().map(|&k| u64::from(k) + 1).max().unwrap_or(0);
-    n.max(max_added)
+    u64::from(super::encoder::id_bound(tok)).max(tok.get_vocab_size(true) as u64)
 }
 
 /// One shard being written: batches of encoded documents are appended in order, then
@@ -169,9 +179,7 @@ fn encode_docs<S: AsRef<str> + Sync>(tok: &Encoder, opts: &TokenizeOptions, docs
         .map(|(i, t)| {
             let t = t.as_ref();
             let mut ids = Vec::with_capacity(t.len() / 3 + 2);
-            let route = tok.encode_into(t, add, &mut ids)?;
-            let checked = route == Route::Fast && Encoder::is_sampled(first + i as u64, every);
-            let mismatch = if checked { tok.check_sample(t, add, &ids)? } else { None };
+            let (route, checked, mismatch) = tok.encode_checked(t, add, first + i as u64, every, &mut ids)?;
             ids.extend(eos);
             Ok(Encoded { ids, route, checked, mismatch })
         })
@@ -194,7 +202,8 @@ struct Encoded {
 ///
 /// Should a checked document come out differently from the two engines, the corpus is
 /// tokenized again by the reference alone (the shard is rewritten, the stats say why): the ids
-/// are always the reference's.
+/// are always the reference's. The stats' engine then names the reference and the reason: a
+/// caller tokenizing more text with `tok` should switch to [`Encoder::reference_copy`] too.
 pub fn tokenize_corpus<S: AsRef<str> + Sync>(
     tok: &Encoder,
     corpus: &str,
@@ -211,7 +220,8 @@ pub fn tokenize_corpus<S: AsRef<str> + Sync>(
         while start < docs.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < docs.len() && bytes < opts.batch_bytes {
+            // At least one document per batch, whatever `batch_bytes` says.
+            while end < docs.len() && (end == start || bytes < opts.batch_bytes) {
                 bytes += docs[end].as_ref().len();
                 end += 1;
             }
@@ -230,9 +240,7 @@ pub fn tokenize_corpus<S: AsRef<str> + Sync>(
         st.finish()
     };
     match run(tok) {
-        Err(e @ DataError::EngineMismatch { .. }) => {
-            run(&Encoder::reference_only(tok.path())?.without_fast(e.to_string()))
-        }
+        Err(e @ DataError::EngineMismatch { .. }) => run(&tok.reference_copy(e.to_string())),
         other => other,
     }
 }

@@ -46,8 +46,7 @@ pub fn model_dir(artifact: &Path) -> Result<PathBuf, StageFailure> {
     if inside.join("config.json").is_file() {
         return Ok(inside);
     }
-    let source = std::fs::read_to_string(artifact.join("source.json"))?;
-    let source: Value = serde_json::from_str(&source)?;
+    let source: Value = read_json(&artifact.join("source.json"))?;
     match source.get("dir").and_then(Value::as_str) {
         Some(dir) => Ok(PathBuf::from(dir)),
         None => Err(StageFailure { message: format!("{} names no model", artifact.display()), help: None }),
@@ -91,18 +90,11 @@ pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     serde_json::from_str(&text).map_err(|e| StageFailure::from(format!("{}: {e}", path.display())))
 }
 
+/// Writes a JSON file of an artifact; errors name the file.
 pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), StageFailure> {
-    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
-}
-
-/// Reads `docs.jsonl` (one `{"text"}` per line) of an ingest or split artifact.
-fn read_texts(path: &Path) -> Result<Vec<String>, StageFailure> {
-    Ok(data::texts::read_texts(path)?)
-}
-
-fn write_texts<'a>(path: &Path, texts: impl IntoIterator<Item = &'a str>) -> Result<(), StageFailure> {
-    Ok(data::texts::write_texts(path, texts)?)
 }
 
 /// Reads the corpus files into normalised documents (`docs.jsonl`) and a report of what was
@@ -135,7 +127,7 @@ fn ingest(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let options = data::ingest::IngestOptions { strict, ..Default::default() };
     ctx.progress.set_message(format!("reading {} files", corpus.files.len()));
     let ingested = data::ingest::read_corpus(&corpus, &options)?;
-    write_texts(&ctx.out.join("docs.jsonl"), ingested.docs.iter().map(|d| d.text.as_str()))?;
+    data::texts::write_texts(&ctx.out.join("docs.jsonl"), ingested.docs.iter().map(|d| d.text.as_str()))?;
     // Paths in the report are made relative to nothing machine-specific: file names only.
     let mut report = serde_json::to_value(&ingested.report)?;
     if let Some(issues) = report.get_mut("issues").and_then(Value::as_array_mut) {
@@ -157,21 +149,21 @@ fn ingest(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
 /// each document.
 fn split(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let (docs_dir, _) = ctx.input("docs")?;
-    let texts = read_texts(&docs_dir.join("docs.jsonl"))?;
+    let texts = data::texts::read_texts(&docs_dir.join("docs.jsonl"))?;
     let heldout = match ctx.params.get("heldout") {
         Some(h) if h.get("docs").is_some() => Heldout::Docs(h.get("docs").and_then(Value::as_u64).unwrap_or(0)),
         Some(h) => Heldout::Fraction(h.get("fraction").and_then(Value::as_f64).unwrap_or(0.0)),
         None => Heldout::Fraction(0.0),
     };
     let sides = data::split::split(&texts, heldout)?;
-    write_texts(&ctx.out.join("train.jsonl"), sides.train.iter().map(|&i| texts[i].as_str()))?;
+    data::texts::write_texts(&ctx.out.join("train.jsonl"), sides.train.iter().map(|&i| texts[i].as_str()))?;
     // Long held-out documents become pieces, so an evaluation budget can stop inside a novel.
     let pieces: Vec<&str> = sides
         .heldout
         .iter()
         .flat_map(|&i| data::split::pieces(&texts[i], data::split::MAX_HELDOUT_PIECE_BYTES))
         .collect();
-    write_texts(&ctx.out.join("heldout.jsonl"), pieces.iter().copied())?;
+    data::texts::write_texts(&ctx.out.join("heldout.jsonl"), pieces.iter().copied())?;
     Ok(json!({ "train_docs": sides.train.len(), "heldout_docs": sides.heldout.len(), "heldout_pieces": pieces.len() }))
 }
 
@@ -188,22 +180,25 @@ pub fn tokenizer_path(artifact: &Path) -> Result<PathBuf, StageFailure> {
 fn tokenize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let (split_dir, _) = ctx.input("split")?;
     let (tok_dir, _) = ctx.input("tokenizer")?;
-    let tokenizer = data::tokenize::load_tokenizer(&tokenizer_path(tok_dir)?)?;
-    let eos = if param::<Option<bool>>(ctx, "eos")?.unwrap_or(true) {
-        data::tokenize::eos_token(tokenizer.reference())
-    } else {
-        None
-    };
+    let mut tokenizer = data::tokenize::load_tokenizer(&tokenizer_path(tok_dir)?)?;
+    let eos =
+        if param::<Option<bool>>(ctx, "eos")?.unwrap_or(true) { Some(eos_id(tok_dir, &tokenizer)?) } else { None };
     let name = ctx.stage.id.strip_prefix("tokenize:").unwrap_or(&ctx.stage.id).to_string();
     let options = data::tokenize::TokenizeOptions { eos, ..Default::default() };
     let mut stats = serde_json::Map::new();
     for side in ["train", "heldout"] {
         ctx.progress.set_message(format!("{side} side"));
-        let texts = read_texts(&split_dir.join(format!("{side}.jsonl")))?;
+        let texts = data::texts::read_texts(&split_dir.join(format!("{side}.jsonl")))?;
         // Bytes per document: evaluation divides nats by the bytes of the text it covers.
         let doc_bytes: Vec<usize> = texts.iter().map(String::len).collect();
         write_json(&ctx.out.join(format!("{side}.doc_bytes.json")), &doc_bytes)?;
         let s = data::tokenize::tokenize_corpus(&tokenizer, &name, &texts, &ctx.out.join(side), &options)?;
+        // An engine that disagreed on one side is not trusted with the other.
+        if tokenizer.has_fast()
+            && let Some(reason) = s.engine.info.as_ref().and_then(|i| i.fallback_reason.clone())
+        {
+            tokenizer = tokenizer.without_fast(reason);
+        }
         let mut value = serde_json::to_value(&s)?;
         // The staging folder's path must not leak into the output: keep file names only.
         if let Value::Object(map) = &mut value {
@@ -214,6 +209,32 @@ fn tokenize(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     }
     write_json(&ctx.out.join("stats.json"), &stats)?;
     Ok(Value::Object(stats))
+}
+
+/// The id that ends every document in the shards: one of the usual EOS tokens of the tokenizer,
+/// else the model's `eos_token_id`. Documents run together without one, so none is an error.
+fn eos_id(tok_dir: &Path, tokenizer: &data::tokenize::Encoder) -> Result<u32, StageFailure> {
+    if let Some(id) = data::tokenize::eos_token(tokenizer.reference()) {
+        return Ok(id);
+    }
+    let config = model_dir(tok_dir).ok().map(|d| d.join("config.json"));
+    let from_config = config
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(c).ok())
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|c| data::tokenize::eos_from_config(&c));
+    from_config.ok_or_else(|| StageFailure {
+        message: format!(
+            "{}: no end-of-document token: none of {} is in it, and {} gives no `eos_token_id`",
+            tokenizer.path().display(),
+            data::tokenize::EOS_TOKENS.join(", "),
+            config.map_or("no config.json".to_string(), |c| c.display().to_string()),
+        ),
+        help: Some(
+            "documents are separated by an EOS token in the shards; give the model's config.json an `eos_token_id`"
+                .into(),
+        ),
+    })
 }
 
 /// Draws the training sequences of one train stage from its mixture (shares, ramp, seed) and
@@ -251,7 +272,9 @@ fn mix(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         Some(_) => u64::from(u32::MAX),
     };
     let mut writer = data::shard::ShardWriter::create(&ctx.out.join("train"), vocab_for_dtype)?;
-    let mut spans = std::io::BufWriter::new(std::fs::File::create(ctx.out.join("spans.jsonl"))?);
+    let spans_path = ctx.out.join("spans.jsonl");
+    let spans_file = std::fs::File::create(&spans_path).map_err(|e| format!("{}: {e}", spans_path.display()))?;
+    let mut spans = std::io::BufWriter::new(spans_file);
     let mut windows = Vec::new();
     let mut epochs = Vec::new();
     ctx.progress.set_length(sequences);
@@ -297,11 +320,11 @@ fn vocab(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let base_tok = base_model.join("tokenizer.json");
     let (mut train, mut domain_heldout, mut general_heldout) = (Vec::new(), Vec::new(), Vec::new());
     for (_, (dir, _)) in ctx.inputs_with("train_on:") {
-        train.extend(read_texts(&dir.join("train.jsonl"))?);
-        domain_heldout.extend(read_texts(&dir.join("heldout.jsonl"))?);
+        train.extend(data::texts::read_texts(&dir.join("train.jsonl"))?);
+        domain_heldout.extend(data::texts::read_texts(&dir.join("heldout.jsonl"))?);
     }
     for (_, (dir, _)) in ctx.inputs_with("general:") {
-        general_heldout.extend(read_texts(&dir.join("heldout.jsonl"))?);
+        general_heldout.extend(data::texts::read_texts(&dir.join("heldout.jsonl"))?);
     }
     ctx.progress.set_message(format!("training a {size}-token BPE on {} documents", train.len()));
     let candidates = crate::vocab::train_candidates(&base_tok, &train, size as usize, min_frequency)?;

@@ -74,7 +74,10 @@ impl StageKind {
             // v2: long held-out documents cut into pieces of at most 4 KB.
             StageKind::Split => 2,
             // v2: per-document byte counts of each side, for bits per byte.
-            StageKind::Tokenize => 2,
+            // v3: a tokenizer.json's truncation and padding ignored; dtype from the largest id.
+            StageKind::Tokenize => 3,
+            // v2: a tokenizer.json's truncation and padding ignored when measuring candidates.
+            StageKind::Vocab => 2,
             // v2: share windows sized to the run (about 40 per run), for the report's chart.
             StageKind::Mix => 2,
             // v2: a final evaluation when the data runs out early.

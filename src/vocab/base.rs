@@ -59,8 +59,7 @@ impl BaseTokenizer {
         // are missing from the model vocabulary, and the ids it uses are the ones that count.
         let added: HashMap<String, u32> =
             tokenizer.get_added_tokens_decoder().into_iter().map(|(id, token)| (token.content, id)).collect();
-        let max_id = vocab.values().chain(added.values()).copied().max();
-        let next_id = max_id.map_or(0, |m| m.saturating_add(1));
+        let next_id = crate::data::encoder::id_bound(&tokenizer);
         // Tables are indexed by id: refuse absurd ids rather than allocate for them.
         if next_id > MAX_ID {
             return Err(VocabError::bad_tokenizer(

@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use super::base::{BaseTokenizer, new_tokens, token_text};
 use super::error::VocabError;
 use super::select::{SurfaceLens, attribute, count_new, encode_all};
+use crate::data::encoder::Encoder;
 
 /// Compression of one text set under the base and the expanded tokenizer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -82,8 +83,9 @@ pub fn report<S: AsRef<str> + Sync>(
 
     let domain: Vec<&str> = domain.iter().map(AsRef::as_ref).collect();
     let general: Vec<&str> = general.iter().map(AsRef::as_ref).collect();
-    let (domain_c, before, after) = compression(&base_tok, &new_tok, &domain)?;
-    let (general_c, _, _) = compression(&base_tok, &new_tok, &general)?;
+    let (base_enc, new_enc) = (base_tok.encoder(), new_tok.encoder());
+    let (domain_c, before, after) = compression(&base_enc, &new_enc, &domain)?;
+    let (general_c, _, _) = compression(&base_enc, &new_enc, &general)?;
 
     let counts = count_new(&after, dense_first, dense.len());
     let lens = SurfaceLens::new(&base_tok);
@@ -117,12 +119,12 @@ pub fn report<S: AsRef<str> + Sync>(
 type Encodings = Vec<Vec<u32>>;
 
 fn compression(
-    base: &BaseTokenizer,
-    new: &BaseTokenizer,
+    base: &Encoder,
+    new: &Encoder,
     texts: &[&str],
 ) -> Result<(Compression, Encodings, Encodings), VocabError> {
-    let before = encode_all(&base.encoder(), texts)?;
-    let after = encode_all(&new.encoder(), texts)?;
+    let before = encode_all(base, texts)?;
+    let after = encode_all(new, texts)?;
     let bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
     let chars: u64 = texts.iter().map(|t| t.chars().count() as u64).sum();
     let cjk_chars: u64 = texts.iter().map(|t| t.chars().filter(|&c| is_cjk(c)).count() as u64).sum();

@@ -176,9 +176,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// Encodes each text without special tokens; ids only, exactly the reference's (see
 /// [`Encoder::encode_all`]: a sample is checked against `tokenizers` 0.23).
 pub(crate) fn encode_all(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<u32>>, VocabError> {
-    let (ids, _fell_back) =
-        encoder.encode_all(texts, 64).map_err(|e| VocabError::Merge { message: format!("encoding failed: {e}") })?;
-    Ok(ids)
+    encoder.encode_all(texts, 64).map_err(|e| VocabError::Merge { message: format!("encoding failed: {e}") })
 }
 
 /// Text bytes per base id (0 where unknown, e.g. added tokens).
