@@ -170,3 +170,16 @@ fn refused_lengths() {
     let e = Packer::new(shard, "hpo", 0, Order::Sequential).err().unwrap();
     insta::assert_snapshot!(data_common::render(&e));
 }
+
+/// A source whose every document is short, with none kept: an error naming the corpus, not
+/// an endless search for tokens.
+#[test]
+fn nothing_kept_is_an_error_naming_the_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = shard_of(tmp.path(), "hpo", &real_texts("hpo", 50));
+    assert!((0..shard.len()).all(|i| shard.doc_len(i) < 256), "HPO definitions are short");
+    let mut p =
+        Packer::new(shard, "hpo", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.0, false)) }).unwrap();
+    let e = p.next_sequence(true).err().unwrap();
+    insta::assert_snapshot!(data_common::render(&e));
+}

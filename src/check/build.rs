@@ -48,6 +48,17 @@ impl<'a> Builder<'a> {
         self.errors.push(Located::new(file, error));
     }
 
+    /// Refuses the value `at`: an `out_of_range` error pointing at it.
+    fn out_of_range(&mut self, at: &Num, message: impl Into<String>, label: &str, help: Option<&str>) {
+        let error = CheckError::OutOfRange {
+            message: message.into(),
+            span: at.span.into(),
+            label: label.to_string(),
+            help: help.map(str::to_string),
+        };
+        self.error(at.file, error);
+    }
+
     fn kind_of(&self, name: &str) -> Option<&'a str> {
         self.defs.get(name).map(|b| b.kind.as_str())
     }
@@ -218,6 +229,8 @@ impl<'a> Builder<'a> {
         };
         let mut patterns = Vec::new();
         let mut matched = Vec::new();
+        // Which pattern matched each file first, to point at it.
+        let mut origin_of = HashMap::new();
         for (pattern, span, file) in files? {
             let full = self.base_dir(file).join(&pattern);
             let full_str = full.display().to_string();
@@ -229,7 +242,12 @@ impl<'a> Builder<'a> {
                     );
                     self.no_match(file, span, "pattern", &pattern, &full, help);
                 }
-                Ok(found) => matched.extend(found),
+                Ok(found) => {
+                    for path in &found {
+                        origin_of.entry(path.clone()).or_insert((span, file));
+                    }
+                    matched.extend(found);
+                }
                 Err(msg) => {
                     let error = CheckError::OutOfRange {
                         message: format!("invalid glob pattern `{pattern}`"),
@@ -247,7 +265,34 @@ impl<'a> Builder<'a> {
         }
         matched.sort();
         matched.dedup();
-        let format = format.unwrap_or_else(|| guess_format(&matched[0]));
+        let format = match format {
+            Some(format) => format,
+            None => {
+                // Guessed from the names: every file must agree, or some would be misread.
+                let first = guess_format(&matched[0]);
+                if let Some(other) = matched.iter().find(|p| guess_format(p) != first) {
+                    let (span, file) = origin_of[other];
+                    let name = |p: &Path| p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                    let error = CheckError::Conflict {
+                        message: format!(
+                            "corpus `{}` mixes file formats: `{}` reads as {}, `{}` as {}",
+                            block.display_name(),
+                            name(&matched[0]),
+                            format_name(first),
+                            name(other),
+                            format_name(guess_format(other)),
+                        ),
+                        span: span.into(),
+                        label: "matches files of more than one format".to_string(),
+                        other: None,
+                        help: Some("one corpus per format, or `format = ...` to read them all alike".to_string()),
+                    };
+                    self.error(file, error);
+                    return None;
+                }
+                first
+            }
+        };
         let heldout = match heldout {
             Some(n) if n.unit == Unit::Docs => Heldout::Docs(n.value as u64),
             Some(n) => Heldout::Fraction(n.value),
@@ -613,43 +658,32 @@ impl<'a> Builder<'a> {
         };
         let (tokens, seq_len, batch) = (tokens?, seq_len?, batch?);
         if seq_len.value < 2.0 {
-            let error = CheckError::OutOfRange {
-                message: "`seq_len` must be at least 2".to_string(),
-                span: seq_len.span.into(),
-                label: "too short".to_string(),
-                help: None,
-            };
-            self.error(seq_len.file, error);
+            self.out_of_range(&seq_len, "`seq_len` must be at least 2", "too short", None);
             return None;
         }
         if batch.value < seq_len.value {
-            let error = CheckError::OutOfRange {
-                message: format!(
-                    "the batch ({} tokens) is smaller than one sequence ({} tokens)",
-                    batch.value, seq_len.value
-                ),
-                span: batch.span.into(),
-                label: "smaller than `seq_len`".to_string(),
-                help: Some("the batch is counted in tokens: sequences per step x `seq_len`".to_string()),
-            };
-            self.error(batch.file, error);
+            self.out_of_range(
+                &batch,
+                format!("the batch ({} tokens) is smaller than one sequence ({} tokens)", batch.value, seq_len.value),
+                "smaller than `seq_len`",
+                Some("the batch is counted in tokens: sequences per step x `seq_len`"),
+            );
             return None;
         }
         if tokens.value < batch.value {
-            let error = CheckError::OutOfRange {
-                message: "the token budget is smaller than one batch".to_string(),
-                span: tokens.span.into(),
-                label: "fewer tokens than one step uses".to_string(),
-                help: None,
-            };
-            self.error(tokens.file, error);
+            self.out_of_range(
+                &tokens,
+                "the token budget is smaller than one batch",
+                "fewer tokens than one step uses",
+                None,
+            );
             return None;
         }
         let mut long_context = None;
         let mut groups = Vec::new();
         for child in &block.blocks {
             match child.kind.as_str() {
-                "long_context" => long_context = Some(self.long_context(child)?),
+                "long_context" => long_context = Some(self.long_context(child, &seq_len)?),
                 "group" => groups.push(self.group(child, vocab.is_some())?),
                 _ => {}
             }
@@ -723,19 +757,46 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn long_context(&mut self, block: &Resolved) -> Option<LongContext> {
+    /// The packing of a long-context train whose sequences are `seq_len` long.
+    fn long_context(&mut self, block: &Resolved, seq_len: &Num) -> Option<LongContext> {
         let mut f = Fields::new(block, &mut self.errors);
         let length = f.number("length", Quantity::Count);
         let group_similar = f.boolean("group_similar");
         let short_below = f.number("short_below", Quantity::Tokens);
         let keep_short = f.number("keep_short", Quantity::Ratio);
         let rope_theta = f.number("rope_theta", Quantity::Plain);
-        if !f.has("length") {
-            f.missing("length", "8k");
-        }
+        let has_length = f.has("length");
         f.finish(&[]);
+        // The packed length is the trained length: `length` may repeat `seq_len`, never differ.
+        let length = if has_length { length? } else { *seq_len };
+        if length.value != seq_len.value {
+            let error = CheckError::Conflict {
+                message: format!(
+                    "long-context sequences of {} tokens, but the train's `seq_len` is {}",
+                    length.value, seq_len.value
+                ),
+                span: length.span.into(),
+                label: "the packed length".to_string(),
+                other: (length.file == seq_len.file).then(|| seq_len.span.into()),
+                help: Some("the model trains on the packed sequences: set `seq_len` to this length".to_string()),
+            };
+            self.error(length.file, error);
+            return None;
+        }
+        let rope_theta = match rope_theta {
+            Some(t) if !(t.value.is_finite() && t.value > 1.0) => {
+                self.out_of_range(
+                    &t,
+                    "`rope_theta` must be above 1",
+                    "not a RoPE base",
+                    Some("RoPE's base is typically 10k to 10M; long-context CPT raises it"),
+                );
+                return None;
+            }
+            t => t,
+        };
         Some(LongContext {
-            target_len: length?.value as u64,
+            target_len: length.value as u64,
             group_similar: group_similar.unwrap_or(false),
             short_below: short_below.map_or(4096, |n| n.value as u64),
             keep_short: keep_short.map_or(1.0, |n| n.value),
@@ -859,14 +920,28 @@ impl<'a> Builder<'a> {
         let train = self.resolve(&train?, &["train"])?.0;
         let ratios = ratios?;
         if let Some(zero) = ratios.iter().find(|r| r.value <= 0.0) {
-            let error = CheckError::OutOfRange {
-                message: "sweep ratios must be above 0%".to_string(),
-                span: zero.span.into(),
-                label: "no domain data at this ratio".to_string(),
-                help: Some("the law's C/(r+e)^g term is fitted on ratios above zero".to_string()),
-            };
-            self.error(zero.file, error);
+            self.out_of_range(
+                zero,
+                "sweep ratios must be above 0%",
+                "no domain data at this ratio",
+                Some("the law's C/(r+e)^g term is fitted on ratios above zero"),
+            );
             return None;
+        }
+        // Runs are named by their ratio to 0.01%: two ratios that round alike would be one run.
+        let key = |r: f64| (r * 10_000.0).round() as i64;
+        for (i, later) in ratios.iter().enumerate() {
+            if let Some(earlier) = ratios[..i].iter().find(|e| key(e.value) == key(later.value)) {
+                let error = CheckError::Conflict {
+                    message: "a sweep ratio is listed twice (ratios count to 0.01%)".to_string(),
+                    span: later.span.into(),
+                    label: "the same ratio again".to_string(),
+                    other: Some(earlier.span.into()),
+                    help: Some("each ratio is one training run: list it once".to_string()),
+                };
+                self.error(later.file, error);
+                return None;
+            }
         }
         let models = match models {
             Some(m) => self.resolve_all(&m, &["model"])?,
@@ -896,13 +971,7 @@ impl<'a> Builder<'a> {
         }
         f.finish(&[]);
         if let Some(d) = delta.filter(|d| d.value <= 0.0) {
-            let error = CheckError::OutOfRange {
-                message: "`huber_delta` must be positive".to_string(),
-                span: d.span.into(),
-                label: "not positive".to_string(),
-                help: None,
-            };
-            self.error(d.file, error);
+            self.out_of_range(&d, "`huber_delta` must be positive", "not positive", None);
             return None;
         }
         let sweep = self.resolve(&sweep?, &["sweep"])?.0;
@@ -1006,6 +1075,14 @@ pub(crate) fn pct(fraction: f64) -> String {
     let text = format!("{:.4}", fraction * 100.0);
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text}%")
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Jsonl => "jsonl",
+        Format::Text => "text",
+        Format::Parquet => "parquet",
+    }
 }
 
 fn guess_format(path: &Path) -> Format {

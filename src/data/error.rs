@@ -120,6 +120,15 @@ pub enum DataError {
     #[error("packing settings are invalid: {reason}")]
     #[diagnostic(code(cptc::data::bad_packing), help("the sequence length must be at least 1 and at most 2^31 tokens"))]
     BadPacking { reason: String },
+
+    #[error("corpus `{corpus}` has no tokens to pack: a whole epoch of it added nothing")]
+    #[diagnostic(
+        code(cptc::data::nothing_to_pack),
+        help(
+            "it is empty, or (long context) all its documents are shorter than `short_below` and none was kept: raise `keep_short` or lower `short_below`"
+        )
+    )]
+    NothingToPack { corpus: String },
 }
 
 impl DataError {

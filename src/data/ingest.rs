@@ -205,14 +205,20 @@ fn open_maybe_compressed(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
     let f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let head = r.fill_buf().map_err(|e| DataError::io("read", path, e))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(r))))
+    let mut text: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(r)))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
-        Ok(Box::new(BufReader::with_capacity(1 << 20, d)))
+        Box::new(BufReader::with_capacity(1 << 20, d))
     } else {
-        Ok(Box::new(r))
+        Box::new(r)
+    };
+    // A UTF-8 byte-order mark (Windows editors write one) is not text: it would break the first
+    // JSON line or start the first document.
+    if text.fill_buf().map_err(|e| DataError::io("read", path, e))?.starts_with(b"\xEF\xBB\xBF") {
+        text.consume(3);
     }
+    Ok(text)
 }
 
 enum Line {

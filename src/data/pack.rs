@@ -68,6 +68,8 @@ pub enum Order {
 /// Packs one shard into sequences.
 pub struct Packer {
     shard: ShardReader,
+    /// The corpus, for messages.
+    name: String,
     /// Distinguishes sources in seeds so that two corpora never share a shuffle.
     source_key: u64,
     seq_tokens: u32,
@@ -85,6 +87,7 @@ impl Packer {
         let source_key = u64_of(&blake3::hash(source_name.as_bytes()).as_bytes()[..8]);
         let mut p = Packer {
             shard,
+            name: source_name.to_string(),
             source_key,
             seq_tokens: seq_len as u32 + 1,
             order_kind: order,
@@ -153,7 +156,7 @@ impl Packer {
                         return Ok(None);
                     }
                     if last_turn == Some(tokens.len()) {
-                        return Err(DataError::BadPacking { reason: "the source has no tokens to pack".into() });
+                        return Err(DataError::NothingToPack { corpus: self.name.clone() });
                     }
                     last_turn = Some(tokens.len());
                     self.order = self.epoch_order(c.epoch + 1)?;

@@ -8,57 +8,82 @@ use super::{StageCtx, StageFailure};
 use crate::check::recipe::{LossKind, Objective, Role};
 use crate::law::{self, ChooseInput, FitInput, FitResult, PlotOptions, Point, Target};
 
-/// Token-weighted loss over the sets of one role at one evaluation.
-fn role_loss(sets: &Value, roles: &Value, role: Role) -> Option<f64> {
+/// Token-weighted loss over the sets of one role at one evaluation; `None` when no set has the
+/// role. A set without a finite loss (JSON writes NaN as null) is an error, not a gap.
+fn role_loss(sets: &Value, roles: &Value, role: Role) -> Result<Option<f64>, String> {
     let (mut nats, mut tokens) = (0.0, 0.0);
-    for (set, result) in sets.as_object()? {
+    for (set, result) in sets.as_object().into_iter().flatten() {
         let set_role: Option<Role> = roles.get(set).and_then(|r| serde_json::from_value(r.clone()).ok());
         if set_role != Some(role) {
             continue;
         }
-        nats += result.get("nats")?.as_f64()?;
-        tokens += result.get("tokens")?.as_f64()?;
+        let number = |key: &str| result.get(key).and_then(Value::as_f64).filter(|x| x.is_finite());
+        let (Some(n), Some(t)) = (number("nats"), number("tokens")) else {
+            return Err(format!("held-out set `{set}` has no finite loss (did the run diverge?)"));
+        };
+        nats += n;
+        tokens += t;
     }
-    (tokens > 0.0).then(|| nats / tokens)
+    Ok((tokens > 0.0).then(|| nats / tokens))
 }
 
-/// (points, base loss at step 0) of one loss kind over the sweep's train stages.
-fn points(ctx: &StageCtx<'_>, loss: LossKind) -> Result<(Vec<Point>, Option<f64>), StageFailure> {
+/// The base model's loss (step 0) at one model size.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+struct BaseLoss {
+    n: f64,
+    loss: f64,
+}
+
+/// (points, base loss at step 0 per model size, ascending) of one loss kind over the sweep's
+/// train stages.
+fn points(ctx: &StageCtx<'_>, loss: LossKind) -> Result<(Vec<Point>, Vec<BaseLoss>), StageFailure> {
     let role = if loss == LossKind::Domain { Role::Domain } else { Role::General };
     let mut out = Vec::new();
-    let mut base = Vec::new();
+    let mut base: Vec<(f64, f64, usize)> = Vec::new();
     for (stage, (_, meta)) in ctx.inputs_with("point:") {
         let v = &meta.values;
         let share =
             v.get("domain_share").and_then(Value::as_f64).ok_or_else(|| format!("{stage} has no domain share"))?;
         let r = if loss == LossKind::Domain { share } else { 1.0 - share };
         let n = v.get("params").and_then(Value::as_f64).ok_or_else(|| format!("{stage} has no parameter count"))?;
-        let per_step = v.get("tokens_per_step").and_then(Value::as_f64).unwrap_or(0.0);
+        let per_step = v
+            .get("tokens_per_step")
+            .and_then(Value::as_f64)
+            .filter(|&t| t > 0.0)
+            .ok_or_else(|| format!("{stage} has no tokens per step"))?;
         let roles = v.get("roles").cloned().unwrap_or(Value::Null);
         for eval in v.get("evals").and_then(Value::as_array).into_iter().flatten() {
             let step = eval.get("step").and_then(Value::as_f64).unwrap_or(0.0);
-            let Some(l) = eval.get("sets").and_then(|s| role_loss(s, &roles, role)) else { continue };
+            let l = role_loss(eval.get("sets").unwrap_or(&Value::Null), &roles, role)
+                .map_err(|e| format!("{stage}, evaluation at step {step}: {e}"))?;
+            let Some(l) = l else { continue };
             if step == 0.0 {
-                base.push(l);
+                match base.iter_mut().find(|b| b.0 == n) {
+                    Some(b) => (b.1, b.2) = (b.1 + l, b.2 + 1),
+                    None => base.push((n, l, 1)),
+                }
             } else {
                 out.push(Point { n, d: step * per_step, r, loss: l });
             }
         }
     }
-    let base = (!base.is_empty()).then(|| base.iter().sum::<f64>() / base.len() as f64);
+    // Every run of one model starts from the same weights: their step-0 losses agree, and the
+    // mean only smooths evaluation noise. Sizes are never mixed.
+    let mut base: Vec<BaseLoss> = base.into_iter().map(|(n, sum, k)| BaseLoss { n, loss: sum / k as f64 }).collect();
+    base.sort_by(|a, b| a.n.total_cmp(&b.n));
     Ok((out, base))
 }
 
 pub(super) fn fit(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let loss: LossKind = param(ctx, "loss")?;
     let huber_delta: f64 = param(ctx, "huber_delta")?;
-    let (points, base_loss) = points(ctx, loss)?;
+    let (points, base_losses) = points(ctx, loss)?;
+    // The largest model's, as `choose` uses it.
+    let base_loss = base_losses.last().map(|b| b.loss);
     ctx.progress.set_message(format!("fitting the D-CPT law to {} points", points.len()));
-    let result = law::fit(&FitInput { points, huber_delta }).map_err(|e| StageFailure {
-        message: e.to_string(),
-        help: miette::Diagnostic::help(&e).map(|h| h.to_string()),
-    })?;
-    write_json(&ctx.out.join("fit.json"), &json!({ "loss": loss, "base_loss": base_loss, "fit": result }))?;
+    let result = law::fit(&FitInput { points, huber_delta }).map_err(|e| law_failure(&e))?;
+    let fit_json = json!({ "loss": loss, "base_loss": base_loss, "base_losses": base_losses, "fit": result });
+    write_json(&ctx.out.join("fit.json"), &fit_json)?;
     std::fs::write(ctx.out.join("law.txt"), law::show(&result))?;
     let title = format!("{} loss", if loss == LossKind::Domain { "domain" } else { "general" });
     let options = PlotOptions { title, complement: loss == LossKind::General, ..PlotOptions::default() };
@@ -66,10 +91,20 @@ pub(super) fn fit(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     Ok(json!({ "r2": result.r2, "base_loss": base_loss }))
 }
 
-fn read_fit(dir: &std::path::Path) -> Result<(FitResult, Option<f64>), StageFailure> {
-    let value: Value = read_json(&dir.join("fit.json"))?;
-    let fit: FitResult = serde_json::from_value(value.get("fit").cloned().unwrap_or(Value::Null))?;
-    Ok((fit, value.get("base_loss").and_then(Value::as_f64)))
+/// A fit stage's law and its base losses per model size.
+fn read_fit(dir: &std::path::Path) -> Result<(FitResult, Vec<BaseLoss>), StageFailure> {
+    let path = dir.join("fit.json");
+    let value: Value = read_json(&path)?;
+    let fit: FitResult = serde_json::from_value(value.get("fit").cloned().unwrap_or(Value::Null))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = serde_json::from_value(value.get("base_losses").cloned().unwrap_or(Value::Null))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((fit, base))
+}
+
+/// A law error as a stage failure, its help kept.
+fn law_failure(e: &crate::law::LawError) -> StageFailure {
+    StageFailure { message: e.to_string(), help: miette::Diagnostic::help(e).map(|h| h.to_string()) }
 }
 
 pub(super) fn choose(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
@@ -83,12 +118,11 @@ pub(super) fn choose(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     };
     // The model size the sweep ran (the largest, when several were fitted).
     let n = domain.n_fixed.unwrap_or(domain.n_range.max);
-    let general_base = general.as_ref().and_then(|(_, base)| *base);
-    let target = Target::from_recipe(objective, tokens, general_base)
-        .map_err(|e| StageFailure { message: e.to_string(), help: None })?;
+    // The base general loss of that model: the T% budget is relative to it, never to another size's.
+    let general_base = general.as_ref().and_then(|(_, base)| base.iter().find(|b| b.n == n)).map(|b| b.loss);
+    let target = Target::from_recipe(objective, tokens, general_base).map_err(|e| law_failure(&e))?;
     let input = ChooseInput { n, target, r_min: None, r_max: None, plateau_drop: 0.01 };
-    let result = law::choose(&domain, general.as_ref().map(|(g, _)| g), &input)
-        .map_err(|e| StageFailure { message: e.to_string(), help: None })?;
+    let result = law::choose(&domain, general.as_ref().map(|(g, _)| g), &input).map_err(|e| law_failure(&e))?;
     write_json(&ctx.out.join("choice.json"), &result)?;
     std::fs::write(ctx.out.join("choice.txt"), law::show_choice(&result))?;
     let tolerance = match target {

@@ -162,6 +162,7 @@ pub fn choose(domain: &FitResult, general: Option<&FitResult>, input: &ChooseInp
                         return Err(LawError::Infeasible {
                             tolerance,
                             r_min,
+                            r_max,
                             best_increase: increase(best),
                             best_ratio: best,
                         });

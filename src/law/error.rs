@@ -52,11 +52,11 @@ pub enum LawError {
     MissingGeneralFit,
 
     #[error(
-        "no ratio in [{r_min}, 1] keeps the general-loss increase within {tolerance}; the smallest predicted increase is {best_increase:.4} at r = {best_ratio:.4}"
+        "no ratio in [{r_min}, {r_max}] keeps the general-loss increase within {tolerance}; the smallest predicted increase is {best_increase:.4} at r = {best_ratio:.4}"
     )]
     #[diagnostic(
         code(cptc::law::infeasible),
         help("raise the tolerance, lower the smallest ratio searched, or check the general-loss base value")
     )]
-    Infeasible { tolerance: f64, r_min: f64, best_increase: f64, best_ratio: f64 },
+    Infeasible { tolerance: f64, r_min: f64, r_max: f64, best_increase: f64, best_ratio: f64 },
 }
