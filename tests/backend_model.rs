@@ -195,7 +195,11 @@ fn rope_theta_changes_logits_and_is_saved() {
     // Position 0 has no rotation, later positions do.
     assert_eq!(before[..64], after[..64]);
     assert!(max_abs_diff(&before, &after) > 1e-6);
+    // Trained on longer sequences than its config's 256 positions: the config says so.
+    model.cover_positions(1024);
+    model.cover_positions(512);
     model.save(&tmp.path().join("m"), SaveDtype::Bf16, None).unwrap();
     let loaded = Llama::load(&tmp.path().join("m"), Device::Cpu).unwrap();
     assert_eq!(loaded.config().rope_theta(), 500_000.0);
+    assert_eq!(loaded.config().max_position_embeddings, 1024);
 }

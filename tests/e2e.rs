@@ -78,6 +78,115 @@ fn edu_tiny_trains_lowers_the_domain_loss_and_reports() {
     assert!(stderr2.contains("nothing to run"), "{stderr2}");
     assert_eq!(report_path(&stdout2), html);
 
+    // The trained model carries the expanded tokenizer it was trained with.
+    let models = trained_models(store);
+    assert_eq!(models.len(), 1, "{models:?}");
+    let tokenizer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models[0].join("tokenizer.json")).expect("tokenizer.json"))
+            .expect("json");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models[0].join("config.json")).expect("config.json"))
+            .expect("json");
+    let vocab = tokenizer["model"]["vocab"].as_object().map_or(0, |v| v.len()) as u64;
+    assert!(vocab > 49_152, "the tokenizer saved is the expanded one ({vocab} tokens)");
+    assert!(config["vocab_size"].as_u64().is_some_and(|rows| rows >= vocab), "{config}");
+
     let verify = cptc(&["cache", "verify", "--store", store]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify).1);
+}
+
+/// The model folders of the train artifacts in a store.
+fn trained_models(store: &str) -> Vec<PathBuf> {
+    let root = Path::new(store).join("v1/artifacts");
+    let mut found = Vec::new();
+    for kind in std::fs::read_dir(&root).expect("artifacts").filter_map(Result::ok) {
+        if kind.file_name().to_string_lossy().starts_with("train-") {
+            found.extend(
+                std::fs::read_dir(kind.path()).expect("train").filter_map(Result::ok).map(|a| a.path().join("model")),
+            );
+        }
+    }
+    found
+}
+
+#[test]
+fn long_context_trains_and_saves_with_the_new_rope_base() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    let store = store.to_str().expect("utf-8");
+    let out = cptc(&["run", "tests/fixtures/e2e/longctx_tiny.cpt", "--store", store]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let models = trained_models(store);
+    assert_eq!(models.len(), 1, "{models:?}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models[0].join("config.json")).expect("config.json"))
+            .expect("json");
+    assert_eq!(config["rope_theta"].as_f64(), Some(100_000.0), "the recipe's RoPE base is trained and saved");
+    // A saved model is a complete Hugging Face folder: its tokenizer comes along.
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        assert!(models[0].join(file).is_file(), "{file} missing from {}", models[0].display());
+    }
+}
+
+/// The checkpoint a train stage of `store` has written after `step`, if any.
+fn checkpoint_at(store: &Path, step: u64) -> Option<PathBuf> {
+    let resume = std::fs::read_dir(store.join("v1/resume")).ok()?;
+    resume
+        .filter_map(Result::ok)
+        .map(|d| d.path().join("checkpoints").join(format!("step-{step:08}")))
+        .find(|p| p.join("trainer_state.json").is_file())
+}
+
+#[test]
+fn a_killed_training_run_resumes_and_ends_as_an_uninterrupted_one() {
+    const LONG: &str = "tests/fixtures/e2e/longctx_tiny.cpt";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (reference, killed) = (dir.path().join("reference"), dir.path().join("killed"));
+    let args = |store: &Path| -> Vec<String> {
+        ["run", LONG, "--checkpoint-minutes", "0", "--store", store.to_str().expect("utf-8")]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect()
+    };
+    let reference_args = args(&reference);
+    let out = cptc(&reference_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert!(
+        !reference.join("v1/resume").read_dir().is_ok_and(|mut d| d.next().is_some()),
+        "published: no checkpoint left"
+    );
+
+    // Killed (SIGKILL, no chance to clean up) once its first checkpoint is on disk.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cptc"))
+        .args(args(&killed))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .env("CPTC_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cptc");
+    let started = std::time::Instant::now();
+    while checkpoint_at(&killed, 1).is_none() {
+        assert!(child.try_wait().expect("poll").is_none(), "the run ended before its first checkpoint");
+        assert!(started.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+
+    let resumed = cptc(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
+    let (_, stderr) = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resuming at step 1"), "{stderr}");
+    let (a, b) = (trained_models(reference.to_str().expect("utf-8")), trained_models(killed.to_str().expect("utf-8")));
+    assert_eq!((a.len(), b.len()), (1, 1));
+    for file in ["model.safetensors", "config.json", "../evals.json"] {
+        let (x, y) =
+            (std::fs::read(a[0].join(file)).expect("reference"), std::fs::read(b[0].join(file)).expect("resumed"));
+        assert!(x == y, "{file} differs between the resumed and the uninterrupted run");
+    }
+    let verify = cptc(&["cache", "verify", "--store", killed.to_str().expect("utf-8")]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify).1);
 }

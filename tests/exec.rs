@@ -211,3 +211,43 @@ fn store_layout_is_versioned() {
     assert_eq!(store.root(), dir.path().join(cptc::store::LAYOUT));
     assert_eq!(cptc::store::LAYOUT, "v1");
 }
+
+#[test]
+fn a_damaged_artifact_is_rebuilt_in_place() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    let summary = fx.run(&runner, &Options::default()).expect("run");
+    // A deletion cut short (or a damaged disk) left the folder without its meta.json.
+    let split = summary.artifacts.get("split:web").expect("split:web").clone();
+    std::fs::remove_file(split.join("meta.json")).expect("damage");
+    let again = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("rerun");
+    assert_eq!(again.ran, ["split:web"], "only the damaged stage reruns (its output is unchanged)");
+    assert!(split.join("meta.json").is_file(), "the new artifact is published where the damaged one was");
+    assert!(Store::at(&fx.root.join(".cptc")).verify().is_empty());
+}
+
+#[test]
+fn gc_keeps_what_waits_for_a_missing_upstream_artifact() {
+    let fx = Fixture::new();
+    let summary = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("run");
+    let store_dir = fx.root.join(".cptc");
+    let store = Store::at(&store_dir);
+    let before = store.list().len();
+    // As `cache verify --fix` does with a corrupt artifact: everything below it keeps its key
+    // only once it is rebuilt, and may well be hit again then (early cutoff).
+    store.remove(summary.artifacts.get("ingest:web").expect("ingest:web")).expect("remove");
+    // Checkpoints of a key no stage of the recipe has any more go too.
+    let stale = store.root().join("resume").join(format!("train-v2-{}", "0".repeat(64)));
+    std::fs::create_dir_all(stale.join("checkpoints")).expect("mkdir");
+    let gc = std::process::Command::new(env!("CARGO_BIN_EXE_cptc"))
+        .args(["cache", "gc", "recipe.cpt", "--store", ".cptc"])
+        .current_dir(&fx.root)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("cptc cache gc");
+    assert_eq!(gc.status.code(), Some(0), "{}", String::from_utf8_lossy(&gc.stderr));
+    assert_eq!(store.list().len(), before - 1, "{}", String::from_utf8_lossy(&gc.stderr));
+    assert!(!stale.exists(), "stale checkpoints are removed");
+    let rerun = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("rerun");
+    assert_eq!(rerun.ran, ["ingest:web"], "everything downstream is found again");
+}

@@ -136,3 +136,38 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
     assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(artifacts(&store), expected);
 }
+
+#[test]
+fn a_hugging_face_folder_becomes_a_portable_artifact() {
+    // The same model folder in two checkouts: one artifact content, nothing of either path in it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec");
+    let mut outputs = Vec::new();
+    for checkout in ["a", "deeper/b"] {
+        let root = dir.path().join(checkout);
+        std::fs::create_dir_all(root.join("hf")).expect("mkdir");
+        for name in ["recipe.cpt", "web.jsonl", "law.jsonl", "hf/config.json"] {
+            std::fs::copy(src.join(name), root.join(name)).expect("copy");
+        }
+        let store = root.join("store");
+        let store = store.to_str().expect("utf-8");
+        let out = cptc(&["run", "recipe.cpt", "--only", "model:base", "--store", store])
+            .current_dir(&root)
+            .output()
+            .expect("run cptc");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let found = artifacts(Path::new(store));
+        assert_eq!(found.len(), 1, "{found:?}");
+        outputs.push(found[0].1.clone());
+        let artifact = std::fs::read_dir(root.join("store/v1/artifacts"))
+            .expect("kinds")
+            .filter_map(Result::ok)
+            .flat_map(|k| std::fs::read_dir(k.path()).expect("kind").filter_map(Result::ok))
+            .next()
+            .expect("the artifact")
+            .path();
+        assert!(artifact.join("model/config.json").is_file(), "{}", artifact.display());
+        assert!(!artifact.join("source.json").exists(), "no path of the checkout is recorded");
+    }
+    assert_eq!(outputs[0], outputs[1], "the output does not depend on where the checkout is");
+}

@@ -280,6 +280,12 @@ impl Llama {
         self.params.iter().map(|(_, t)| t.numel() as i64).sum()
     }
 
+    /// Raises `max_position_embeddings` to `len` when below it: a model trained on longer
+    /// sequences than its config declares must say so, or loaders clamp evaluation to the old length.
+    pub fn cover_positions(&mut self, len: i64) {
+        self.config.max_position_embeddings = self.config.max_position_embeddings.max(len);
+    }
+
     /// Changes the RoPE base (long-context training); saved checkpoints carry the new value.
     pub fn set_rope_theta(&mut self, theta: f64) -> Result<()> {
         self.config.set_rope_theta(theta);

@@ -158,6 +158,11 @@ pub struct TrainConfig {
     pub old_vocab: Option<i64>,
     pub eval_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
+    /// Also checkpoint once this much time has passed since the last checkpoint (or the start).
+    #[serde(skip)]
+    pub checkpoint_interval: Option<std::time::Duration>,
+    /// Checkpoint after the last step too (off where the caller saves the model itself).
+    pub checkpoint_last: bool,
     /// Where `step-NNNNNNNN` checkpoint directories go; none written when unset.
     pub checkpoint_dir: Option<PathBuf>,
     /// How many checkpoints to keep (the newest); 0 keeps all.
@@ -184,6 +189,8 @@ impl TrainConfig {
             old_vocab: None,
             eval_every: None,
             checkpoint_every: None,
+            checkpoint_interval: None,
+            checkpoint_last: true,
             checkpoint_dir: None,
             keep_checkpoints: 0,
             precision: None,
@@ -397,6 +404,7 @@ impl Trainer {
     pub fn run<D: DataSource>(&mut self, data: &mut D, hooks: &mut dyn TrainHooks) -> Result<TrainSummary> {
         let per_step = self.cfg.seqs_per_step();
         let mut exhausted = false;
+        let mut since_checkpoint = std::time::Instant::now();
         while self.step < self.cfg.total_steps {
             let mut batch = Vec::with_capacity(per_step);
             while batch.len() < per_step {
@@ -424,10 +432,13 @@ impl Trainer {
             {
                 hooks.on_eval(self.step, &self.model)?;
             }
-            let ckpt_due = self.cfg.checkpoint_every.is_some_and(|k| self.step.is_multiple_of(k)) || last;
+            let ckpt_due = self.cfg.checkpoint_every.is_some_and(|k| self.step.is_multiple_of(k))
+                || (last && self.cfg.checkpoint_last)
+                || (!last && self.cfg.checkpoint_interval.is_some_and(|i| since_checkpoint.elapsed() >= i));
             if let (true, Some(root)) = (ckpt_due, self.cfg.checkpoint_dir.clone()) {
                 let dir = self.save_checkpoint(&root, &data.sampler_state())?;
                 hooks.on_checkpoint(self.step, &dir)?;
+                since_checkpoint = std::time::Instant::now();
             }
         }
         Ok(TrainSummary {

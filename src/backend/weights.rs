@@ -95,6 +95,17 @@ impl Llama {
         let cfg_path = dir.join("config.json");
         fs::write(&cfg_path, text + "\n").map_err(|e| BackendError::io("write", &cfg_path, e))?;
         write_safetensors(&dir.join("model.safetensors"), self.parameters(), dtype.kind())?;
+        // A folder named explicitly must hold the tokenizer: a model saved without one cannot be
+        // used (and `tokenizer_from` naming the file itself was once a silent no-op).
+        if let Some(src) = tokenizer_from
+            && !src.join("tokenizer.json").is_file()
+        {
+            return Err(BackendError::io(
+                "find the tokenizer in",
+                src,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no tokenizer.json in this folder"),
+            ));
+        }
         let src = tokenizer_from.or(self.source_dir.as_deref());
         if let Some(src) = src {
             for f in SIDE_FILES {

@@ -37,7 +37,15 @@ pub(crate) fn ls(store_dir: &Path) -> i32 {
 }
 
 pub(crate) fn verify(store_dir: &Path, fix: bool) -> i32 {
-    let store = Store::at(store_dir);
+    // With --fix, the store is locked first: no run publishes while it is checked and repaired.
+    let store = if fix {
+        match locked(store_dir) {
+            Ok(s) => s,
+            Err(code) => return code,
+        }
+    } else {
+        Store::at(store_dir)
+    };
     let problems = store.verify();
     if problems.is_empty() {
         eprintln!("{} artifacts verified", store.list().len());
@@ -46,39 +54,59 @@ pub(crate) fn verify(store_dir: &Path, fix: bool) -> i32 {
     for problem in &problems {
         eprintln!("{:?}", miette::Report::msg(problem.to_string()));
     }
-    if fix {
-        let _store = match locked(store_dir) {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        for problem in &problems {
-            if let crate::store::StoreError::Corrupt { path, .. } = problem {
-                let _ = std::fs::remove_dir_all(path);
-                eprintln!("removed {path}");
+    if !fix {
+        return EXIT_USER;
+    }
+    let mut code = 0;
+    for problem in &problems {
+        if let crate::store::StoreError::Corrupt { path, .. } = problem {
+            match store.remove(Path::new(path)) {
+                Ok(()) => eprintln!("removed {path}"),
+                Err(e) => {
+                    eprintln!("{:?}", miette::Report::new(e));
+                    code = EXIT_INTERNAL;
+                }
             }
         }
-        return 0;
     }
-    EXIT_USER
+    code
 }
 
 pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
-    let mut keep = HashSet::new();
-    for file in recipes {
-        let statuses = match planned(file, store_dir) {
-            Ok((_, statuses)) => statuses,
-            Err(code) => return code,
-        };
-        keep.extend(statuses.into_iter().filter_map(|(_, s)| match s {
-            Status::Cached(meta) => Some(meta.key),
-            _ => None,
-        }));
-    }
+    // Locked before planning: a run finishing meanwhile could otherwise publish what gc then
+    // judges unreferenced.
     let store = match locked(store_dir) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match store.gc(&keep) {
+    let (mut keep, mut keep_stages, mut keep_resume) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for file in recipes {
+        let (graph, statuses) = match planned(file, store_dir) {
+            Ok(planned) => planned,
+            Err(code) => return code,
+        };
+        for (ix, status) in statuses {
+            match status {
+                Status::Cached(meta) => {
+                    keep.insert(meta.key);
+                }
+                // Its key waits for an upstream artifact or value: whatever it last produced may
+                // be hit again once that is rebuilt (early cutoff), so it stays.
+                Status::WillRun { key: None, .. } | Status::Pending { .. } => {
+                    keep_stages.insert(graph.stage(ix).id.clone());
+                }
+                // Its checkpoints (a run cut short) are what the next run resumes from.
+                Status::WillRun { key: Some(key), .. } => {
+                    keep_resume.insert(key);
+                }
+            }
+        }
+    }
+    if let Err(e) = store.gc_resume(&keep_resume) {
+        eprintln!("{:?}", miette::Report::new(e));
+        return EXIT_INTERNAL;
+    }
+    match store.gc(&keep, &keep_stages) {
         Ok((n, bytes)) => {
             eprintln!("removed {n} artifacts ({}); kept {}", human_bytes(bytes), keep.len());
             0

@@ -87,6 +87,10 @@ enum Command {
         /// Say why each stage runs (which part of its key changed).
         #[arg(short, long)]
         verbose: bool,
+        /// Checkpoint training this often (minutes; 0: after every step), so a failed or killed
+        /// run resumes where it was. Results do not depend on it.
+        #[arg(long, value_name = "MINUTES", default_value_t = 30.0)]
+        checkpoint_minutes: f64,
     },
     /// Inspect, verify and prune the artifact store.
     #[command(subcommand)]
@@ -194,8 +198,12 @@ pub fn main() -> i32 {
         Command::Plan { file, format, store, tflops } => {
             plan::run(&file, &store, format, tflops.unwrap_or_else(plan::default_tflops))
         }
-        Command::Run { file, store, only, from, force, dry_run, verbose } => {
-            let options = crate::exec::Options { only, from, force, dry_run };
+        Command::Run { file, store, only, from, force, dry_run, verbose, checkpoint_minutes } => {
+            let Ok(every) = std::time::Duration::try_from_secs_f64(checkpoint_minutes * 60.0) else {
+                eprintln!("error: --checkpoint-minutes must be a number of minutes, 0 or more");
+                return EXIT_USER;
+            };
+            let options = crate::exec::Options { only, from, force, dry_run, checkpoint_every: Some(every) };
             run::run(&file, &store, &options, verbose)
         }
         Command::Law(LawCommand::Show { file, store }) => law::show(&file, &store),

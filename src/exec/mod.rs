@@ -101,6 +101,9 @@ pub struct Options {
     /// Rerun these stages even if cached.
     pub force: Vec<String>,
     pub dry_run: bool,
+    /// How often a long stage (training) checkpoints, so a failed or killed run resumes where
+    /// it was; `None` never. Results do not depend on it, so it is not part of any key.
+    pub checkpoint_every: Option<std::time::Duration>,
 }
 
 /// What a stage implementation gets.
@@ -113,9 +116,20 @@ pub struct StageCtx<'a> {
     /// Input role -> published artifact folder and its meta.
     pub inputs: BTreeMap<String, (PathBuf, Meta)>,
     pub progress: &'a indicatif::ProgressBar,
+    /// A folder of this stage's key that outlives a failed or killed run (checkpoints); the
+    /// executor removes it once the stage publishes.
+    pub resume_dir: PathBuf,
+    /// How often to checkpoint into `resume_dir` (`None`: never).
+    pub checkpoint_every: Option<std::time::Duration>,
 }
 
 impl StageCtx<'_> {
+    /// Tells the user something about the run as it happens (a resume, a checkpoint refused),
+    /// above the progress bars; unlike indicatif's `println`, also when stderr is not a terminal.
+    pub fn notice(&self, line: &str) {
+        self.progress.suspend(|| eprintln!("{}: {line}", self.stage.id));
+    }
+
     pub fn input(&self, role: &str) -> Result<&(PathBuf, Meta), String> {
         self.inputs.get(role).ok_or_else(|| format!("missing input `{role}`"))
     }
@@ -133,10 +147,44 @@ pub struct StageFailure {
     pub help: Option<String>,
 }
 
-impl<E: std::fmt::Display> From<E> for StageFailure {
+/// Any error (a message string included) becomes a failure whose message carries the whole
+/// source chain (the OS's reason behind "cannot read `x`") and whose help is the phase error's.
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for StageFailure {
     fn from(e: E) -> Self {
-        StageFailure { message: e.to_string(), help: None }
+        let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
+            source = s.source();
+        }
+        StageFailure { message, help: phase_help(e.as_ref()) }
     }
+}
+
+/// The miette help of a phase error (or of the first one in its source chain that has one).
+fn phase_help(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use miette::Diagnostic;
+    fn help_of<D: Diagnostic + 'static>(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+        e.downcast_ref::<D>().and_then(|d| d.help()).map(|h| h.to_string())
+    }
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let help = help_of::<crate::data::DataError>(e)
+            .or_else(|| help_of::<crate::backend::BackendError>(e))
+            .or_else(|| help_of::<crate::vocab::VocabError>(e))
+            .or_else(|| help_of::<crate::convert::ConvertError>(e))
+            .or_else(|| help_of::<crate::store::StoreError>(e))
+            .or_else(|| help_of::<crate::law::LawError>(e));
+        if help.is_some() {
+            return help;
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Stage implementations, one per kind.
@@ -435,22 +483,25 @@ fn step(
     );
     bar.set_prefix(stage.id.clone());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let ctx = StageCtx { stage, params: resolved_params(&parts), out: &staging.dir, inputs, progress: &bar };
+    let ctx = StageCtx {
+        stage,
+        params: resolved_params(&parts),
+        out: &staging.dir,
+        inputs,
+        progress: &bar,
+        resume_dir: store.resume_dir(stage.kind, &key),
+        checkpoint_every: options.checkpoint_every,
+    };
     let started = Instant::now();
     let result = runner.run(&ctx);
     bar.finish_and_clear();
     match result {
         Ok(values) => {
             let elapsed = started.elapsed().as_secs_f64();
-            if forced {
-                // A forced rerun replaces the old artifact of the same key.
-                let old = store.artifact_dir(stage.kind, &key);
-                if old.exists() {
-                    std::fs::remove_dir_all(&old)
-                        .map_err(|source| StoreError::Io { path: old.display().to_string(), source })?;
-                }
-            }
-            let meta = store.publish(staging, &stage.id, parts, values, elapsed)?;
+            // A forced rerun replaces the old artifact of the same key.
+            let meta = store.publish(staging, &stage.id, parts, values, elapsed, forced)?;
+            // Published: what a resume would have needed is garbage now.
+            store.clear_resume(stage.kind, &key)?;
             log.event("done", &stage.id, &key, serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }));
             Ok((ix, meta, true))
         }

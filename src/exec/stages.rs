@@ -46,11 +46,7 @@ pub fn model_dir(artifact: &Path) -> Result<PathBuf, StageFailure> {
     if inside.join("config.json").is_file() {
         return Ok(inside);
     }
-    let source: Value = read_json(&artifact.join("source.json"))?;
-    match source.get("dir").and_then(Value::as_str) {
-        Some(dir) => Ok(PathBuf::from(dir)),
-        None => Err(StageFailure { message: format!("{} names no model", artifact.display()), help: None }),
-    }
+    Err(StageFailure { message: format!("{} holds no model (no model/config.json)", artifact.display()), help: None })
 }
 
 fn import(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
@@ -68,12 +64,25 @@ fn import(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     Ok(json!({ "params": report.n_params, "vocab_size": report.vocab_size }))
 }
 
-/// A user's HF directory is used in place: the artifact records where it is. Its files'
-/// content is already part of the key (`Stage::files`).
+/// A user's HF directory becomes an artifact of its own: its files are hard-linked (copied
+/// across file systems) into `model/`, so the artifact records no path of this machine and
+/// outlives the folder moving. Their content is already part of the key (`Stage::files`).
 fn hf_model(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-    let dir = ctx.stage.files.first().and_then(|f| f.parent()).ok_or("a model stage needs its directory")?;
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    std::fs::write(ctx.out.join("source.json"), serde_json::to_string_pretty(&json!({ "dir": dir }))?)?;
+    let model = ctx.out.join("model");
+    std::fs::create_dir_all(&model).map_err(|e| format!("{}: {e}", model.display()))?;
+    for file in &ctx.stage.files {
+        let Some(name) = file.file_name() else { continue };
+        let to = model.join(name);
+        if std::fs::hard_link(file, &to).is_err() {
+            std::fs::copy(file, &to).map_err(|e| format!("copying {}: {e}", file.display()))?;
+        }
+    }
+    if !model.join("config.json").is_file() {
+        return Err(StageFailure {
+            message: format!("{} has no config.json", ctx.stage.files.first().and_then(|f| f.parent()).unwrap_or(Path::new("?")).display()),
+            help: Some("a `model` block's `hf` must be a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)".into()),
+        });
+    }
     Ok(Value::Null)
 }
 

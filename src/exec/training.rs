@@ -54,6 +54,12 @@ fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec
     Ok(examples)
 }
 
+/// Sequences per evaluation pass: 4 up to 2k tokens, fewer beyond, so the logits of a pass
+/// (tokens x vocabulary, float32) stay about as large as at 4 x 2k.
+fn eval_batch(seq_len: usize) -> usize {
+    (8192 / seq_len.max(1)).clamp(1, 4)
+}
+
 /// Evaluates `model` on every `heldout:` input; returns set -> metrics.
 fn eval_sets(
     ctx: &StageCtx<'_>,
@@ -67,7 +73,7 @@ fn eval_sets(
     for (set, (dir, _)) in ctx.inputs_with("heldout:") {
         ctx.progress.set_message(format!("eval {set} at step {step}"));
         let examples = heldout_examples(dir, seq_len, budget)?;
-        let result = evaluate(model, examples, 4)?;
+        let result = evaluate(model, examples, eval_batch(seq_len))?;
         log.write(&result.record(step, set))?;
         out.insert(set.to_string(), serde_json::to_value(result)?);
     }
@@ -105,6 +111,73 @@ struct Hooks<'c, 'a> {
     eval_steps: Vec<u64>,
     total_steps: u64,
     evals: Vec<Value>,
+    /// Each evaluation as it is made, so a resumed run has those before its checkpoint.
+    evals_log: JsonlWriter,
+}
+
+impl Hooks<'_, '_> {
+    fn record_eval(&mut self, step: u64, sets: BTreeMap<String, Value>) -> crate::backend::Result<()> {
+        let eval = json!({ "step": step, "sets": sets });
+        self.evals_log.write(&eval)?;
+        self.evals.push(eval);
+        Ok(())
+    }
+}
+
+/// Where a train stage logs: its own folder, or the resume folder when it checkpoints (the
+/// logs must outlive a killed run as its checkpoints do).
+struct RunFiles {
+    metrics: std::path::PathBuf,
+    evals: std::path::PathBuf,
+    checkpoints: Option<std::path::PathBuf>,
+}
+
+impl RunFiles {
+    fn of(ctx: &StageCtx<'_>) -> Result<Self, StageFailure> {
+        let Some(_) = ctx.checkpoint_every else {
+            return Ok(RunFiles {
+                metrics: ctx.out.join("metrics.jsonl"),
+                evals: ctx.out.join("evals.jsonl"),
+                checkpoints: None,
+            });
+        };
+        let dir = &ctx.resume_dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(RunFiles {
+            metrics: dir.join("metrics.jsonl"),
+            evals: dir.join("evals.jsonl"),
+            checkpoints: Some(dir.join("checkpoints")),
+        })
+    }
+
+    /// The newest checkpoint, if a run of this key was cut short after writing one.
+    fn latest_checkpoint(&self) -> Option<std::path::PathBuf> {
+        let root = self.checkpoints.as_ref()?;
+        let mut steps: Vec<_> = std::fs::read_dir(root)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+            .collect();
+        steps.sort();
+        steps.pop()
+    }
+
+    /// Keeps the log lines of steps up to `step` (what happened before the checkpoint resumed
+    /// from; a line cut by the kill goes too) and returns them.
+    fn rewind(path: &Path, step: Option<u64>) -> Result<Vec<Value>, StageFailure> {
+        let kept: Vec<Value> = match (step, std::fs::read_to_string(path)) {
+            (Some(step), Ok(text)) => text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v.get("step").and_then(Value::as_u64).is_some_and(|s| s <= step))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let text: String = kept.iter().map(|v| format!("{v}\n")).collect();
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(kept)
+    }
 }
 
 impl TrainHooks for Hooks<'_, '_> {
@@ -122,11 +195,8 @@ impl TrainHooks for Hooks<'_, '_> {
             return Ok(());
         }
         match eval_sets(self.ctx, model, self.seq_len, self.eval_bytes, step, &mut self.log) {
-            Ok(sets) => {
-                self.evals.push(json!({ "step": step, "sets": sets }));
-                Ok(())
-            }
-            Err(e) => Err(BackendError::io("evaluating held-out sets", self.ctx.out, std::io::Error::other(e.message))),
+            Ok(sets) => self.record_eval(step, sets),
+            Err(e) => Err(BackendError::Hook { hook: "held-out evaluation", source: e.message.into() }),
         }
     }
 }
@@ -143,7 +213,7 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let (model_art, model_meta) = ctx.input("model")?;
     let dir = model_dir(model_art)?;
     let device = crate::backend::Device::cuda_if_available();
-    let model = Llama::load(&dir, device)?;
+    let rope_theta: Option<f64> = param(ctx, "rope_theta")?;
 
     let seq = seq_len as usize;
     let mut cfg = TrainConfig::new(seq, batch_tokens, 0, schedule);
@@ -170,34 +240,85 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     eval_steps.sort_unstable();
     eval_steps.dedup();
 
+    if let Some(every) = ctx.checkpoint_every {
+        // The newest checkpoint only: it is what a resume needs, and a model's optimizer state
+        // is twice its size.
+        cfg.checkpoint_interval = Some(every);
+        cfg.checkpoint_last = false;
+        cfg.keep_checkpoints = 1;
+    }
+    let files = RunFiles::of(ctx)?;
+    cfg.checkpoint_dir.clone_from(&files.checkpoints);
+
     let (mix_dir, _) = ctx.input("data")?;
     let mut source = MixSource { shard: ShardReader::open(&mix_dir.join("train"))?, next: 0 };
-    let mut log = JsonlWriter::append(&ctx.out.join("metrics.jsonl"))?;
-    // Step 0: the starting model, so gain and forgetting have a baseline.
     let eval_bytes: u64 = param(ctx, "eval_bytes")?;
-    let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut log)?;
-    let mut hooks = Hooks {
-        ctx,
-        log,
-        seq_len: seq,
-        eval_bytes,
-        eval_steps,
-        total_steps: total,
-        evals: vec![json!({ "step": 0, "sets": initial })],
+    // A run of this key cut short resumes from its checkpoint: weights, AdamW state, RNG and
+    // data position, so it ends as an uninterrupted run would (bit for bit on CPU).
+    let resumed = match files.latest_checkpoint() {
+        Some(checkpoint) => match Trainer::resume(&checkpoint, cfg.clone(), device) {
+            Ok((trainer, sampler)) => {
+                let next = sampler.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+                if next.is_none() {
+                    ctx.notice(&format!("not resuming from {}: its data position is unreadable", checkpoint.display()));
+                }
+                next.map(|next| (trainer, next as usize))
+            }
+            Err(e) => {
+                ctx.notice(&format!("not resuming from {}: {e}", checkpoint.display()));
+                None
+            }
+        },
+        None => None,
     };
+    let resumed_at = resumed.as_ref().map(|(t, _)| t.step_index());
+    let mut evals = RunFiles::rewind(&files.evals, resumed_at)?;
+    RunFiles::rewind(&files.metrics, resumed_at)?;
+    let mut log = JsonlWriter::append(&files.metrics)?;
+    let mut evals_log = JsonlWriter::append(&files.evals)?;
+    let mut trainer = match resumed {
+        Some((trainer, next)) => {
+            ctx.notice(&format!("resuming at step {} from its checkpoint", trainer.step_index()));
+            source.next = next;
+            trainer
+        }
+        None => {
+            let mut model = Llama::load(&dir, device)?;
+            // Step 0: the starting model, so gain and forgetting have a baseline.
+            let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut log)?;
+            let initial = json!({ "step": 0, "sets": initial });
+            evals_log.write(&initial)?;
+            evals.push(initial);
+            // Long-context CPT trains (and saves) the model with its new RoPE base, after the
+            // baseline measured the base model as it was; its config then covers the trained length.
+            if let Some(theta) = rope_theta {
+                model.set_rope_theta(theta)?;
+            }
+            model.cover_positions(seq_len as i64);
+            Trainer::new(model, cfg)?
+        }
+    };
+    let n_params = trainer.model().n_params();
+    let mut hooks = Hooks { ctx, log, seq_len: seq, eval_bytes, eval_steps, total_steps: total, evals, evals_log };
     ctx.progress.set_length(total);
-    let n_params = model.n_params();
-    let mut trainer = Trainer::new(model, cfg)?;
+    ctx.progress.set_position(trainer.step_index());
     let summary = trainer.run(&mut source, &mut hooks)?;
     let model = trainer.into_model();
     // Data that ran out early still gets its final evaluation: the report needs an "after".
     let last_eval = hooks.evals.last().and_then(|e| e.get("step")).and_then(Value::as_u64);
     if summary.data_exhausted && summary.steps > 0 && last_eval != Some(summary.steps) {
         let sets = eval_sets(ctx, &model, seq, eval_bytes, summary.steps, &mut hooks.log)?;
-        hooks.evals.push(json!({ "step": summary.steps, "sets": sets }));
+        hooks.record_eval(summary.steps, sets)?;
     }
-    let tokenizer = dir.join("tokenizer.json");
-    model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&tokenizer))?;
+    // The tokenizer files come from the starting model's folder (a resized model's carry the
+    // expanded tokenizer).
+    model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&dir))?;
+    if files.metrics != ctx.out.join("metrics.jsonl") {
+        std::fs::copy(&files.metrics, ctx.out.join("metrics.jsonl"))
+            .map_err(|e| format!("{}: {e}", files.metrics.display()))?;
+    }
+    // The evaluations are in evals.json; the log of them is only for resuming.
+    let _ = std::fs::remove_file(ctx.out.join("evals.jsonl"));
     let evals = std::mem::take(&mut hooks.evals);
     write_json(&ctx.out.join("evals.json"), &evals)?;
     Ok(json!({

@@ -71,6 +71,8 @@ impl StageKind {
     /// Implementation version, part of every key of this kind.
     pub fn version(self) -> u64 {
         match self {
+            // v2: the folder's files linked into the artifact, not its path recorded.
+            StageKind::HfModel => 2,
             // v2: long held-out documents cut into pieces of at most 4 KB.
             StageKind::Split => 2,
             // v2: per-document byte counts of each side, for bits per byte.
@@ -82,6 +84,8 @@ impl StageKind {
             StageKind::Mix => 2,
             // v2: a final evaluation when the data runs out early.
             StageKind::Train => 2,
+            // v2: base losses per model size; a non-finite evaluation fails the fit.
+            StageKind::Fit => 2,
             // v2: the search stays within the fitted ratios (r_max).
             StageKind::Choose => 2,
             _ => 1,

@@ -208,6 +208,34 @@ impl Store {
         Ok(())
     }
 
+    /// Where a stage of `key` keeps what lets a later run resume it (training checkpoints):
+    /// outside `tmp/`, so it survives a failed or killed run; cleared once the key publishes.
+    pub fn resume_dir(&self, kind: StageKind, key: &Digest) -> PathBuf {
+        self.root.join("resume").join(format!("{}-{}", kind_dir(kind), key.hex()))
+    }
+
+    /// Removes the resume folder of `key`, if any (its stage has published).
+    pub fn clear_resume(&self, kind: StageKind, key: &Digest) -> Result<(), StoreError> {
+        let dir = self.resume_dir(kind, key);
+        if dir.exists() { self.remove(&dir) } else { Ok(()) }
+    }
+
+    /// Resume folders whose key is not in `keep` (their stage changed or is gone); removes
+    /// them and returns how many.
+    pub fn gc_resume(&self, keep: &HashSet<Digest>) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let Ok(entries) = fs::read_dir(self.root.join("resume")) else { return Ok(0) };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key = name.rsplit('-').next().and_then(Digest::parse);
+            if key.is_none_or(|k| !keep.contains(&k)) {
+                self.remove(&entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn artifact_dir(&self, kind: StageKind, key: &Digest) -> PathBuf {
         self.root.join("artifacts").join(kind_dir(kind)).join(key.hex())
     }
@@ -231,7 +259,20 @@ impl Store {
         let _ = fs::remove_dir_all(&staging.dir);
     }
 
+    /// Unpublishes an artifact folder: one rename takes it out of `artifacts/` (into `tmp/`),
+    /// then it is deleted. A deletion cut short never leaves a partial artifact in place: what is
+    /// left sits in `tmp/`, which the next locked run empties.
+    pub fn remove(&self, dir: &Path) -> Result<(), StoreError> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let aside = self.root.join("tmp").join(format!("removed-{name}-{}-{nanos}", std::process::id()));
+        fs::rename(dir, &aside).map_err(io_err(dir))?;
+        fs::remove_dir_all(&aside).map_err(io_err(&aside))
+    }
+
     /// Publishes a finished stage output: digests its files, writes `meta.json`, renames.
+    /// `replace` (a forced rerun) puts it in place of a published artifact of the same key; a
+    /// damaged one (no readable `meta.json`) is always replaced.
     pub fn publish(
         &self,
         staging: Staging,
@@ -239,6 +280,7 @@ impl Store {
         key_parts: KeyParts,
         values: serde_json::Value,
         elapsed_s: f64,
+        replace: bool,
     ) -> Result<Meta, StoreError> {
         let files = manifest(&staging.dir)?;
         let output = output_digest(&files);
@@ -260,6 +302,11 @@ impl Store {
         let target = self.artifact_dir(staging.kind, &staging.key);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        // The old artifact leaves by one rename, so until the new one is renamed in, the key
+        // simply has no artifact (a crash in between costs a rerun, never a wrong artifact).
+        if target.exists() && (replace || self.lookup(staging.kind, &staging.key).is_none()) {
+            self.remove(&target)?;
         }
         // Another stage with the same key (same kind, parameters and input contents) may have
         // published first, even in this very wave: its output is equal by construction.
@@ -341,15 +388,16 @@ impl Store {
         problems
     }
 
-    /// Removes artifacts whose keys are not in `keep`; returns (count, bytes) removed.
-    pub fn gc(&self, keep: &HashSet<Digest>) -> Result<(usize, u64), StoreError> {
+    /// Removes artifacts whose keys are not in `keep`, except those of a stage in `keep_stages`
+    /// (stages whose key cannot be known yet); returns (count, bytes) removed.
+    pub fn gc(&self, keep: &HashSet<Digest>, keep_stages: &HashSet<String>) -> Result<(usize, u64), StoreError> {
         let mut removed = (0, 0);
         for (dir, meta) in self.list() {
-            if meta.as_ref().is_some_and(|m| keep.contains(&m.key)) {
+            if meta.as_ref().is_some_and(|m| keep.contains(&m.key) || keep_stages.contains(&m.stage)) {
                 continue;
             }
             let bytes = meta.as_ref().map_or(0, |m| m.files.iter().map(|f| f.size).sum());
-            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            self.remove(&dir)?;
             removed.0 += 1;
             removed.1 += bytes;
         }
