@@ -83,7 +83,8 @@ impl StageKind {
             // v2: share windows sized to the run (about 40 per run), for the report's chart.
             StageKind::Mix => 2,
             // v2: a final evaluation when the data runs out early.
-            StageKind::Train => 2,
+            // v3: saved with its tokenizer files; `rope_theta` applied; checkpoints and resume.
+            StageKind::Train => 3,
             // v2: base losses per model size; a non-finite evaluation fails the fit.
             StageKind::Fit => 2,
             // v2: the search stays within the fitted ratios (r_max).
