@@ -16,11 +16,12 @@ pub fn warmup_steps(warmup: Amount, total_steps: u64, tokens_per_step: u64) -> f
 
 /// The LR of optimizer step `step` (0-based) of a run of `total_steps` steps.
 ///
-/// Conventions, chosen so that no step is wasted at LR 0 and the last step reaches the floor:
+/// Conventions, chosen so that no step is wasted at LR 0:
 /// - warmup over `W` steps rises linearly, step `s < W` gets `(s + 1) / W` of the way from the
 ///   start LR (0, or `start` for re-warming) to the peak;
-/// - decay progress after warmup is `p = (s - W) / (T - W)`, clamped to [0, 1], so
-///   `lr_at(.., T, T, ..)` is exactly the floor;
+/// - decay progress after warmup is `p = (s - W) / (T - W)`, clamped to [0, 1], as Hugging
+///   Face's schedulers count it: `lr_at(.., T, T, ..)` (the step after the last) is exactly the
+///   floor, and the last trained step `T - 1` one decay increment above it;
 /// - `min` is a fraction of the peak;
 /// - WSD keeps the peak until the last `decay` fraction of all `T` steps, then decays over it;
 /// - decay shapes (Megatron-LM's WSD styles): linear `1 - p`, cosine `(1 + cos(pi p)) / 2`,
