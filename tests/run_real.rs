@@ -140,14 +140,22 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
 #[test]
 fn a_hugging_face_folder_becomes_a_portable_artifact() {
     // The same model folder in two checkouts: one artifact content, nothing of either path in it.
+    // The second holds it as the Hugging Face cache does: relative symlinks into `blobs/`.
     let dir = tempfile::tempdir().expect("temp dir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec");
     let mut outputs = Vec::new();
     for checkout in ["a", "deeper/b"] {
         let root = dir.path().join(checkout);
         std::fs::create_dir_all(root.join("hf")).expect("mkdir");
-        for name in ["recipe.cpt", "web.jsonl", "law.jsonl", "hf/config.json"] {
+        for name in ["recipe.cpt", "web.jsonl", "law.jsonl"] {
             std::fs::copy(src.join(name), root.join(name)).expect("copy");
+        }
+        if checkout == "a" {
+            std::fs::copy(src.join("hf/config.json"), root.join("hf/config.json")).expect("copy");
+        } else {
+            std::fs::create_dir_all(root.join("blobs")).expect("mkdir");
+            std::fs::copy(src.join("hf/config.json"), root.join("blobs/5f3a")).expect("copy");
+            std::os::unix::fs::symlink("../blobs/5f3a", root.join("hf/config.json")).expect("symlink");
         }
         let store = root.join("store");
         let store = store.to_str().expect("utf-8");

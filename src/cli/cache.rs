@@ -102,9 +102,13 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
             }
         }
     }
-    if let Err(e) = store.gc_resume(&keep_resume) {
-        eprintln!("{:?}", miette::Report::new(e));
-        return EXIT_INTERNAL;
+    match store.gc_resume(&keep_resume) {
+        Ok(0) => {}
+        Ok(n) => eprintln!("removed {n} checkpoint folders of stages no recipe given runs"),
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return EXIT_INTERNAL;
+        }
     }
     match store.gc(&keep, &keep_stages) {
         Ok((n, bytes)) => {

@@ -483,6 +483,10 @@ fn step(
     );
     bar.set_prefix(stage.id.clone());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    if forced {
+        // A forced rerun starts over: no checkpoint of an earlier, cut-short run of this key.
+        store.clear_resume(stage.kind, &key)?;
+    }
     let ctx = StageCtx {
         stage,
         params: resolved_params(&parts),
@@ -500,8 +504,11 @@ fn step(
             let elapsed = started.elapsed().as_secs_f64();
             // A forced rerun replaces the old artifact of the same key.
             let meta = store.publish(staging, &stage.id, parts, values, elapsed, forced)?;
-            // Published: what a resume would have needed is garbage now.
-            store.clear_resume(stage.kind, &key)?;
+            // Published: what a resume would have needed is garbage now (left behind, it is
+            // only disk: a published key never resumes, and `cache gc` removes it).
+            if let Err(e) = store.clear_resume(stage.kind, &key) {
+                log.event("warning", &stage.id, &key, serde_json::json!({ "error": e.to_string() }));
+            }
             log.event("done", &stage.id, &key, serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }));
             Ok((ix, meta, true))
         }

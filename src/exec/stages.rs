@@ -64,17 +64,22 @@ fn import(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     Ok(json!({ "params": report.n_params, "vocab_size": report.vocab_size }))
 }
 
-/// A user's HF directory becomes an artifact of its own: its files are hard-linked (copied
-/// across file systems) into `model/`, so the artifact records no path of this machine and
-/// outlives the folder moving. Their content is already part of the key (`Stage::files`).
+/// A user's HF directory becomes an artifact of its own, so the artifact records no path of
+/// this machine and outlives the folder moving; the files' content is already part of the key
+/// (`Stage::files`). Weights are hard-linked (copied across file systems), small files copied,
+/// so an editor rewriting `config.json` in place cannot change a published artifact. Symlinks
+/// (the Hugging Face cache is made of them) are followed.
 fn hf_model(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    const LINK_FROM: u64 = 16 << 20;
     let model = ctx.out.join("model");
     std::fs::create_dir_all(&model).map_err(|e| format!("{}: {e}", model.display()))?;
     for file in &ctx.stage.files {
         let Some(name) = file.file_name() else { continue };
+        let real = std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let big = std::fs::metadata(&real).is_ok_and(|m| m.len() >= LINK_FROM);
         let to = model.join(name);
-        if std::fs::hard_link(file, &to).is_err() {
-            std::fs::copy(file, &to).map_err(|e| format!("copying {}: {e}", file.display()))?;
+        if !(big && std::fs::hard_link(&real, &to).is_ok()) {
+            std::fs::copy(&real, &to).map_err(|e| format!("copying {}: {e}", real.display()))?;
         }
     }
     if !model.join("config.json").is_file() {

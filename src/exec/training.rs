@@ -175,7 +175,10 @@ impl RunFiles {
             _ => Vec::new(),
         };
         let text: String = kept.iter().map(|v| format!("{v}\n")).collect();
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Aside, then renamed: a kill here must not leave the log emptied beside a checkpoint.
+        let tmp = path.with_extension("jsonl.partial");
+        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(kept)
     }
 }
@@ -212,6 +215,13 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let groups: Vec<ParamGroup> = param::<Option<Vec<ParamGroup>>>(ctx, "groups")?.unwrap_or_default();
     let (model_art, model_meta) = ctx.input("model")?;
     let dir = model_dir(model_art)?;
+    // The trained model is saved with this tokenizer: missing, it would fail only after training.
+    if !dir.join("tokenizer.json").is_file() {
+        return Err(StageFailure {
+            message: format!("{} has no tokenizer.json", dir.display()),
+            help: Some("a model to train needs its tokenizer beside it (a Hugging Face folder)".into()),
+        });
+    }
     let device = crate::backend::Device::cuda_if_available();
     let rope_theta: Option<f64> = param(ctx, "rope_theta")?;
 
@@ -283,6 +293,13 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             trainer
         }
         None => {
+            // A checkpoint that could not be resumed from (or a save cut short) must not
+            // outrank the fresh run's: they are pruned by name.
+            if let Some(root) = &files.checkpoints
+                && root.exists()
+            {
+                std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+            }
             let mut model = Llama::load(&dir, device)?;
             // Step 0: the starting model, so gain and forgetting have a baseline.
             let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut log)?;
@@ -302,6 +319,7 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut hooks = Hooks { ctx, log, seq_len: seq, eval_bytes, eval_steps, total_steps: total, evals, evals_log };
     ctx.progress.set_length(total);
     ctx.progress.set_position(trainer.step_index());
+    ctx.progress.reset_eta();
     let summary = trainer.run(&mut source, &mut hooks)?;
     let model = trainer.into_model();
     // Data that ran out early still gets its final evaluation: the report needs an "after".
