@@ -493,18 +493,24 @@ impl Trainer {
         if self.cfg.keep_checkpoints == 0 {
             return Ok(());
         }
-        let mut dirs: Vec<PathBuf> = fs::read_dir(root)
-            .map_err(|e| BackendError::io("list", root, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
-            .collect();
-        dirs.sort();
+        let dirs = checkpoints(root).map_err(|e| BackendError::io("list", root, e))?;
         let excess = dirs.len().saturating_sub(self.cfg.keep_checkpoints);
         for d in &dirs[..excess] {
             fs::remove_dir_all(d).map_err(|e| BackendError::io("remove", d, e))?;
         }
         Ok(())
     }
+}
+
+/// The `step-NNNNNNNN` checkpoints written under `root`, oldest first (the names sort by step;
+/// a save cut short is a hidden `.step-*.tmp` and is not listed).
+pub fn checkpoints(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .collect();
+    dirs.sort();
+    Ok(dirs)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -232,11 +232,8 @@ fn eos_id(tok_dir: &Path, tokenizer: &data::tokenize::Encoder) -> Result<u32, St
         return Ok(id);
     }
     let config = model_dir(tok_dir).ok().map(|d| d.join("config.json"));
-    let from_config = config
-        .as_ref()
-        .and_then(|c| std::fs::read_to_string(c).ok())
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|c| data::tokenize::eos_from_config(&c));
+    let from_config =
+        config.as_ref().and_then(|c| read_json::<Value>(c).ok()).and_then(|c| data::tokenize::eos_from_config(&c));
     from_config.ok_or_else(|| StageFailure {
         message: format!(
             "{}: no end-of-document token: none of {} is in it, and {} gives no `eos_token_id`",

@@ -134,7 +134,7 @@ struct RunFiles {
 
 impl RunFiles {
     fn of(ctx: &StageCtx<'_>) -> Result<Self, StageFailure> {
-        let Some(_) = ctx.checkpoint_every else {
+        if ctx.checkpoint_every.is_none() {
             return Ok(RunFiles {
                 metrics: ctx.out.join("metrics.jsonl"),
                 evals: ctx.out.join("evals.jsonl"),
@@ -152,15 +152,7 @@ impl RunFiles {
 
     /// The newest checkpoint, if a run of this key was cut short after writing one.
     fn latest_checkpoint(&self) -> Option<std::path::PathBuf> {
-        let root = self.checkpoints.as_ref()?;
-        let mut steps: Vec<_> = std::fs::read_dir(root)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
-            .collect();
-        steps.sort();
-        steps.pop()
+        crate::backend::train::checkpoints(self.checkpoints.as_ref()?).ok()?.pop()
     }
 
     /// Keeps the log lines of steps up to `step` (what happened before the checkpoint resumed
@@ -176,9 +168,7 @@ impl RunFiles {
         };
         let text: String = kept.iter().map(|v| format!("{v}\n")).collect();
         // Aside, then renamed: a kill here must not leave the log emptied beside a checkpoint.
-        let tmp = path.with_extension("jsonl.partial");
-        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::store::write_atomic(path, text.as_bytes())?;
         Ok(kept)
     }
 }
@@ -282,10 +272,11 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         None => None,
     };
     let resumed_at = resumed.as_ref().map(|(t, _)| t.step_index());
-    let mut evals = RunFiles::rewind(&files.evals, resumed_at)?;
+    let evals = RunFiles::rewind(&files.evals, resumed_at)?;
     RunFiles::rewind(&files.metrics, resumed_at)?;
-    let mut log = JsonlWriter::append(&files.metrics)?;
-    let mut evals_log = JsonlWriter::append(&files.evals)?;
+    let log = JsonlWriter::append(&files.metrics)?;
+    let evals_log = JsonlWriter::append(&files.evals)?;
+    let mut hooks = Hooks { ctx, log, seq_len: seq, eval_bytes, eval_steps, total_steps: total, evals, evals_log };
     let mut trainer = match resumed {
         Some((trainer, next)) => {
             ctx.notice(&format!("resuming at step {} from its checkpoint", trainer.step_index()));
@@ -302,10 +293,8 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             }
             let mut model = Llama::load(&dir, device)?;
             // Step 0: the starting model, so gain and forgetting have a baseline.
-            let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut log)?;
-            let initial = json!({ "step": 0, "sets": initial });
-            evals_log.write(&initial)?;
-            evals.push(initial);
+            let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut hooks.log)?;
+            hooks.record_eval(0, initial)?;
             // Long-context CPT trains (and saves) the model with its new RoPE base, after the
             // baseline measured the base model as it was; its config then covers the trained length.
             if let Some(theta) = rope_theta {
@@ -316,7 +305,6 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         }
     };
     let n_params = trainer.model().n_params();
-    let mut hooks = Hooks { ctx, log, seq_len: seq, eval_bytes, eval_steps, total_steps: total, evals, evals_log };
     ctx.progress.set_length(total);
     ctx.progress.set_position(trainer.step_index());
     ctx.progress.reset_eta();

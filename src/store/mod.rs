@@ -248,8 +248,7 @@ impl Store {
 
     /// A fresh folder for a stage to write its output into.
     pub fn begin(&self, kind: StageKind, key: &Digest) -> Result<Staging, StoreError> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = self.root.join("tmp").join(format!("{}-{}-{}-{nanos}", kind.name(), key.short(), std::process::id()));
+        let dir = self.tmp_path(&format!("{}-{}", kind.name(), key.short()));
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         Ok(Staging { dir, kind, key: *key })
     }
@@ -259,13 +258,18 @@ impl Store {
         let _ = fs::remove_dir_all(&staging.dir);
     }
 
+    /// A fresh name under `tmp/`: `label`, this process and the time, so no two ever meet.
+    fn tmp_path(&self, label: &str) -> PathBuf {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        self.root.join("tmp").join(format!("{label}-{}-{nanos}", std::process::id()))
+    }
+
     /// Unpublishes an artifact folder: one rename takes it out of `artifacts/` (into `tmp/`),
     /// then it is deleted. A deletion cut short never leaves a partial artifact in place: what is
     /// left sits in `tmp/`, which the next locked run empties.
     pub fn remove(&self, dir: &Path) -> Result<(), StoreError> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let aside = self.root.join("tmp").join(format!("removed-{name}-{}-{nanos}", std::process::id()));
+        let aside = self.tmp_path(&format!("removed-{name}"));
         fs::rename(dir, &aside).map_err(io_err(dir))?;
         fs::remove_dir_all(&aside).map_err(io_err(&aside))
     }
