@@ -11,7 +11,7 @@ use std::time::Instant;
 use cptc::backend::metrics::flops_per_token;
 use cptc::backend::train::{Example, TrainConfig, Trainer};
 use cptc::backend::{Device, Llama, LlamaConfig, Precision};
-use cptc::check::recipe::{Amount, LrSchedule};
+use cptc::recipe::{Amount, LrSchedule};
 
 /// Shapes of the benchmark: SmolLM2-135M, a small one, and a ~1.1B Llama (TinyLlama's).
 fn shape(name: &str) -> serde_json::Value {

@@ -10,7 +10,7 @@ use cptc::backend::metrics::TrainRecord;
 use cptc::backend::schedule::lr_at;
 use cptc::backend::train::{DataSource, Example, NoHooks, TrainConfig, TrainHooks, Trainer, VecSource};
 use cptc::backend::{BackendError, Device, Llama, Precision};
-use cptc::check::recipe::{Amount, LrSchedule, ParamGroup, ParamSelector};
+use cptc::recipe::{Amount, LrSchedule, ParamGroup, ParamSelector};
 use tch::Tensor;
 
 const VOCAB: i64 = 64;

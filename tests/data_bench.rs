@@ -16,11 +16,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cptc::check::recipe::{Mixture, Origin, Part, Ramp, RampShape, Role};
 use cptc::data::mixture::{Sampler, SamplerConfig, Source};
 use cptc::data::shard::ShardReader;
 use cptc::data::texts::read_texts;
 use cptc::data::tokenize::{TokenizeOptions, eos_token, load_tokenizer, tokenize_corpus};
+use cptc::recipe::{Mixture, Origin, Part, Ramp, RampShape, Role};
 use cptc::source::{FileId, Span};
 use rayon::prelude::*;
 

@@ -12,9 +12,9 @@ mod vocab_common;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cptc::check::recipe::Selection;
 use cptc::data::encoder::{Encoder, FAST_ENGINE, Route, first_difference};
 use cptc::data::tokenize::{TokenizeOptions, eos_token, tokenize_corpus};
+use cptc::recipe::Selection;
 use cptc::vocab;
 use rayon::prelude::*;
 use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};

@@ -6,8 +6,8 @@ mod data_common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cptc::check::recipe::{Format, Template, TemplatePart, TextSource};
 use cptc::data::ingest::{IngestOptions, read_corpus};
+use cptc::recipe::{Format, Template, TemplatePart, TextSource};
 use data_common::{corpus, field, real, real_lines, real_texts, render};
 use serde_json::{Value, json};
 

@@ -5,9 +5,9 @@ mod data_common;
 
 use std::path::Path;
 
-use cptc::check::recipe::{Mixture, Origin, Part, Ramp, RampShape, Role};
 use cptc::data::mixture::{Sampled, Sampler, SamplerConfig, SamplerEvent, SamplerState, Source};
 use cptc::data::shard::ShardReader;
+use cptc::recipe::{Mixture, Origin, Part, Ramp, RampShape, Role};
 use cptc::source::{FileId, Span};
 use data_common::{real_texts, render, shard_of};
 

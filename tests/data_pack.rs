@@ -3,9 +3,9 @@
 
 mod data_common;
 
-use cptc::check::recipe::LongContext;
 use cptc::data::pack::{Order, PackedSequence, Packer, minhash, similarity};
 use cptc::data::shard::ShardReader;
+use cptc::recipe::LongContext;
 use data_common::{real_texts, shard_of};
 
 fn docs_of(r: &ShardReader) -> Vec<Vec<u32>> {

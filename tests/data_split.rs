@@ -5,8 +5,8 @@ mod data_common;
 
 use std::collections::BTreeSet;
 
-use cptc::check::recipe::Heldout;
 use cptc::data::split::{Split, SplitRule, doc_hash, pieces, split};
+use cptc::recipe::Heldout;
 use data_common::{real_texts, render};
 
 fn texts() -> Vec<String> {

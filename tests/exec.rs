@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cptc::check::{RealWorld, check};
-use cptc::exec::{EventLog, Options, Runner, StageCtx, StageFailure, Summary, run};
-use cptc::graph::{Digest, StageKind, lower};
+use cptc::exec::{EventLog, Options, Runner, Summary, run};
+use cptc::graph::{Digest, Stage, StageKind, StageParams, lower};
+use cptc::stages::{StageCtx, StageFailure};
 use cptc::store::{Store, StoreError};
 use serde_json::{Value, json};
 
@@ -22,23 +23,22 @@ struct FakeRunner {
 }
 
 impl Runner for FakeRunner {
-    fn run(&self, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-        self.calls.lock().map_err(|e| e.to_string())?.push(ctx.stage.id.clone());
-        if self.fail.as_deref() == Some(ctx.stage.id.as_str()) {
+    fn run(&self, stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+        let id = stage.id.to_string();
+        self.calls.lock().map_err(|e| e.to_string())?.push(id.clone());
+        if self.fail.as_deref() == Some(id.as_str()) {
             std::fs::write(ctx.out.join("partial.bin"), b"half")?;
-            return Err(StageFailure { message: "injected failure".to_string(), help: None });
+            return Err(StageFailure::input("injected failure", None));
         }
-        let inputs: Vec<String> =
-            ctx.inputs.iter().map(|(role, (_, meta))| format!("{role}={}", meta.output)).collect();
-        let files: Vec<String> = ctx
-            .stage
+        let inputs: Vec<String> = ctx.inputs.iter().map(|(role, _, meta)| format!("{role}={}", meta.output)).collect();
+        let files: Vec<String> = stage
             .files
             .iter()
             .map(|f| std::fs::read(f).map(|b| Digest::of_bytes(&b).hex()).unwrap_or_default())
             .collect();
-        let record = json!({ "kind": ctx.stage.kind, "params": ctx.params, "inputs": inputs, "files": files });
+        let record = json!({ "kind": stage.kind(), "params": params.to_json(), "inputs": inputs, "files": files });
         std::fs::write(ctx.out.join("out.json"), record.to_string())?;
-        Ok(if ctx.stage.kind == StageKind::Choose { json!({ "ratio": self.ratio }) } else { Value::Null })
+        Ok(if stage.kind() == StageKind::Choose { json!({ "ratio": self.ratio }) } else { Value::Null })
     }
 }
 
@@ -65,7 +65,7 @@ impl Fixture {
             Ok(r) => r,
             Err(f) => panic!("{}", cptc::diag::render(&f.errors, &f.sources, false, 100)),
         };
-        let graph = lower(&recipe);
+        let graph = lower(&recipe, &cptc::graph::RealProbe);
         let mut store = Store::open(&self.root.join(".cptc")).expect("store");
         store.lock().expect("lock");
         run(&graph, &store, runner, options, &EventLog::none(), false)
@@ -169,8 +169,11 @@ fn chosen_values_flow_into_downstream_keys() {
 fn a_failed_stage_leaves_nothing_that_looks_valid() {
     let fx = Fixture::new();
     let failing = FakeRunner { ratio: 0.3, fail: Some("split:law".to_string()), ..Default::default() };
-    let err = fx.run(&failing, &Options::default()).expect_err("the injected failure");
-    assert!(err.to_string().contains("split:law"), "{err}");
+    let failed = fx.run(&failing, &Options::default()).expect("a run with a failure");
+    assert_eq!(failed.failed.len(), 1, "{:?}", failed.failed);
+    assert_eq!(failed.failed[0].stage, "split:law");
+    assert!(failed.failed[0].to_string().contains("injected failure"), "{}", failed.failed[0]);
+    assert_eq!(failed.exit_code(), 1, "bad input exits 1");
     let store = Store::at(&fx.root.join(".cptc"));
     assert!(store.verify().is_empty());
     assert!(store.list().iter().all(|(_, m)| m.as_ref().is_some_and(|m| m.stage != "split:law")));

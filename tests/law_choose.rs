@@ -1,10 +1,10 @@
 //! Choosing the ratio (usages 1 and 2) on laws with known optima, the token plateau, the SVG
 //! plot (snapshot) and the text rendering.
 
-use cptc::check::recipe::Objective;
 use cptc::law::{
     self, ChooseInput, FitResult, LawError, LawWarning, Params, PlotOptions, Point, Residual, Span, Target,
 };
+use cptc::recipe::Objective;
 use miette::Diagnostic;
 
 /// A fit result for hand-written parameters, as if fitted on `points` (losses taken from the law).

@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use cptc::check::{RealWorld, check};
-use cptc::exec::stages::RealRunner;
-use cptc::exec::{EventLog, Options, Runner, StageCtx, StageFailure, run};
-use cptc::graph::{StageKind, lower};
+use cptc::exec::{EventLog, Options, RealRunner, Runner, run};
+use cptc::graph::{Stage, StageKind, StageParams, lower};
+use cptc::stages::{StageCtx, StageFailure};
 use cptc::store::Store;
 use serde_json::{Value, json};
 
@@ -29,12 +29,13 @@ fn law_n(n: f64, d: f64, r: f64) -> f64 {
 struct SweepRunner;
 
 impl Runner for SweepRunner {
-    fn run(&self, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-        match ctx.stage.kind {
-            StageKind::Fit | StageKind::Choose => RealRunner.run(ctx),
+    fn run(&self, stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+        let json = params.to_json();
+        match stage.kind() {
+            StageKind::Fit | StageKind::Choose => RealRunner.run(stage, params, ctx),
             StageKind::Train => {
-                let share = ctx.params.get("domain_share").and_then(Value::as_f64).unwrap_or(0.5);
-                let big = ctx.stage.id.contains("n=big");
+                let share = json.get("domain_share").and_then(Value::as_f64).unwrap_or(0.5);
+                let big = stage.id.name.contains("n=big");
                 let n = if big { N_BIG } else { N_BASE };
                 // Each model's own starting general loss: the larger starts lower.
                 let general_base = if big { 2.5 } else { 2.9 };
@@ -51,16 +52,16 @@ impl Runner for SweepRunner {
                 Ok(json!({
                     "params": n,
                     "tokens_per_step": per_step,
-                    "domain_share": ctx.params.get("domain_share"),
-                    "roles": ctx.params.get("roles"),
+                    "domain_share": json.get("domain_share"),
+                    "roles": json.get("roles"),
                     "evals": evals,
                 }))
             }
             _ => {
                 // Outputs follow the stage's files too: two different model folders differ.
                 let files: Vec<String> =
-                    ctx.stage.files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default()).collect();
-                std::fs::write(ctx.out.join("out.json"), json!({ "params": ctx.params, "files": files }).to_string())?;
+                    stage.files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default()).collect();
+                std::fs::write(ctx.out.join("out.json"), json!({ "params": json, "files": files }).to_string())?;
                 Ok(Value::Null)
             }
         }
@@ -95,7 +96,7 @@ fn run_sweep(edit: impl Fn(String) -> String) -> (tempfile::TempDir, cptc::exec:
         Ok(r) => r,
         Err(f) => panic!("{}", cptc::diag::render(&f.errors, &f.sources, false, 100)),
     };
-    let graph = lower(&recipe);
+    let graph = lower(&recipe, &cptc::graph::RealProbe);
     let mut store = Store::open(&dir.path().join(".cptc")).expect("store");
     store.lock().expect("lock");
     let summary = run(&graph, &store, &SweepRunner, &Options::default(), &EventLog::none(), false).expect("run");

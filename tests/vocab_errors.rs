@@ -6,7 +6,7 @@ mod vocab_common;
 use std::fs;
 use std::path::Path;
 
-use cptc::check::recipe::{EmbedInit, Selection};
+use cptc::recipe::{EmbedInit, Selection};
 use cptc::vocab::{self, VocabError};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use safetensors::tensor::{Dtype, TensorView};

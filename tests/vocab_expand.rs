@@ -7,7 +7,7 @@ mod vocab_common;
 use std::process::Command;
 use std::time::Instant;
 
-use cptc::check::recipe::Selection;
+use cptc::recipe::Selection;
 use cptc::vocab;
 
 use vocab_common::{corpora, python, repo, smollm2_tokenizer};

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cptc::check::recipe::{EmbedInit, Selection};
+use cptc::recipe::{EmbedInit, Selection};
 use cptc::vocab;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tokenizers::Model as _;

@@ -36,6 +36,14 @@ impl cptc::check::World for MemWorld<'_> {
     fn canonical(&self, path: &Path) -> PathBuf {
         path.to_path_buf()
     }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path == Path::new(NAME)
+    }
+
+    fn list_files(&self, _dir: &Path) -> io::Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -140,6 +140,19 @@ fn non_finite_help(last: Option<&PathBuf>) -> String {
 }
 
 impl BackendError {
+    /// Whether the machine, not the input, is at fault: no usable device, or libtorch out of
+    /// memory or failing in CUDA.
+    pub fn is_environment(&self) -> bool {
+        match self {
+            Self::Device { .. } => true,
+            Self::Torch { source, .. } => {
+                let text = source.to_string().to_lowercase();
+                text.contains("out of memory") || text.contains("cuda") || text.contains("can't allocate")
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { action, path: path.into(), source }
     }

@@ -1,7 +1,7 @@
 //! Parameter groups of a recipe (`ParamGroup`): which parameters train, at what LR multiple,
 //! with weight decay or not, and which embedding rows (for training only new vocabulary rows).
 
-use crate::check::recipe::{ParamGroup, ParamSelector};
+use crate::recipe::{ParamGroup, ParamSelector};
 
 use super::error::{BackendError, Result};
 use super::model::{Llama, ParamKind, param_shapes};

@@ -24,6 +24,15 @@ pub enum Precision {
     Bf16,
 }
 
+impl From<crate::recipe::Precision> for Precision {
+    fn from(p: crate::recipe::Precision) -> Self {
+        match p {
+            crate::recipe::Precision::Fp32 => Self::F32,
+            crate::recipe::Precision::Bf16 => Self::Bf16,
+        }
+    }
+}
+
 impl Precision {
     /// bf16 on CUDA, float32 elsewhere (CPU bf16 matmuls are slow and gain nothing here).
     pub fn for_device(device: Device) -> Self {

@@ -2,7 +2,7 @@
 
 use std::f64::consts::PI;
 
-use crate::check::recipe::{Amount, DecayShape, LrSchedule};
+use crate::recipe::{Amount, DecayShape, LrSchedule};
 
 /// Warmup length in (fractional) optimizer steps.
 pub fn warmup_steps(warmup: Amount, total_steps: u64, tokens_per_step: u64) -> f64 {

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use crate::check::recipe::{LrSchedule, ParamGroup};
+use crate::recipe::{LrSchedule, ParamGroup};
 
 use super::error::{BackendError, Result, TchContext};
 use super::groups::{ParamPlan, plan_params};
@@ -199,7 +199,7 @@ impl TrainConfig {
     }
 
     pub fn seqs_per_step(&self) -> usize {
-        crate::check::recipe::StepGeometry::seqs_per_step(self.batch_tokens, self.seq_len as u64) as usize
+        crate::recipe::StepGeometry::seqs_per_step(self.batch_tokens, self.seq_len as u64) as usize
     }
 
     pub fn tokens_per_step(&self) -> u64 {

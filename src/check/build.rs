@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::CheckError;
 use super::fields::{Fields, Num, Quantity, RefPath};
-use super::recipe::*;
 use super::resolve::Resolved;
 use super::world::World;
 use crate::diag::Located;
+use crate::recipe::*;
 use crate::source::{FileId, SourceMap, Span};
 use crate::suggest::help_for;
 use crate::syntax::ast::Unit;
@@ -140,15 +140,16 @@ impl<'a> Builder<'a> {
             }
             (Some((path, span, file)), None) => {
                 let dir = self.base_dir(file).join(&path);
-                if !dir.join("config.json").is_file() {
+                if !self.world.is_file(&dir.join("config.json")) {
                     self.no_match(file, span, "model directory", &path, &dir.join("config.json"), None);
                     return None;
                 }
-                ModelSource::Hf(dir)
+                let files = self.world.list_files(&dir).unwrap_or_default();
+                ModelSource::Hf { dir, files }
             }
             (None, Some((path, span, file))) => {
                 let resolved = self.base_dir(file).join(&path);
-                if !resolved.is_file() {
+                if !self.world.is_file(&resolved) {
                     let help = Some("run `scripts/setup.sh` to fetch the SmolLM2 GGUF".to_string());
                     self.no_match(file, span, "GGUF file", &path, &resolved, help);
                     return None;
@@ -628,6 +629,7 @@ impl<'a> Builder<'a> {
         let seed = f.number("seed", Quantity::Count);
         let weight_decay = f.number("weight_decay", Quantity::Plain);
         let grad_clip = f.number("grad_clip", Quantity::Plain);
+        let precision = f.word("precision", "precision", &Precision::ALL);
         for (key, example) in [
             ("model", "base"),
             ("mixture", "mix"),
@@ -706,6 +708,7 @@ impl<'a> Builder<'a> {
             grad_clip: grad_clip.map_or(1.0, |n| n.value),
             long_context,
             groups,
+            precision,
             origin: origin(block),
         })
     }
@@ -880,6 +883,7 @@ impl<'a> Builder<'a> {
         let metrics = f.words("metrics", "metric", &METRICS);
         let bytes = f.number("bytes", Quantity::Bytes);
         let seq_len = f.number("seq_len", Quantity::Count);
+        let precision = f.word("precision", "precision", &Precision::ALL);
         for (key, example) in [("model", "cpt"), ("sets", "[domain, general]")] {
             if !f.has(key) {
                 f.missing(key, example);
@@ -900,6 +904,7 @@ impl<'a> Builder<'a> {
             metrics,
             bytes: bytes.map_or(DEFAULT_EVAL_BYTES, |n| n.value as u64),
             seq_len: seq_len.map_or(DEFAULT_EVAL_SEQ_LEN, |n| (n.value as u64).max(2)),
+            precision,
             origin: origin(block),
         })
     }

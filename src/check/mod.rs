@@ -7,23 +7,26 @@
 mod build;
 mod error;
 mod fields;
-pub mod recipe;
 mod resolve;
 pub mod world;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+pub use crate::recipe::Recipe;
 pub use build::{KINDS, parse_template};
 pub use error::CheckError;
-pub use recipe::Recipe;
 pub use world::{RealWorld, World};
 
 use crate::diag::Located;
+use crate::recipe::{Deferred, ModelRef, RecipeParts};
 use crate::source::{FileId, SourceMap, Span};
 use crate::suggest::help_for;
 use build::Builder;
-use recipe::{Deferred, ModelRef};
+
+/// The token that seals a [`Recipe`]: its field is private to `check`, so only `check` can
+/// make one.
+pub struct Seal(());
 
 /// Checking failed: every error found, with the sources to render them against.
 #[derive(Debug)]
@@ -43,21 +46,7 @@ pub fn check(path: &Path, world: &dyn World) -> Result<Recipe, Failed> {
         return Err(Failed { sources: loaded.sources, errors });
     }
     let mut builder = Builder::new(world, &loaded.sources, &loaded.blocks);
-    let mut recipe = Recipe {
-        path: path.to_path_buf(),
-        models: Vec::new(),
-        corpora: Vec::new(),
-        vocabs: Vec::new(),
-        mixtures: Vec::new(),
-        schedules: Vec::new(),
-        trains: Vec::new(),
-        evals: Vec::new(),
-        sweeps: Vec::new(),
-        fits: Vec::new(),
-        chooses: Vec::new(),
-        sources: SourceMap::default(),
-        sealed: recipe::Sealed,
-    };
+    let mut recipe = RecipeParts { path: path.to_path_buf(), ..RecipeParts::default() };
     // Fits first: choose blocks check which loss each fit models.
     for block in loaded.blocks.iter().filter(|b| b.kind == "fit" && !b.template) {
         recipe.fits.extend(builder.fit(block));
@@ -97,7 +86,7 @@ pub fn check(path: &Path, world: &dyn World) -> Result<Recipe, Failed> {
     }
     if errors.is_empty() {
         recipe.sources = loaded.sources;
-        return Ok(recipe);
+        return Ok(Recipe::seal(recipe, Seal(())));
     }
     errors.sort_by_key(|e| (e.file, first_offset(e)));
     errors.dedup();
@@ -114,7 +103,7 @@ fn first_offset(located: &Located) -> usize {
 }
 
 /// Stages that depend on each other in a circle can never run: report the circle.
-fn stage_cycles(recipe: &Recipe, errors: &mut Vec<Located>) {
+fn stage_cycles(recipe: &RecipeParts, errors: &mut Vec<Located>) {
     let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut origins: HashMap<&str, (FileId, Span)> = HashMap::new();
     for train in &recipe.trains {

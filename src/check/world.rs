@@ -9,6 +9,10 @@ pub trait World {
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String>;
     /// A stable identity for a file, to load each import once.
     fn canonical(&self, path: &Path) -> PathBuf;
+    /// Whether `path` is a file (following symlinks).
+    fn is_file(&self, path: &Path) -> bool;
+    /// The files directly in `dir`, sorted.
+    fn list_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
 }
 
 /// The real file system.
@@ -28,5 +32,16 @@ impl World for RealWorld {
 
     fn canonical(&self, path: &Path) -> PathBuf {
         path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+
+    fn list_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        files.sort();
+        Ok(files)
     }
 }

@@ -81,7 +81,7 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
     };
     let (mut keep, mut keep_stages, mut keep_resume) = (HashSet::new(), HashSet::new(), HashSet::new());
     for file in recipes {
-        let (graph, statuses) = match planned(file, store_dir) {
+        let (graph, statuses) = match planned(file, store_dir, &crate::exec::Options::default()) {
             Ok(planned) => planned,
             Err(code) => return code,
         };
@@ -93,7 +93,7 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
                 // Its key waits for an upstream artifact or value: whatever it last produced may
                 // be hit again once that is rebuilt (early cutoff), so it stays.
                 Status::WillRun { key: None, .. } | Status::Pending { .. } => {
-                    keep_stages.insert(graph.stage(ix).id.clone());
+                    keep_stages.insert(graph.stage(ix).id.to_string());
                 }
                 // Its checkpoints (a run cut short) are what the next run resumes from.
                 Status::WillRun { key: Some(key), .. } => {

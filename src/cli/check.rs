@@ -11,7 +11,7 @@ pub(crate) fn run(files: &[PathBuf], format: DiagFormat) -> i32 {
     for file in files {
         match check(file, &RealWorld) {
             Ok(recipe) => {
-                let stages = recipe.trains.len() + recipe.evals.len() + recipe.sweeps.len();
+                let stages = recipe.trains().len() + recipe.evals().len() + recipe.sweeps().len();
                 eprintln!("ok: {} ({} train/eval/sweep blocks)", file.display(), stages);
             }
             Err(failure) => {

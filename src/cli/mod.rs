@@ -1,6 +1,7 @@
 //! The command line: argument parsing and dispatch. The only module that prints or exits.
 //!
-//! Exit codes: 0 success, 1 a user error (bad recipe, bad input file), 2 an internal error.
+//! Exit codes: 0 success, 1 bad input (recipe, data or model files), 2 an internal error (a bug),
+//! 3 the environment (out of memory, disk full, no CUDA, the store unusable).
 
 mod cache;
 mod check;
@@ -15,10 +16,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit code for a user error: the recipe or an input is wrong.
+/// Exit code for a user error: the recipe or an input (data, model files) is wrong.
 pub const EXIT_USER: i32 = 1;
-/// Exit code for an internal error: a bug or a broken environment.
+/// Exit code for an internal error: a bug in cptc.
 pub const EXIT_INTERNAL: i32 = 2;
+/// Exit code for the environment: out of memory, disk full, no CUDA, libtorch missing.
+pub const EXIT_ENVIRONMENT: i32 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,7 +31,9 @@ pub const EXIT_INTERNAL: i32 = 2;
     long_about = "cptc compiles a declarative `.cpt` recipe (vocabulary expansion, replay mixture with a \
                   ratio ramp, LR schedule, evaluation, scaling-law sweeps, long context) into a stage \
                   graph and runs it with every intermediate artifact cached.",
-    after_help = "Exit codes: 0 success, 1 an error in a recipe or input, 2 an internal error."
+    after_help = "Exit codes: 0 success; 1 bad input (the recipe, a data or model file); 2 an internal \
+                  error (a bug in cptc); 3 the environment (out of memory, disk full, no CUDA, \
+                  libtorch missing, the store unusable)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -66,6 +71,15 @@ enum Command {
         /// CUDA GPU, else a CPU estimate from the core count].
         #[arg(long)]
         tflops: Option<f64>,
+        /// Plan only these stages and what they need (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        only: Vec<String>,
+        /// Plan these stages and everything downstream of them as rerun (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        from: Vec<String>,
+        /// Plan these stages as rerun even if cached (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
     },
     /// Run a recipe: every stage not already cached, in dependency order.
     Run {
@@ -81,9 +95,12 @@ enum Command {
         /// Rerun these stages even if cached (repeatable).
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
-        /// Say what would run, run nothing.
+        /// Say what would run and why, run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// After a stage fails, keep running the stages that do not depend on it.
+        #[arg(long)]
+        keep_going: bool,
         /// Say why each stage runs (which part of its key changed).
         #[arg(short, long)]
         verbose: bool,
@@ -195,15 +212,25 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::run(&files, format),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Import(ImportCommand::Gguf { file, out_dir, dtype }) => import::run(&file, &out_dir, dtype),
-        Command::Plan { file, format, store, tflops } => {
-            plan::run(&file, &store, format, tflops.unwrap_or_else(plan::default_tflops))
+        Command::Plan { file, format, store, tflops, only, from, force } => {
+            let tflops = match tflops {
+                Some(t) if !(t.is_finite() && t > 0.0) => {
+                    eprintln!("error: --tflops must be a positive number of TFLOP/s, not {t}");
+                    return EXIT_USER;
+                }
+                Some(t) => t,
+                None => plan::default_tflops(),
+            };
+            let options = crate::exec::Options { only, from, force, ..Default::default() };
+            plan::run(&file, &store, format, tflops, &options)
         }
-        Command::Run { file, store, only, from, force, dry_run, verbose, checkpoint_minutes } => {
+        Command::Run { file, store, only, from, force, dry_run, keep_going, verbose, checkpoint_minutes } => {
             let Ok(every) = std::time::Duration::try_from_secs_f64(checkpoint_minutes * 60.0) else {
                 eprintln!("error: --checkpoint-minutes must be a number of minutes, 0 or more");
                 return EXIT_USER;
             };
-            let options = crate::exec::Options { only, from, force, dry_run, checkpoint_every: Some(every) };
+            let options =
+                crate::exec::Options { only, from, force, dry_run, keep_going, checkpoint_every: Some(every) };
             run::run(&file, &store, &options, verbose)
         }
         Command::Law(LawCommand::Show { file, store }) => law::show(&file, &store),
@@ -231,15 +258,21 @@ pub(crate) fn load(file: &std::path::Path) -> Option<crate::check::Recipe> {
 pub(crate) fn planned(
     file: &std::path::Path,
     store_dir: &std::path::Path,
+    options: &crate::exec::Options,
 ) -> Result<(crate::graph::Graph, Vec<(petgraph::graph::NodeIndex, crate::exec::Status)>), i32> {
     let recipe = load(file).ok_or(EXIT_USER)?;
-    let graph = crate::graph::lower(&recipe);
+    let graph = crate::graph::lower(&recipe, &crate::graph::RealProbe);
     let store = crate::store::Store::at(store_dir);
-    match crate::exec::plan(&graph, &store, &crate::exec::FileHashes::default()) {
+    let digests = crate::store::FileDigests::persistent(store.root());
+    let planned = crate::exec::plan(&graph, &store, &digests, options);
+    // Only a cache: failing to remember digests costs time next time, nothing else.
+    let _ = digests.save();
+    match planned {
         Ok(statuses) => Ok((graph, statuses)),
         Err(e) => {
+            let code = crate::exec::tier_of(&e).exit_code();
             eprintln!("{:?}", miette::Report::new(e));
-            Err(EXIT_USER)
+            Err(code)
         }
     }
 }

@@ -7,8 +7,8 @@ use petgraph::graph::NodeIndex;
 use serde_json::json;
 
 use super::{EXIT_INTERNAL, PlanFormat, planned};
-use crate::exec::Status;
-use crate::graph::{Graph, StageKind};
+use crate::exec::{Options, Status};
+use crate::graph::{Graph, StageKind, StageParams};
 
 /// Effective training throughput of this machine when `--tflops` is not given: 100 TFLOP/s on
 /// a CUDA GPU (bf16 at ~40% of an A100/H100's peak), else what cptc measures on CPU in fp32,
@@ -34,8 +34,8 @@ fn tflops_text(t: f64) -> String {
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
 }
 
-pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64) -> i32 {
-    let (graph, statuses) = match planned(file, store_dir) {
+pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64, options: &Options) -> i32 {
+    let (graph, statuses) = match planned(file, store_dir, options) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -96,7 +96,9 @@ fn count_text(x: u64) -> String {
 
 fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir: &Path, tflops: f64) -> String {
     let mut out = format!("plan for {} (store {})\n\n", file.display(), store_dir.display());
-    let width = statuses.iter().map(|(ix, _)| graph.stage(*ix).id.len()).max().unwrap_or(10).max(5);
+    // Ids are padded by hand: a format width panics past 65,535 characters.
+    let ids: Vec<String> = statuses.iter().map(|(ix, _)| graph.stage(*ix).id.to_string()).collect();
+    let width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(10).max(5);
     let mut total_flops = 0.0;
     let mut counts = [0usize; 3];
     for (n, (ix, status)) in statuses.iter().enumerate() {
@@ -111,9 +113,14 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
             Status::WillRun { why, .. } => why.join("; "),
             Status::Pending { waiting_for } => format!("waiting for {waiting_for}"),
         };
-        let line = format!("{:>3}  {:<width$}  {:<8}  {note}", n + 1, stage.id, status_word(status));
+        let id = &ids[n];
+        let pad = " ".repeat(width - id.chars().count());
+        let line = format!("{:>3}  {id}{pad}  {:<8}  {note}", n + 1, status_word(status));
         out.push_str(line.trim_end());
         out.push('\n');
+        if let Some(how) = how_it_runs(&stage.params) {
+            out.push_str(&format!("       {how}\n"));
+        }
         if let Some(est) = &stage.estimate {
             let mut line = format!("{} tokens in {} steps", count_text(est.tokens), est.steps);
             if let Some(params) = est.params {
@@ -167,6 +174,22 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
     out
 }
 
+/// Where and in which arithmetic a training or evaluation stage runs (all in its key).
+fn how_it_runs(params: &StageParams) -> Option<String> {
+    match params {
+        StageParams::Train(p) => {
+            Some(format!("{} on {}, {} engine", word(&p.precision), word(&p.device), word(&p.engine)))
+        }
+        StageParams::Eval(p) => Some(format!("{} on {}", word(&p.precision), word(&p.device))),
+        _ => None,
+    }
+}
+
+/// The serialized name of a unit enum (`fp32`, `cpu`, `builtin`).
+fn word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
 fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
     let mut out =
         String::from("digraph cptc {\n  rankdir=LR;\n  node [shape=box, style=filled, fontname=\"monospace\"];\n");
@@ -184,7 +207,7 @@ fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
         out.push_str(&format!(
             "  s{} [label=\"{}\\n{}\", fillcolor={color}];\n",
             n + 1,
-            stage.id.replace('"', "\\\""),
+            stage.id.to_string().replace('"', "\\\""),
             status_word(status)
         ));
     }
@@ -217,7 +240,7 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serd
             let seconds = stage.estimate.as_ref().and_then(|e| e.flops).map(|f| f / (tflops * 1e12));
             json!({
                 "id": stage.id,
-                "kind": stage.kind,
+                "kind": stage.kind(),
                 "status": status_word(status),
                 "key": key,
                 "detail": detail,
@@ -230,7 +253,7 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serd
         .collect();
     let train_flops: f64 = statuses
         .iter()
-        .filter(|(ix, _)| graph.stage(*ix).kind == StageKind::Train)
+        .filter(|(ix, _)| graph.stage(*ix).kind() == StageKind::Train)
         .filter_map(|(ix, _)| graph.stage(*ix).estimate.as_ref()?.flops)
         .sum();
     json!({ "tflops": tflops, "train_flops": train_flops, "stages": stages })

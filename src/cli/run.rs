@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use super::{EXIT_INTERNAL, EXIT_USER, load};
-use crate::exec::{self, EventLog, ExecError, Options, stages::RealRunner};
-use crate::graph::lower;
-use crate::store::{Store, StoreError};
+use super::{EXIT_USER, load};
+use crate::exec::{self, EventLog, ExecError, Options, RealRunner};
+use crate::graph::{RealProbe, lower};
+use crate::store::Store;
 
 pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: bool) -> i32 {
     let Some(recipe) = load(file) else { return EXIT_USER };
-    let graph = lower(&recipe);
+    let graph = lower(&recipe, &RealProbe);
     let mut store = match Store::open(store_dir) {
         Ok(s) => s,
         Err(e) => return report(e.into()),
@@ -18,38 +18,55 @@ pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: boo
         return report(e.into());
     }
     let log = if options.dry_run { EventLog::none() } else { EventLog::create(&store.runs_dir()) };
-    match exec::run(&graph, &store, &RealRunner, options, &log, verbose) {
-        Ok(summary) => {
-            if summary.ran.is_empty() {
-                eprintln!("nothing to run: all {} stages are cached", summary.cached.len());
-            } else {
-                eprintln!("ran {} stages, {} cached", summary.ran.len(), summary.cached.len());
+    let mut summary = match exec::run(&graph, &store, &RealRunner, options, &log, verbose) {
+        Ok(summary) => summary,
+        Err(e) => return report(e),
+    };
+    if options.dry_run {
+        if summary.would_run.is_empty() {
+            eprintln!("dry run: nothing would run; all {} stages are cached", summary.cached.len());
+        } else {
+            eprintln!("dry run: {} stages would run, {} are cached:", summary.would_run.len(), summary.cached.len());
+            for (stage, why) in &summary.would_run {
+                let why = if why.is_empty() { "never ran".to_string() } else { why.join("; ") };
+                eprintln!("  {stage}: {why}");
             }
-            if let Some(report) = summary.artifacts.get("report") {
-                // The terminal summary goes to stdout (it is the result); the rest is progress.
-                if let Ok(text) = std::fs::read_to_string(report.join("summary.txt")) {
-                    print!("\n{text}");
-                }
-                println!("report: {}", report.join("report.html").display());
-            }
-            if !options.dry_run {
-                eprintln!("event log: {}", log.path().display());
-            }
-            0
         }
-        Err(ExecError::Stage { message, .. }) if options.dry_run && message == "dry run" => {
-            eprintln!("dry run: stopped at the first stage that would run (see `cptc plan` for all)");
-            0
-        }
-        Err(e) => report(e),
+        return 0;
     }
+    let code = summary.exit_code();
+    let failed: Vec<String> = summary.failed.iter().map(|f| f.stage.clone()).collect();
+    for failure in std::mem::take(&mut summary.failed) {
+        eprintln!("{:?}", miette::Report::new(ExecError::Stage(failure)));
+    }
+    if failed.is_empty() {
+        if summary.ran.is_empty() {
+            eprintln!("nothing to run: all {} stages are cached", summary.cached.len());
+        } else {
+            eprintln!("ran {} stages, {} cached", summary.ran.len(), summary.cached.len());
+        }
+    } else {
+        eprintln!(
+            "ran {} stages, {} cached; failed: {}; not started: {}",
+            summary.ran.len(),
+            summary.cached.len(),
+            failed.join(", "),
+            if summary.not_started.is_empty() { "none".to_string() } else { summary.not_started.join(", ") },
+        );
+    }
+    if let Some(report) = summary.artifacts.get("report") {
+        // The terminal summary goes to stdout (it is the result); the rest is progress.
+        if let Ok(text) = std::fs::read_to_string(report.join("summary.txt")) {
+            print!("\n{text}");
+        }
+        println!("report: {}", report.join("report.html").display());
+    }
+    eprintln!("event log: {}", log.path().display());
+    code
 }
 
 fn report(e: ExecError) -> i32 {
-    let code = match &e {
-        ExecError::Store(StoreError::Io { .. } | StoreError::Corrupt { .. }) => EXIT_INTERNAL,
-        _ => EXIT_USER,
-    };
+    let code = exec::tier_of(&e).exit_code();
     eprintln!("{:?}", miette::Report::new(e));
     code
 }

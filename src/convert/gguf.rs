@@ -246,6 +246,47 @@ impl<'a> Gguf<'a> {
 
 /// Parses a whole GGUF v3 file held in memory.
 pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
+    parse(bytes, true)
+}
+
+/// The header of a GGUF file: metadata and tensor infos, without the weights.
+#[derive(Debug)]
+pub struct GgufHeader {
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+}
+
+impl GgufHeader {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// Reads only the header of the GGUF file at `path` (planning needs its shapes, not its
+/// weights): a growing prefix of the file until the header parses.
+pub fn read_gguf_header(path: &std::path::Path) -> Result<GgufHeader, ConvertError> {
+    use std::io::Read as _;
+    let io = |source| ConvertError::io("read", path, source);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut reader = std::io::BufReader::new(file);
+    let mut bytes = Vec::new();
+    let mut want: u64 = 1 << 20;
+    loop {
+        let more = want.min(size).saturating_sub(bytes.len() as u64);
+        (&mut reader).take(more).read_to_end(&mut bytes).map_err(io)?;
+        let whole = bytes.len() as u64 >= size;
+        match parse(&bytes, whole) {
+            Ok(g) => return Ok(GgufHeader { metadata: g.metadata, tensors: g.tensors }),
+            Err(ConvertError::Truncated { .. } | ConvertError::ImplausibleCount { .. }) if !whole => want *= 4,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Parses a GGUF v3 file, or its prefix when `check_data` is false (the tensor data's bounds
+/// are then not checked).
+fn parse(bytes: &[u8], check_data: bool) -> Result<Gguf<'_>, ConvertError> {
     let mut r = Reader { buf: bytes, pos: 0 };
 
     let magic = r.take(4, "the magic")?;
@@ -331,7 +372,7 @@ pub fn parse_gguf(bytes: &[u8]) -> Result<Gguf<'_>, ConvertError> {
     let data_offset =
         align_up(r.pos as u64, alignment).ok_or_else(|| ConvertError::malformed(r.pos, "alignment overflows"))?;
     let data = usize::try_from(data_offset).ok().and_then(|s| bytes.get(s..)).unwrap_or(&[]);
-    for t in &tensors {
+    for t in tensors.iter().filter(|_| check_data) {
         let end = t.offset.saturating_add(t.n_bytes);
         if end > data.len() as u64 {
             return Err(ConvertError::TruncatedTensor {

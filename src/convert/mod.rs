@@ -23,8 +23,8 @@ use serde_json::Value as Json;
 pub use dequant::{dequantize, dequantize_block, encode};
 pub use error::ConvertError;
 pub use gguf::{
-    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgmlType, Gguf, MAX_DIMS, QK, TensorInfo, Value, ggml_type_name,
-    parse_gguf,
+    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GgmlType, Gguf, GgufHeader, MAX_DIMS, QK, TensorInfo, Value,
+    ggml_type_name, parse_gguf, read_gguf_header,
 };
 pub use llama::{
     HfTensor, LlamaHparams, Permutation, SpecialIds, config_json, expected_shapes, generation_config_json, hf_name,

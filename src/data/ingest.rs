@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::DataError;
-use crate::check::recipe::{Corpus, Format, TemplatePart, TextSource};
+use crate::recipe::{Corpus, Format, TemplatePart, TextSource};
 
 /// How to read a corpus.
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::error::DataError;
 use super::pack::{Cursor, Order, PackedSequence, Packer};
 use super::shard::ShardReader;
-use crate::check::recipe::{LongContext, Mixture, Ramp, Role};
+use crate::recipe::{LongContext, Mixture, Ramp, Role};
 
 const ONE: i64 = 1 << 32;
 const STATE_VERSION: u32 = 1;

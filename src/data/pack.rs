@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
 use super::shard::ShardReader;
-use crate::check::recipe::LongContext;
+use crate::recipe::LongContext;
 
 /// Where tokens of a sequence came from: `len` tokens of document `doc` from its token
 /// `doc_start`, placed at `start` in the sequence.

@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 use super::error::DataError;
-use crate::check::recipe::Heldout;
+use crate::recipe::Heldout;
 
 /// blake3 of a document's UTF-8 text: the key of the split.
 pub fn doc_hash(text: &str) -> [u8; 32] {

@@ -1,44 +1,34 @@
 //! The executor: computes each stage's key from its inputs' output digests, reuses published
-//! artifacts, runs the rest in dependency order (independent CPU stages in parallel), and
-//! publishes their outputs atomically.
+//! artifacts, starts every other stage as soon as its inputs are published and a slot is free
+//! (CPU stages side by side, one exclusive stage at a time), and publishes outputs atomically.
+//! It schedules, keys and publishes; what a stage does is in `crate::stages`.
 //!
 //! Early cutoff falls out of the keys: a stage's key covers its inputs' *output digests*, so
 //! a rerun input whose output is byte-identical leaves every downstream key unchanged.
 
+mod error;
 mod events;
-mod law;
-mod report;
-pub mod stages;
-mod training;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::Instant;
 
-use miette::Diagnostic;
 use petgraph::graph::NodeIndex;
-use rayon::prelude::*;
-use thiserror::Error;
 
+pub use error::{ExecError, StageError};
 pub use events::EventLog;
 
-use crate::graph::key::hash_file;
 use crate::graph::{CacheKey, Digest, Graph, KeyWriter, Stage};
-use crate::store::{KeyParts, Meta, Store, StoreError};
+use crate::stages::{StageCtx, StageFailure, StageParams, Tier, ValueRef};
+use crate::store::{FileDigests, KeyParts, Meta, Store};
 
 impl CacheKey for KeyParts {
     fn write_key(&self, w: &mut KeyWriter) {
         w.str(&self.kind);
         w.u64(self.version);
-        let mut params = self.params.clone();
-        // Run-time values are parameters like any other once known.
-        if let serde_json::Value::Object(map) = &mut params {
-            for (k, v) in &self.values {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-        params.write_key(w);
+        // Run-time values are already resolved into the parameters.
+        self.params.write_key(w);
         w.seq(self.inputs.len());
         for (role, digest) in &self.inputs {
             w.str(role);
@@ -52,34 +42,6 @@ impl CacheKey for KeyParts {
     }
 }
 
-#[derive(Debug, Error, Diagnostic)]
-pub enum ExecError {
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Store(#[from] StoreError),
-
-    #[error("stage `{stage}` failed: {message}")]
-    #[diagnostic(code(cptc::exec::stage_failed))]
-    Stage {
-        stage: String,
-        message: String,
-        #[help]
-        help: Option<String>,
-    },
-
-    #[error("cannot read input file {path} of stage `{stage}`: {source}")]
-    #[diagnostic(code(cptc::exec::input_file), help("the recipe names it; check that it still exists"))]
-    InputFile { stage: String, path: String, source: std::io::Error },
-
-    #[error("no stage named `{name}`")]
-    #[diagnostic(code(cptc::exec::unknown_stage))]
-    UnknownStage {
-        name: String,
-        #[help]
-        help: String,
-    },
-}
-
 /// Where a stage stands before (or instead of) running.
 #[derive(Clone, Debug)]
 pub enum Status {
@@ -91,7 +53,7 @@ pub enum Status {
     Pending { waiting_for: String },
 }
 
-/// Choices of `cptc run`.
+/// Choices of `cptc run` (and of `cptc plan`, which reads the selections).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Run only these stages and what they need.
@@ -100,213 +62,165 @@ pub struct Options {
     pub from: Vec<String>,
     /// Rerun these stages even if cached.
     pub force: Vec<String>,
+    /// Say what would run; run nothing.
     pub dry_run: bool,
+    /// After a failure, keep running the stages that do not depend on it.
+    pub keep_going: bool,
     /// How often a long stage (training) checkpoints, so a failed or killed run resumes where
     /// it was; `None` never. Results do not depend on it, so it is not part of any key.
     pub checkpoint_every: Option<std::time::Duration>,
 }
 
-/// What a stage implementation gets.
-pub struct StageCtx<'a> {
-    pub stage: &'a Stage,
-    /// Parameters with run-time values filled in.
-    pub params: serde_json::Value,
-    /// Folder to write the output into (published when `run` returns Ok).
-    pub out: &'a Path,
-    /// Input role -> published artifact folder and its meta.
-    pub inputs: BTreeMap<String, (PathBuf, Meta)>,
-    pub progress: &'a indicatif::ProgressBar,
-    /// A folder of this stage's key that outlives a failed or killed run (checkpoints); the
-    /// executor removes it once the stage publishes.
-    pub resume_dir: PathBuf,
-    /// How often to checkpoint into `resume_dir` (`None`: never).
-    pub checkpoint_every: Option<std::time::Duration>,
-}
-
-impl StageCtx<'_> {
-    /// Tells the user something about the run as it happens (a resume, a checkpoint refused),
-    /// above the progress bars; unlike indicatif's `println`, also when stderr is not a terminal.
-    pub fn notice(&self, line: &str) {
-        self.progress.suspend(|| eprintln!("{}: {line}", self.stage.id));
-    }
-
-    pub fn input(&self, role: &str) -> Result<&(PathBuf, Meta), String> {
-        self.inputs.get(role).ok_or_else(|| format!("missing input `{role}`"))
-    }
-
-    /// Inputs whose role starts with `prefix` (`corpus:`, `heldout:`...), without the prefix.
-    pub fn inputs_with(&self, prefix: &str) -> Vec<(&str, &(PathBuf, Meta))> {
-        self.inputs.iter().filter_map(|(role, v)| Some((role.strip_prefix(prefix)?, v))).collect()
-    }
-}
-
-/// Error from a stage implementation: a message and optional help.
-#[derive(Debug)]
-pub struct StageFailure {
-    pub message: String,
-    pub help: Option<String>,
-}
-
-/// Any error (a message string included) becomes a failure whose message carries the whole
-/// source chain (the OS's reason behind "cannot read `x`") and whose help is the phase error's.
-impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for StageFailure {
-    fn from(e: E) -> Self {
-        let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message = format!("{message}: {text}");
-            }
-            source = s.source();
-        }
-        StageFailure { message, help: phase_help(e.as_ref()) }
-    }
-}
-
-/// The miette help of a phase error (or of the first one in its source chain that has one).
-fn phase_help(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use miette::Diagnostic;
-    fn help_of<D: Diagnostic + 'static>(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-        e.downcast_ref::<D>().and_then(|d| d.help()).map(|h| h.to_string())
-    }
-    let mut next = Some(e);
-    while let Some(e) = next {
-        let help = help_of::<crate::data::DataError>(e)
-            .or_else(|| help_of::<crate::backend::BackendError>(e))
-            .or_else(|| help_of::<crate::vocab::VocabError>(e))
-            .or_else(|| help_of::<crate::convert::ConvertError>(e))
-            .or_else(|| help_of::<crate::store::StoreError>(e))
-            .or_else(|| help_of::<crate::law::LawError>(e));
-        if help.is_some() {
-            return help;
-        }
-        next = e.source();
-    }
-    None
-}
-
-/// Stage implementations, one per kind.
+/// Stage implementations. The real one runs `crate::stages`; executor tests use a fake.
 pub trait Runner: Sync {
-    /// Runs `ctx.stage`, writing into `ctx.out`; returns the values it computes for others.
-    fn run(&self, ctx: &StageCtx<'_>) -> Result<serde_json::Value, StageFailure>;
+    /// Runs `stage` with its resolved parameters, writing into `ctx.out`; returns the values
+    /// it computes for others.
+    fn run(&self, stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value, StageFailure>;
 }
 
-/// Outcome of a run.
+/// The runner `cptc run` uses: every stage kind's own implementation.
+pub struct RealRunner;
+
+impl Runner for RealRunner {
+    fn run(&self, _stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value, StageFailure> {
+        crate::stages::run(params, ctx)
+    }
+}
+
+/// Outcome of a run: what ran, what was cached, what failed and what never started.
 #[derive(Debug, Default)]
 pub struct Summary {
     pub ran: Vec<String>,
     pub cached: Vec<String>,
+    /// Failed stages, in the order they failed.
+    pub failed: Vec<StageError>,
+    /// Stages that did not start: after a failure, downstream of one, or waiting for a value
+    /// no selected stage computes.
+    pub not_started: Vec<String>,
+    /// A dry run: what would run and why.
+    pub would_run: Vec<(String, Vec<String>)>,
     /// Published artifacts by stage id.
     pub artifacts: BTreeMap<String, PathBuf>,
 }
 
-/// Hashes external files once per process: plans and runs ask for the same files often.
-#[derive(Default)]
-pub struct FileHashes {
-    cache: Mutex<HashMap<PathBuf, Digest>>,
-}
-
-impl FileHashes {
-    fn get(&self, stage: &str, path: &Path) -> Result<Digest, ExecError> {
-        if let Some(d) = self.cache.lock().ok().and_then(|c| c.get(path).copied()) {
-            return Ok(d);
-        }
-        let digest = hash_file(path).map_err(|source| ExecError::InputFile {
-            stage: stage.to_string(),
-            path: path.display().to_string(),
-            source,
-        })?;
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(path.to_path_buf(), digest);
-        }
-        Ok(digest)
+impl Summary {
+    /// The exit code the run deserves: 0, or the first failure's tier.
+    pub fn exit_code(&self) -> i32 {
+        self.failed.first().map_or(0, |f| f.tier.exit_code())
     }
 }
 
-/// Key parts of a stage once its inputs are published; `Err` names what it waits for.
-fn key_parts(
+/// What a stage's key needs, or what it still waits for.
+enum Prepared {
+    Ready {
+        parts: Box<KeyParts>,
+        params: Box<StageParams>,
+    },
+    /// An input stage has not published.
+    Input(String),
+    /// A run-time value has not been computed.
+    Value(ValueRef),
+}
+
+/// Key parts of a stage once its inputs are published, with run-time values resolved.
+fn prepare(
     graph: &Graph,
     ix: NodeIndex,
     done: &HashMap<NodeIndex, Meta>,
-    hashes: &FileHashes,
-) -> Result<Result<KeyParts, String>, ExecError> {
+    digests: &FileDigests,
+) -> Result<Prepared, StageError> {
     let stage = graph.stage(ix);
+    let id = stage.id.to_string();
     // Run-time values first: a stage waiting for one is pending, whatever else it waits for.
+    let mut params = stage.params.clone();
     let mut values = BTreeMap::new();
-    for deferred in &stage.deferred {
-        let source = graph.find(&deferred.stage).and_then(|s| done.get(&s));
-        match source.and_then(|m| m.values.get(&deferred.output)) {
-            Some(v) => {
-                values.insert(deferred.param.clone(), v.clone());
-            }
-            None => return Ok(Err(format!("{}.{}", deferred.stage, deferred.output))),
-        }
+    for wanted in stage.params.waits_for() {
+        let source = graph.find_id(&wanted.stage).and_then(|s| done.get(&s));
+        let Some(value) = source.and_then(|m| m.values.get(&wanted.output)) else {
+            return Ok(Prepared::Value(wanted.clone()));
+        };
+        params.resolve(wanted, value).map_err(|reason| {
+            StageError::new(&id, StageFailure::internal(format!("run-time value {wanted}: {reason}")))
+        })?;
+        values.insert(wanted.to_string(), value.clone());
     }
     let mut inputs = BTreeMap::new();
     for (role, input) in graph.inputs(ix) {
         match done.get(&input) {
             Some(meta) => {
-                inputs.insert(role, meta.output);
+                inputs.insert(role.to_string(), meta.output);
             }
-            None => return Ok(Err(graph.stage(input).id.clone())),
+            None => return Ok(Prepared::Input(graph.stage(input).id.to_string())),
         }
     }
     let mut files = BTreeMap::new();
     for (i, path) in stage.files.iter().enumerate() {
         // Names, not absolute paths, keep keys portable across machines and checkouts.
         let name = path.file_name().map_or_else(|| i.to_string(), |n| n.to_string_lossy().into_owned());
-        files.insert(format!("{i}:{name}"), hashes.get(&stage.id, path)?);
+        let digest = digests.digest(path).map_err(|source| StageError::input_file(&id, path, source))?;
+        files.insert(format!("{i}:{name}"), digest);
     }
-    Ok(Ok(KeyParts {
-        kind: stage.kind.name().to_string(),
-        version: stage.kind.version(),
-        params: stage.params.clone(),
+    let parts = KeyParts {
+        kind: stage.kind().name().to_string(),
+        version: stage.kind().version(),
+        params: params.to_json(),
         inputs,
         files,
-        values,
-    }))
+        values: values.into_iter().collect(),
+    };
+    Ok(Prepared::Ready { parts: Box::new(parts), params: Box::new(params) })
 }
 
-fn resolved_params(parts: &KeyParts) -> serde_json::Value {
-    let mut params = parts.params.clone();
-    if let serde_json::Value::Object(map) = &mut params {
-        for (k, v) in &parts.values {
-            map.insert(k.clone(), v.clone());
-        }
+/// Hashes every external file of `stages` in parallel, so keys then come from memory.
+fn prefetch(graph: &Graph, stages: &[NodeIndex], digests: &FileDigests) {
+    let files: Vec<PathBuf> = stages.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
+    // Errors surface per stage when its key is made.
+    let _ = digests.digest_all(&files);
+}
+
+/// The stages `options` selects (`--only` and what it needs) and those it forces.
+fn selection(graph: &Graph, options: &Options) -> Result<(HashSet<NodeIndex>, HashSet<NodeIndex>), ExecError> {
+    let mut wanted: HashSet<NodeIndex> = graph.graph.node_indices().collect();
+    if !options.only.is_empty() {
+        wanted = select(graph, &options.only)?.into_iter().flat_map(|ix| graph.ancestors(ix)).collect();
     }
-    params
+    let mut forced: HashSet<NodeIndex> = select(graph, &options.force)?.into_iter().collect();
+    forced.extend(select(graph, &options.from)?.into_iter().flat_map(|ix| graph.descendants(ix)));
+    Ok((wanted, forced))
 }
 
-/// Status of every stage without running anything, in execution order.
-pub fn plan(graph: &Graph, store: &Store, hashes: &FileHashes) -> Result<Vec<(NodeIndex, Status)>, ExecError> {
+/// Status of every selected stage without running anything, in execution order.
+pub fn plan(
+    graph: &Graph,
+    store: &Store,
+    digests: &FileDigests,
+    options: &Options,
+) -> Result<Vec<(NodeIndex, Status)>, ExecError> {
+    let (wanted, forced) = selection(graph, options)?;
+    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
+    prefetch(graph, &order, digests);
     let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
     let mut out = Vec::new();
-    for ix in graph.order() {
+    for ix in order {
         let stage = graph.stage(ix);
-        let status = match key_parts(graph, ix, &done, hashes)? {
-            Ok(parts) => {
+        let status = match prepare(graph, ix, &done, digests).map_err(ExecError::Stage)? {
+            Prepared::Ready { parts, .. } => {
                 let key = parts.cache_key();
-                match store.lookup(stage.kind, &key) {
-                    Some(meta) => {
+                match store.lookup(stage.kind(), &key) {
+                    Some(meta) if !forced.contains(&ix) => {
                         done.insert(ix, meta.clone());
                         Status::Cached(Box::new(meta))
                     }
+                    Some(_) => Status::WillRun { key: Some(key), why: vec!["forced".to_string()] },
                     None => {
-                        let why = store.last(&stage.id).map(|old| parts.diff(&old)).unwrap_or_default();
+                        let id = stage.id.to_string();
+                        let why = store.last(&id).map(|old| parts.diff(&old)).unwrap_or_default();
                         Status::WillRun { key: Some(key), why }
                     }
                 }
             }
-            Err(waiting) => {
-                let is_value = waiting.contains('.') && stage.deferred.iter().any(|d| waiting.starts_with(&d.stage));
-                if is_value {
-                    Status::Pending { waiting_for: waiting }
-                } else {
-                    Status::WillRun { key: None, why: vec![format!("after {waiting}")] }
-                }
-            }
+            Prepared::Value(value) => Status::Pending { waiting_for: value.to_string() },
+            Prepared::Input(input) => Status::WillRun { key: None, why: vec![format!("after {input}")] },
         };
         out.push((ix, status));
     }
@@ -318,14 +232,31 @@ fn select(graph: &Graph, names: &[String]) -> Result<Vec<NodeIndex>, ExecError> 
         .iter()
         .map(|name| {
             graph.find(name).ok_or_else(|| {
-                let ids: Vec<&str> = graph.graph.node_weights().map(|s| s.id.as_str()).collect();
+                let ids: Vec<String> = graph.graph.node_weights().map(|s| s.id.to_string()).collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 ExecError::UnknownStage { name: name.clone(), help: crate::suggest::help_for(name, &ids, "stage") }
             })
         })
         .collect()
 }
 
-/// Runs the graph against the (locked) store.
+/// Where each selected stage stands while the run goes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// What a finished stage thread reports.
+struct Finished {
+    ix: NodeIndex,
+    result: Result<Meta, StageError>,
+}
+
+/// Runs the graph against the (locked) store. `Err` only for what stops a run before it
+/// starts (an unknown stage name); stage failures are in the summary.
 pub fn run(
     graph: &Graph,
     store: &Store,
@@ -334,19 +265,51 @@ pub fn run(
     log: &EventLog,
     verbose: bool,
 ) -> Result<Summary, ExecError> {
-    let hashes = FileHashes::default();
-    let mut wanted: HashSet<NodeIndex> = graph.graph.node_indices().collect();
-    if !options.only.is_empty() {
-        wanted = select(graph, &options.only)?.into_iter().flat_map(|ix| graph.ancestors(ix)).collect();
-    }
-    let mut forced: HashSet<NodeIndex> = select(graph, &options.force)?.into_iter().collect();
-    forced.extend(select(graph, &options.from)?.into_iter().flat_map(|ix| graph.descendants(ix)));
+    let digests = FileDigests::persistent(store.root());
+    let summary = if options.dry_run {
+        dry_run(graph, store, &digests, options)
+    } else {
+        schedule(graph, store, runner, options, log, verbose, &digests)
+    };
+    // Only a cache: failing to remember digests costs time next run, nothing else.
+    let _ = digests.save();
+    summary
+}
 
-    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
-    let multi = indicatif::MultiProgress::new();
-    if options.dry_run {
-        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+fn dry_run(graph: &Graph, store: &Store, digests: &FileDigests, options: &Options) -> Result<Summary, ExecError> {
+    let mut summary = Summary::default();
+    for (ix, status) in plan(graph, store, digests, options)? {
+        let id = graph.stage(ix).id.to_string();
+        match status {
+            Status::Cached(meta) => {
+                summary.artifacts.insert(id.clone(), store.artifact_dir(graph.stage(ix).kind(), &meta.key));
+                summary.cached.push(id);
+            }
+            Status::WillRun { why, .. } => summary.would_run.push((id, why)),
+            Status::Pending { waiting_for } => summary.would_run.push((id, vec![format!("after {waiting_for}")])),
+        }
     }
+    Ok(summary)
+}
+
+/// The ready queue: each turn starts every stage whose inputs are published while a slot is
+/// free, then waits for one to finish.
+#[allow(clippy::too_many_arguments)]
+fn schedule(
+    graph: &Graph,
+    store: &Store,
+    runner: &dyn Runner,
+    options: &Options,
+    log: &EventLog,
+    verbose: bool,
+    digests: &FileDigests,
+) -> Result<Summary, ExecError> {
+    let (wanted, forced) = selection(graph, options)?;
+    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
+    prefetch(graph, &order, digests);
+    let cpu_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let multi = indicatif::MultiProgress::new();
     let overall = multi.add(indicatif::ProgressBar::new(order.len() as u64));
     overall.set_style(
         indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} stages {msg}")
@@ -355,168 +318,236 @@ pub fn run(
     );
     overall.set_prefix("cptc");
 
+    let mut state: HashMap<NodeIndex, State> = order.iter().map(|&ix| (ix, State::Waiting)).collect();
     let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
     let mut summary = Summary::default();
-    let mut remaining: Vec<NodeIndex> = order;
-    while !remaining.is_empty() {
-        // Everything whose inputs are published is ready; the rest waits for a later wave.
-        let mut ready = Vec::new();
-        let mut waiting = Vec::new();
-        for ix in remaining {
-            let inputs_done = graph.inputs(ix).iter().all(|(_, i)| done.contains_key(i));
-            if inputs_done { ready.push(ix) } else { waiting.push(ix) }
-        }
-        if ready.is_empty() {
-            break; // inputs outside --only's selection are not produced: nothing more can run
-        }
-        let (exclusive, parallel): (Vec<NodeIndex>, Vec<NodeIndex>) =
-            ready.into_iter().partition(|&ix| graph.stage(ix).kind.exclusive());
-        let results: Vec<Result<(NodeIndex, Meta, bool), ExecError>> = parallel
-            .par_iter()
-            .map(|&ix| {
-                step(graph, ix, store, runner, &done, &hashes, forced.contains(&ix), options, log, verbose, &multi)
-            })
-            .collect();
-        let mut results = results;
-        for &ix in &exclusive {
-            results.push(step(
-                graph,
-                ix,
-                store,
-                runner,
-                &done,
-                &hashes,
-                forced.contains(&ix),
-                options,
-                log,
-                verbose,
-                &multi,
-            ));
-        }
-        let mut failure = None;
-        for result in results {
-            match result {
-                Ok((ix, meta, ran)) => {
-                    let id = graph.stage(ix).id.clone();
-                    summary.artifacts.insert(id.clone(), store.artifact_dir(graph.stage(ix).kind, &meta.key));
-                    if ran {
-                        summary.ran.push(id)
-                    } else {
-                        summary.cached.push(id)
-                    }
-                    done.insert(ix, meta);
-                    overall.inc(1);
+    let (tx, rx) = mpsc::channel::<Finished>();
+    let (mut cpu_busy, mut exclusive_busy) = (0usize, false);
+
+    std::thread::scope(|scope| {
+        loop {
+            let stopping = !summary.failed.is_empty() && !options.keep_going;
+            let mut started = false;
+            for &ix in order.iter().filter(|_| !stopping) {
+                if state[&ix] != State::Waiting {
+                    continue;
                 }
-                Err(e) => failure = failure.or(Some(e)),
+                // Downstream of a failure: never starts.
+                let inputs = graph.inputs(ix);
+                if inputs.iter().any(|(_, i)| state.get(i) == Some(&State::Failed)) {
+                    state.insert(ix, State::Failed);
+                    continue;
+                }
+                if !inputs.iter().all(|(_, i)| done.contains_key(i)) {
+                    continue;
+                }
+                let stage = graph.stage(ix);
+                let exclusive = stage.kind().exclusive();
+                if (exclusive && exclusive_busy) || (!exclusive && cpu_busy >= cpu_slots) {
+                    continue;
+                }
+                let id = stage.id.to_string();
+                let (parts, params) = match prepare(graph, ix, &done, digests) {
+                    Ok(Prepared::Ready { parts, params }) => (*parts, *params),
+                    // A value no selected stage computes (`--only`): it never comes.
+                    Ok(Prepared::Value(_) | Prepared::Input(_)) => continue,
+                    Err(e) => {
+                        log.event("failed", &id, &Digest([0; 32]), serde_json::json!({ "error": e.message() }));
+                        state.insert(ix, State::Failed);
+                        summary.failed.push(e);
+                        overall.inc(1);
+                        continue;
+                    }
+                };
+                let key = parts.cache_key();
+                let is_forced = forced.contains(&ix);
+                if !is_forced && let Some(meta) = store.lookup(stage.kind(), &key) {
+                    log.event("cached", &id, &key, serde_json::json!({}));
+                    summary.artifacts.insert(id.clone(), store.artifact_dir(stage.kind(), &meta.key));
+                    summary.cached.push(id);
+                    done.insert(ix, meta);
+                    state.insert(ix, State::Done);
+                    overall.inc(1);
+                    started = true; // its dependents may be ready now
+                    continue;
+                }
+                let why = if is_forced {
+                    vec!["forced".to_string()]
+                } else {
+                    store.last(&id).map(|old| parts.diff(&old)).unwrap_or_else(|| vec!["never ran".to_string()])
+                };
+                if verbose {
+                    let reason = if why.is_empty() { "new key".to_string() } else { why.join("; ") };
+                    let _ = multi.println(format!("run {id}: {reason}"));
+                }
+                log.event("start", &id, &key, serde_json::json!({ "why": why }));
+                let inputs: Vec<_> = inputs
+                    .iter()
+                    .filter_map(|(role, input)| {
+                        let meta = done.get(input)?.clone();
+                        Some((role.clone(), store.artifact_dir(graph.stage(*input).kind(), &meta.key), meta))
+                    })
+                    .collect();
+                state.insert(ix, State::Running);
+                if exclusive {
+                    exclusive_busy = true;
+                } else {
+                    cpu_busy += 1;
+                }
+                started = true;
+                let tx = tx.clone();
+                let multi = &multi;
+                scope.spawn(move || {
+                    let job = Job { graph, ix, store, runner, options, log, multi, forced: is_forced };
+                    let result = job.run(parts, params, key, inputs);
+                    let _ = tx.send(Finished { ix, result });
+                });
+            }
+            if started {
+                continue; // cached stages may have made others ready
+            }
+            let running = state.values().filter(|s| **s == State::Running).count();
+            if running == 0 {
+                break;
+            }
+            let Ok(finished) = rx.recv() else { break };
+            let stage = graph.stage(finished.ix);
+            if stage.kind().exclusive() {
+                exclusive_busy = false;
+            } else {
+                cpu_busy -= 1;
+            }
+            overall.inc(1);
+            let id = stage.id.to_string();
+            match finished.result {
+                Ok(meta) => {
+                    summary.artifacts.insert(id.clone(), store.artifact_dir(stage.kind(), &meta.key));
+                    summary.ran.push(id);
+                    done.insert(finished.ix, meta);
+                    state.insert(finished.ix, State::Done);
+                }
+                Err(e) => {
+                    summary.failed.push(e);
+                    state.insert(finished.ix, State::Failed);
+                }
             }
         }
-        if let Some(e) = failure {
-            overall.abandon();
-            return Err(e);
-        }
-        remaining = waiting;
+    });
+    summary.not_started = order
+        .iter()
+        .filter(|ix| state[ix] == State::Waiting || (state[ix] == State::Failed && !summary.failed_has(graph, **ix)))
+        .map(|&ix| graph.stage(ix).id.to_string())
+        .collect();
+    if summary.failed.is_empty() {
+        overall.finish_and_clear();
+    } else {
+        overall.abandon();
     }
-    overall.finish_and_clear();
     Ok(summary)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn step(
-    graph: &Graph,
+impl Summary {
+    fn failed_has(&self, graph: &Graph, ix: NodeIndex) -> bool {
+        let id = graph.stage(ix).id.to_string();
+        self.failed.iter().any(|f| f.stage == id)
+    }
+}
+
+/// One stage run on its own thread: staging folder, the stage, publish or abandon.
+struct Job<'a> {
+    graph: &'a Graph,
     ix: NodeIndex,
-    store: &Store,
-    runner: &dyn Runner,
-    done: &HashMap<NodeIndex, Meta>,
-    hashes: &FileHashes,
+    store: &'a Store,
+    runner: &'a dyn Runner,
+    options: &'a Options,
+    log: &'a EventLog,
+    multi: &'a indicatif::MultiProgress,
     forced: bool,
-    options: &Options,
-    log: &EventLog,
-    verbose: bool,
-    multi: &indicatif::MultiProgress,
-) -> Result<(NodeIndex, Meta, bool), ExecError> {
-    let stage = graph.stage(ix);
-    let parts = match key_parts(graph, ix, done, hashes)? {
-        Ok(parts) => parts,
-        Err(waiting) => {
-            return Err(ExecError::Stage {
-                stage: stage.id.clone(),
-                message: format!("its input {waiting} is not available"),
-                help: None,
+}
+
+impl Job<'_> {
+    fn run(
+        &self,
+        parts: KeyParts,
+        params: StageParams,
+        key: Digest,
+        inputs: Vec<(crate::stages::Input, PathBuf, Meta)>,
+    ) -> Result<Meta, StageError> {
+        let stage = self.graph.stage(self.ix);
+        let id = stage.id.to_string();
+        let fail = |failure: StageFailure| {
+            self.log.event(
+                "failed",
+                &id,
+                &key,
+                serde_json::json!({ "error": failure.message(), "tier": failure.tier }),
+            );
+            StageError::new(&id, failure)
+        };
+        let staging = self.store.begin(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed_precise} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(id.clone());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        if self.forced {
+            // A forced rerun starts over: no checkpoint of an earlier, cut-short run of this key.
+            self.store.clear_resume(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
+        }
+        let ctx = StageCtx {
+            id: &stage.id,
+            files: &stage.files,
+            out: &staging.dir,
+            inputs,
+            progress: &bar,
+            resume_dir: self.store.resume_dir(stage.kind(), &key),
+            checkpoint_every: self.options.checkpoint_every,
+        };
+        let started = Instant::now();
+        // A panic in a stage is a bug: it fails that stage (tier internal), not the process.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.runner.run(stage, &params, &ctx)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                Err(StageFailure::internal(format!("the stage panicked: {what}")))
             });
-        }
-    };
-    let key = parts.cache_key();
-    if !forced && let Some(meta) = store.lookup(stage.kind, &key) {
-        log.event("cached", &stage.id, &key, serde_json::json!({}));
-        return Ok((ix, meta, false));
-    }
-    let why = if forced {
-        vec!["forced".to_string()]
-    } else {
-        store.last(&stage.id).map(|old| parts.diff(&old)).unwrap_or_else(|| vec!["never ran".to_string()])
-    };
-    if verbose {
-        let _ = multi.println(format!(
-            "run {}: {}",
-            stage.id,
-            if why.is_empty() { "new key".to_string() } else { why.join("; ") }
-        ));
-    }
-    log.event("start", &stage.id, &key, serde_json::json!({ "why": why }));
-    if options.dry_run {
-        // A dry run reports what would run and stops the chain there.
-        return Err(ExecError::Stage { stage: stage.id.clone(), message: "dry run".to_string(), help: None });
-    }
-    let inputs: BTreeMap<String, (PathBuf, Meta)> = graph
-        .inputs(ix)
-        .into_iter()
-        .filter_map(|(role, input)| {
-            let meta = done.get(&input)?.clone();
-            Some((role, (store.artifact_dir(graph.stage(input).kind, &meta.key), meta)))
-        })
-        .collect();
-    let staging = store.begin(stage.kind, &key)?;
-    let bar = multi.add(indicatif::ProgressBar::new_spinner());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed_precise} {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.set_prefix(stage.id.clone());
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    if forced {
-        // A forced rerun starts over: no checkpoint of an earlier, cut-short run of this key.
-        store.clear_resume(stage.kind, &key)?;
-    }
-    let ctx = StageCtx {
-        stage,
-        params: resolved_params(&parts),
-        out: &staging.dir,
-        inputs,
-        progress: &bar,
-        resume_dir: store.resume_dir(stage.kind, &key),
-        checkpoint_every: options.checkpoint_every,
-    };
-    let started = Instant::now();
-    let result = runner.run(&ctx);
-    bar.finish_and_clear();
-    match result {
-        Ok(values) => {
-            let elapsed = started.elapsed().as_secs_f64();
-            // A forced rerun replaces the old artifact of the same key.
-            let meta = store.publish(staging, &stage.id, parts, values, elapsed, forced)?;
-            // Published: what a resume would have needed is garbage now (left behind, it is
-            // only disk: a published key never resumes, and `cache gc` removes it).
-            if let Err(e) = store.clear_resume(stage.kind, &key) {
-                log.event("warning", &stage.id, &key, serde_json::json!({ "error": e.to_string() }));
+        bar.finish_and_clear();
+        match result {
+            Ok(values) => {
+                let elapsed = started.elapsed().as_secs_f64();
+                // A forced rerun replaces the old artifact of the same key.
+                let meta = self
+                    .store
+                    .publish(staging, &id, parts, values, elapsed, self.forced)
+                    .map_err(|e| fail(StageFailure::of(e)))?;
+                // Published: what a resume would have needed is garbage now (left behind, it is
+                // only disk: a published key never resumes, and `cache gc` removes it).
+                if let Err(e) = self.store.clear_resume(stage.kind(), &key) {
+                    self.log.event("warning", &id, &key, serde_json::json!({ "error": e.to_string() }));
+                }
+                self.log.event("done", &id, &key, serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }));
+                Ok(meta)
             }
-            log.event("done", &stage.id, &key, serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }));
-            Ok((ix, meta, true))
+            Err(failure) => {
+                // Failures are never cached: the staging folder goes, and the next run retries.
+                self.store.abandon(staging);
+                Err(fail(failure))
+            }
         }
-        Err(failure) => {
-            // Failures are never cached: the staging folder goes, and the next run retries.
-            store.abandon(staging);
-            log.event("failed", &stage.id, &key, serde_json::json!({ "error": failure.message }));
-            Err(ExecError::Stage { stage: stage.id.clone(), message: failure.message, help: failure.help })
-        }
+    }
+}
+
+/// The tier of an executor-level failure (the store), for exit codes.
+pub fn tier_of(e: &ExecError) -> Tier {
+    match e {
+        ExecError::Stage(s) => s.tier,
+        // The store's folder, lock or disk: the machine's state, not the recipe's.
+        ExecError::Store(_) => Tier::Environment,
+        ExecError::UnknownStage { .. } => Tier::Input,
     }
 }

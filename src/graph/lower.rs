@@ -4,42 +4,42 @@
 //! share its ingest, split and tokenize stages; every point of a sweep shares them too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use petgraph::graph::NodeIndex;
-use serde_json::{Value, json};
 
-use super::{DeferredParam, Graph, PartEstimate, Stage, StageKind, TrainEstimate};
-use crate::check::Recipe;
-use crate::check::recipe::{
-    Amount, Corpus, Deferred, Eval, Heldout, Mixture, ModelRef, ModelSource, Role, StepGeometry, Sweep, TextSource,
-    Train,
+use super::{Graph, ModelInfo, PartEstimate, Probe, Stage, TrainEstimate};
+use crate::recipe::{
+    Corpus, Deferred, Eval, Mixture, ModelRef, ModelSource, Precision, Recipe, Role, StepGeometry, Sweep, Train,
+};
+use crate::stages::{
+    DeviceClass, Input, Runtime, StageId, StageKind, StageParams, ValueRef, choose, eval, fit, hf_model, import,
+    ingest, mix, report, resize, split, tokenize, train, vocab,
 };
 
 /// Lowers a checked recipe. Cannot fail: checking already rejected what cannot be lowered.
-pub fn lower(recipe: &Recipe) -> Graph {
-    let mut lowerer = Lowerer { recipe, g: Graph::default(), model_info: HashMap::new() };
+/// `probe` answers what lowering may not read itself: the device, and (for estimates only)
+/// model shapes and corpus sizes.
+pub fn lower(recipe: &Recipe, probe: &dyn Probe) -> Graph {
+    let device = probe.device();
+    let mut lowerer =
+        Lowerer { recipe, probe, device, g: Graph::default(), model_info: HashMap::new(), points: HashMap::new() };
     lowerer.run();
     lowerer.g
 }
 
-/// What the plan needs to know about a base model.
-#[derive(Clone, Copy, Debug, Default)]
-struct ModelInfo {
-    params: Option<u64>,
-    layers: Option<u64>,
-    hidden: Option<u64>,
-}
-
 struct Lowerer<'r> {
     recipe: &'r Recipe,
+    probe: &'r dyn Probe,
+    device: DeviceClass,
     g: Graph,
     model_info: HashMap<String, ModelInfo>,
+    /// Each sweep's train stages, for its fits.
+    points: HashMap<String, Vec<NodeIndex>>,
 }
 
 /// A train stage as a sweep point sees it: the template plus the point's overrides.
 struct TrainSpec<'a> {
-    id: String,
+    id: StageId,
     train: &'a Train,
     model: ModelRef,
     domain_share: Option<Deferred<f64>>,
@@ -48,8 +48,16 @@ struct TrainSpec<'a> {
     eval_at: Vec<f64>,
 }
 
-fn stage(id: String, kind: StageKind, params: Value) -> Stage {
-    Stage { id, kind, params, files: Vec::new(), deferred: Vec::new(), estimate: None }
+fn id(kind: StageKind, name: impl Into<String>) -> StageId {
+    StageId::new(kind, name)
+}
+
+/// The precision a recipe asks for, else the device's default.
+fn precision(asked: Option<Precision>, device: DeviceClass) -> Precision {
+    asked.unwrap_or(match device {
+        DeviceClass::Cuda => Precision::Bf16,
+        DeviceClass::Cpu => Precision::Fp32,
+    })
 }
 
 fn pct(x: f64) -> String {
@@ -66,71 +74,63 @@ fn count(x: u64) -> String {
     }
 }
 
-fn amount_json(amount: Amount) -> Value {
-    serde_json::to_value(amount).unwrap_or(Value::Null)
-}
-
 impl<'r> Lowerer<'r> {
     fn run(&mut self) {
         let recipe = self.recipe;
-        let sweep_templates: Vec<&str> = recipe.sweeps.iter().map(|s| s.train.as_str()).collect();
+        let sweep_templates: Vec<&str> = recipe.sweeps().iter().map(|s| s.train.as_str()).collect();
         // A train named by a sweep is its template: it runs alone only if something uses it.
         let used = |name: &str| {
-            recipe.evals.iter().any(|e| e.model == ModelRef::Train(name.to_string()))
-                || recipe.trains.iter().any(|t| t.model == ModelRef::Train(name.to_string()))
+            recipe.evals().iter().any(|e| e.model == ModelRef::Train(name.to_string()))
+                || recipe.trains().iter().any(|t| t.model == ModelRef::Train(name.to_string()))
         };
-        for train in &recipe.trains {
+        for train in recipe.trains() {
             if !sweep_templates.contains(&train.name.as_str()) || used(&train.name) {
                 self.train(train);
             }
         }
-        for sweep in &recipe.sweeps {
+        for sweep in recipe.sweeps() {
             self.sweep(sweep);
         }
-        for eval in &recipe.evals {
+        for eval in recipe.evals() {
             self.eval(eval);
         }
-        for fit in &recipe.fits {
+        for fit in recipe.fits() {
             self.fit_stage(&fit.name);
         }
-        for choose in &recipe.chooses {
+        for choose in recipe.chooses() {
             self.choose_stage(&choose.name);
         }
         self.report();
     }
 
+    /// The stage providing a declared base model (checking guarantees it is declared).
     fn model(&mut self, name: &str) -> NodeIndex {
         let Some(model) = self.recipe.model(name) else {
-            return self.g.add(stage(format!("model:{name}"), StageKind::HfModel, Value::Null));
+            return self.g.add(Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(hf_model::Params {})));
         };
-        match &model.source {
-            ModelSource::Gguf(path) => {
-                let mut s = stage(format!("import:{name}"), StageKind::Import, json!({ "dtype": "f32" }));
-                s.files.push(path.clone());
-                if !self.model_info.contains_key(name) {
-                    self.model_info.insert(name.to_string(), gguf_info(path));
-                }
-                self.g.add(s)
-            }
-            ModelSource::Hf(dir) => {
-                let mut s = stage(format!("model:{name}"), StageKind::HfModel, Value::Null);
-                let mut files: Vec<_> = std::fs::read_dir(dir)
-                    .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
-                    .unwrap_or_default();
-                files.sort();
-                s.files = files;
-                if !self.model_info.contains_key(name) {
-                    self.model_info.insert(name.to_string(), hf_info(dir));
-                }
-                self.g.add(s)
-            }
+        if !self.model_info.contains_key(name) {
+            self.model_info.insert(name.to_string(), self.probe.model_info(&model.source));
         }
+        let stage = match &model.source {
+            ModelSource::Gguf(path) => {
+                let params = StageParams::Import(import::Params { dtype: import::Dtype::F32 });
+                let mut s = Stage::new(id(StageKind::Import, name), params);
+                s.files.push(path.clone());
+                s
+            }
+            ModelSource::Hf { files, .. } => {
+                let mut s = Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(hf_model::Params {}));
+                s.files.clone_from(files);
+                s
+            }
+        };
+        self.g.add(stage)
     }
 
     /// The base model at the root of a chain of train stages.
     fn root_model(&self, model: &ModelRef) -> String {
         let mut current = model.clone();
-        for _ in 0..=self.recipe.trains.len() {
+        for _ in 0..=self.recipe.trains().len() {
             match current {
                 ModelRef::Model(name) => return name,
                 ModelRef::Train(t) => match self.recipe.train(&t) {
@@ -143,27 +143,21 @@ impl<'r> Lowerer<'r> {
     }
 
     fn split(&mut self, corpus: &Corpus) -> NodeIndex {
-        let text = match &corpus.text {
-            TextSource::Field(f) => json!({ "field": f }),
-            TextSource::Template(t) => json!({ "template": t.text }),
-        };
-        let mut ingest = stage(
-            format!("ingest:{}", corpus.name),
-            StageKind::Ingest,
-            json!({ "format": corpus.format, "text": text, "strict": corpus.strict }),
-        );
-        ingest.files = corpus.files.clone();
-        let ingest = self.g.add(ingest);
-        let heldout = match corpus.heldout {
-            Heldout::Fraction(f) => json!({ "fraction": f }),
-            Heldout::Docs(n) => json!({ "docs": n }),
-        };
-        let split_id = format!("split:{}", corpus.name);
-        if let Some(ix) = self.g.find(&split_id) {
+        let split_id = id(StageKind::Split, &corpus.name);
+        if let Some(ix) = self.g.find_id(&split_id) {
             return ix;
         }
-        let split = self.g.add(stage(split_id, StageKind::Split, json!({ "heldout": heldout })));
-        self.g.connect(ingest, split, "docs");
+        let params = ingest::Params {
+            corpus: corpus.name.clone(),
+            format: corpus.format,
+            text: corpus.text.clone(),
+            strict: corpus.strict,
+        };
+        let mut ingest = Stage::new(id(StageKind::Ingest, &corpus.name), StageParams::Ingest(params));
+        ingest.files.clone_from(&corpus.files);
+        let ingest = self.g.add(ingest);
+        let split = self.g.add(Stage::new(split_id, StageParams::Split(split::Params { heldout: corpus.heldout })));
+        self.g.connect(ingest, split, Input::Docs);
         split
     }
 
@@ -184,32 +178,28 @@ impl<'r> Lowerer<'r> {
         }
     }
 
+    /// The vocab stage `name` (checking guarantees it is declared).
     fn vocab(&mut self, name: &str) -> NodeIndex {
-        let id = format!("vocab:{name}");
-        if let Some(ix) = self.g.find(&id) {
+        let vocab_id = id(StageKind::Vocab, name);
+        if let Some(ix) = self.g.find_id(&vocab_id) {
             return ix;
         }
-        let Some(vocab) = self.recipe.vocab(name) else {
-            return self.g.add(stage(id, StageKind::Vocab, Value::Null));
-        };
-        let params = json!({
-            "size": vocab.size,
-            "min_frequency": vocab.min_frequency,
-            "select": vocab.select,
-        });
-        let ix = self.g.add(stage(id, StageKind::Vocab, params));
+        let recipe = self.recipe;
+        let Some(vocab) = recipe.vocab(name) else { unreachable_vocab(name) };
+        let params = vocab::Params { size: vocab.size, min_frequency: vocab.min_frequency, select: vocab.select };
+        let ix = self.g.add(Stage::new(vocab_id, StageParams::Vocab(params)));
         let base = self.model(&vocab.base);
-        self.g.connect(base, ix, "base");
+        self.g.connect(base, ix, Input::Base);
         for corpus_name in &vocab.train_on {
-            if let Some(corpus) = self.recipe.corpus(corpus_name) {
+            if let Some(corpus) = recipe.corpus(corpus_name) {
                 let split = self.split(corpus);
-                self.g.connect(split, ix, format!("train_on:{corpus_name}"));
+                self.g.connect(split, ix, Input::TrainOn(corpus_name.clone()));
             }
         }
         // General text of the trains that use this vocabulary: its report shows the
         // compression of general held-out text does not change.
         let mut general: Vec<&Corpus> = Vec::new();
-        for train in self.recipe.trains.iter().filter(|t| t.vocab.as_deref() == Some(name)) {
+        for train in self.recipe.trains().iter().filter(|t| t.vocab.as_deref() == Some(name)) {
             if let Some(mixture) = self.recipe.mixture(&train.mixture) {
                 for part in mixture.parts.iter().filter(|p| p.role == Role::General) {
                     general.extend(part.corpora.iter().filter_map(|c| self.recipe.corpus(c)));
@@ -220,54 +210,58 @@ impl<'r> Lowerer<'r> {
         general.dedup_by(|a, b| a.name == b.name);
         for corpus in general {
             let split = self.split(corpus);
-            self.g.connect(split, ix, format!("general:{}", corpus.name));
+            self.g.connect(split, ix, Input::General(corpus.name.clone()));
         }
         ix
     }
 
     fn tokenize(&mut self, corpus: &Corpus, tokenizer: &(String, NodeIndex)) -> NodeIndex {
-        let id = format!("tokenize:{}@{}", corpus.name, tokenizer.0);
-        if let Some(ix) = self.g.find(&id) {
+        let tok_id = id(StageKind::Tokenize, format!("{}@{}", corpus.name, tokenizer.0));
+        if let Some(ix) = self.g.find_id(&tok_id) {
             return ix;
         }
         let split = self.split(corpus);
-        let ix = self.g.add(stage(id, StageKind::Tokenize, json!({ "eos": true })));
-        self.g.connect(split, ix, "split");
-        self.g.connect(tokenizer.1, ix, "tokenizer");
+        let params = tokenize::Params { corpus: corpus.name.clone(), eos: true };
+        let ix = self.g.add(Stage::new(tok_id, StageParams::Tokenize(params)));
+        self.g.connect(split, ix, Input::Split);
+        self.g.connect(tokenizer.1, ix, Input::Tokenizer);
         ix
     }
 
     /// The model a train stage starts from: the base (or a previous stage's output),
     /// resized when the stage expands the vocabulary.
     fn start_model(&mut self, model: &ModelRef, vocab: Option<&str>) -> NodeIndex {
-        let base = match model {
+        let base = self.model_ref(model);
+        let Some(vocab_name) = vocab else { return base };
+        let Some(init) = self.recipe.vocab(vocab_name).map(|v| v.init) else { unreachable_vocab(vocab_name) };
+        let resize_id = id(StageKind::Resize, format!("{}@{vocab_name}", self.g.stage(base).id.name));
+        if let Some(ix) = self.g.find_id(&resize_id) {
+            return ix;
+        }
+        let ix = self.g.add(Stage::new(resize_id, StageParams::Resize(resize::Params { init, seed: 0 })));
+        self.g.connect(base, ix, Input::Model);
+        let vocab_ix = self.vocab(vocab_name);
+        self.g.connect(vocab_ix, ix, Input::Vocab);
+        ix
+    }
+
+    /// The stage whose output a model reference names: a base model's, or a train stage's.
+    fn model_ref(&mut self, model: &ModelRef) -> NodeIndex {
+        match model {
             ModelRef::Model(name) => self.model(name),
-            ModelRef::Train(t) => match self.g.find(&format!("train:{t}")) {
+            ModelRef::Train(t) => match self.g.find_id(&id(StageKind::Train, t)) {
                 Some(ix) => ix,
                 None => match self.recipe.train(t) {
                     Some(train) => self.train(train),
                     None => self.model(t),
                 },
             },
-        };
-        let Some(vocab_name) = vocab else { return base };
-        let init = self.recipe.vocab(vocab_name).map(|v| v.init);
-        let base_id = self.g.stage(base).id.clone();
-        let base_name = base_id.split_once(':').map_or(base_id.as_str(), |(_, n)| n);
-        let id = format!("resize:{base_name}@{vocab_name}");
-        if let Some(ix) = self.g.find(&id) {
-            return ix;
         }
-        let ix = self.g.add(stage(id, StageKind::Resize, json!({ "init": init, "seed": 0 })));
-        self.g.connect(base, ix, "model");
-        let vocab_ix = self.vocab(vocab_name);
-        self.g.connect(vocab_ix, ix, "vocab");
-        ix
     }
 
     fn train(&mut self, train: &Train) -> NodeIndex {
         let spec = TrainSpec {
-            id: format!("train:{}", train.name),
+            id: id(StageKind::Train, &train.name),
             train,
             model: train.model.clone(),
             domain_share: train.domain_share.clone(),
@@ -278,53 +272,43 @@ impl<'r> Lowerer<'r> {
     }
 
     fn train_spec(&mut self, spec: &TrainSpec<'_>) -> NodeIndex {
-        if let Some(ix) = self.g.find(&spec.id) {
+        if let Some(ix) = self.g.find_id(&spec.id) {
             return ix;
         }
+        let recipe = self.recipe;
         let train = spec.train;
         let vocab = train.vocab.as_deref();
         let tokenizer = self.tokenizer(&spec.model, vocab);
         let start = self.start_model(&spec.model, vocab);
-        let mixture = self.recipe.mixture(&train.mixture);
+        let mixture = recipe.mixture(&train.mixture);
 
         // The mix stage: sequences drawn from the tokenized corpora.
-        let suffix = spec.id.strip_prefix("train:").unwrap_or(&spec.id);
-        let mut mix = stage(
-            format!("mix:{suffix}"),
-            StageKind::Mix,
-            json!({
-                "mixture": mixture,
-                "tokens": StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).tokens(),
-                "seq_len": train.seq_len,
-                "seed": train.seed,
-                "long_context": train.long_context,
-            }),
-        );
-        match &spec.domain_share {
-            Some(Deferred::Value(v)) => {
-                if let Value::Object(map) = &mut mix.params {
-                    map.insert("domain_share".to_string(), json!(v));
-                }
+        let domain_share = spec.domain_share.as_ref().map(|share| match share {
+            Deferred::Value(v) => Runtime::Known(*v),
+            Deferred::From { stage, output } => {
+                Runtime::From(ValueRef { stage: id(StageKind::Choose, stage), output: output.clone() })
             }
-            Some(Deferred::From { stage: from, output }) => mix.deferred.push(DeferredParam {
-                param: "domain_share".to_string(),
-                stage: format!("choose:{from}"),
-                output: output.clone(),
-            }),
-            None => {}
-        }
-        let deferred_from: Vec<String> = mix.deferred.iter().map(|d| d.stage.clone()).collect();
-        let mix_ix = self.g.add(mix);
-        for from in deferred_from {
-            let name = from.strip_prefix("choose:").unwrap_or(&from).to_string();
-            let choose = self.choose_stage(&name);
-            self.g.connect(choose, mix_ix, "value");
+        });
+        let mix = mix::Params {
+            mixture: mixture.cloned().unwrap_or_else(|| unreachable_mixture(&train.mixture)),
+            tokens: StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).tokens(),
+            seq_len: train.seq_len,
+            seed: train.seed,
+            long_context: train.long_context,
+            domain_share,
+        };
+        let mix = StageParams::Mix(mix);
+        let waits: Vec<StageId> = mix.waits_for().into_iter().map(|v| v.stage.clone()).collect();
+        let mix_ix = self.g.add(Stage::new(id(StageKind::Mix, &spec.id.name), mix));
+        for from in waits {
+            let choose = self.choose_stage(&from.name);
+            self.g.connect(choose, mix_ix, Input::Value);
         }
         let mut corpora: Vec<&Corpus> = Vec::new();
         if let Some(mixture) = mixture {
             for part in &mixture.parts {
                 for name in &part.corpora {
-                    if let Some(c) = self.recipe.corpus(name) {
+                    if let Some(c) = recipe.corpus(name) {
                         corpora.push(c);
                     }
                 }
@@ -332,53 +316,57 @@ impl<'r> Lowerer<'r> {
         }
         for corpus in &corpora {
             let tok = self.tokenize(corpus, &tokenizer);
-            self.g.connect(tok, mix_ix, format!("corpus:{}", corpus.name));
+            self.g.connect(tok, mix_ix, Input::Corpus(corpus.name.clone()));
         }
 
-        let schedule = self.recipe.schedule(&train.schedule).map(|s| s.lr);
+        let Some(schedule) = recipe.schedule(&train.schedule).map(|s| s.lr) else {
+            unreachable!("check resolved schedule `{}`", train.schedule)
+        };
         // Which held-out sets measure the domain and which the general loss (for fits).
-        let mut roles = serde_json::Map::new();
+        let mut roles = BTreeMap::new();
         if let Some(mixture) = mixture {
             for part in &mixture.parts {
                 for corpus in &part.corpora {
-                    roles.insert(corpus.clone(), json!(part.role));
+                    roles.insert(corpus.clone(), part.role);
                 }
             }
         }
-        let share = match &spec.domain_share {
-            Some(Deferred::Value(v)) => json!(v),
-            _ => Value::Null,
+        let params = train::Params {
+            roles,
+            domain_share: match &spec.domain_share {
+                Some(Deferred::Value(v)) => Some(*v),
+                _ => None,
+            },
+            schedule,
+            tokens: spec.tokens,
+            seq_len: train.seq_len,
+            batch_tokens: train.batch_tokens,
+            eval_every: train.eval_every,
+            eval_at: spec.eval_at.clone(),
+            eval_bytes: train.eval_bytes,
+            seed: train.seed,
+            weight_decay: train.weight_decay,
+            grad_clip: train.grad_clip,
+            groups: train.groups.clone(),
+            long_context: train.long_context,
+            precision: precision(train.precision, self.device),
+            device: self.device,
+            engine: train::Engine::Builtin,
         };
-        let params = json!({
-            "roles": roles,
-            "domain_share": share,
-            "schedule": schedule,
-            "tokens": spec.tokens,
-            "seq_len": train.seq_len,
-            "batch_tokens": train.batch_tokens,
-            "eval_every": train.eval_every.map(amount_json),
-            "eval_at": spec.eval_at,
-            "eval_bytes": train.eval_bytes,
-            "seed": train.seed,
-            "weight_decay": train.weight_decay,
-            "grad_clip": train.grad_clip,
-            "groups": train.groups,
-            "rope_theta": train.long_context.and_then(|l| l.rope_theta),
-        });
-        let mut train_stage = stage(spec.id.clone(), StageKind::Train, params);
+        let mut train_stage = Stage::new(spec.id.clone(), StageParams::Train(Box::new(params)));
         train_stage.estimate = Some(self.estimate(spec, mixture, &corpora));
         let ix = self.g.add(train_stage);
-        self.g.connect(start, ix, "model");
-        self.g.connect(mix_ix, ix, "data");
+        self.g.connect(start, ix, Input::Model);
+        self.g.connect(mix_ix, ix, Input::Data);
         // Held-out sets evaluated during training: those named, else the mixture's corpora.
         let eval_sets: Vec<&Corpus> = if train.eval_sets.is_empty() {
             corpora.clone()
         } else {
-            train.eval_sets.iter().filter_map(|n| self.recipe.corpus(n)).collect()
+            train.eval_sets.iter().filter_map(|n| recipe.corpus(n)).collect()
         };
         for corpus in eval_sets {
             let tok = self.tokenize(corpus, &tokenizer);
-            self.g.connect(tok, ix, format!("heldout:{}", corpus.name));
+            self.g.connect(tok, ix, Input::Heldout(corpus.name.clone()));
         }
         ix
     }
@@ -389,7 +377,7 @@ impl<'r> Lowerer<'r> {
         let steps = StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).steps;
         let mut parts = Vec::new();
         let share_from = match &spec.domain_share {
-            Some(Deferred::From { stage, output }) => Some(format!("choose:{stage}.{output}")),
+            Some(Deferred::From { stage, output }) => Some(format!("{}.{output}", id(StageKind::Choose, stage))),
             _ => None,
         };
         if let (Some(mixture), None) = (mixture, &share_from) {
@@ -404,7 +392,8 @@ impl<'r> Lowerer<'r> {
                     .iter()
                     .filter(|c| mixture.parts.iter().any(|p| p.role == part && p.corpora.contains(&c.name)))
                     .collect();
-                let sizes: Vec<u64> = members.iter().map(|c| corpus_bytes(c)).collect();
+                let sizes: Vec<u64> =
+                    members.iter().map(|c| c.files.iter().map(|f| self.probe.file_size(f)).sum()).collect();
                 let total: u64 = sizes.iter().sum::<u64>().max(1);
                 for (c, size) in members.iter().zip(sizes) {
                     let t = (part_tokens as f64 * size as f64 / total as f64).round() as u64;
@@ -440,93 +429,78 @@ impl<'r> Lowerer<'r> {
                         label.push(format!("d={}", count(tokens)));
                     }
                     let spec = TrainSpec {
-                        id: format!("train:{}[{}]", sweep.name, label.join(",")),
+                        id: id(StageKind::Train, format!("{}[{}]", sweep.name, label.join(","))),
                         train: template,
                         model: model.clone(),
                         domain_share: Some(Deferred::Value(ratio)),
                         tokens,
                         eval_at: sweep.eval_at.clone(),
                     };
-                    self.train_spec(&spec);
+                    let ix = self.train_spec(&spec);
+                    let points = self.points.entry(sweep.name.clone()).or_default();
+                    if !points.contains(&ix) {
+                        points.push(ix);
+                    }
                 }
             }
         }
     }
 
     fn eval(&mut self, eval: &Eval) -> NodeIndex {
-        let id = format!("eval:{}", eval.name);
-        let (model_ix, tokenizer) = match &eval.model {
-            ModelRef::Model(name) => (self.model(name), self.tokenizer(&eval.model, None)),
-            ModelRef::Train(t) => {
-                let ix = match self.g.find(&format!("train:{t}")) {
-                    Some(ix) => ix,
-                    None => match self.recipe.train(t) {
-                        Some(train) => self.train(train),
-                        None => self.model(t),
-                    },
-                };
-                (ix, self.tokenizer(&eval.model, None))
-            }
+        let model_ix = self.model_ref(&eval.model);
+        let tokenizer = self.tokenizer(&eval.model, None);
+        let params = eval::Params {
+            metrics: eval.metrics.clone(),
+            bytes: eval.bytes,
+            seq_len: eval.seq_len,
+            precision: precision(eval.precision, self.device),
+            device: self.device,
         };
-        let ix = self.g.add(stage(
-            id,
-            StageKind::Eval,
-            json!({ "metrics": eval.metrics, "bytes": eval.bytes, "seq_len": eval.seq_len }),
-        ));
-        self.g.connect(model_ix, ix, "model");
+        let ix = self.g.add(Stage::new(id(StageKind::Eval, &eval.name), StageParams::Eval(params)));
+        self.g.connect(model_ix, ix, Input::Model);
         for name in &eval.sets {
             if let Some(corpus) = self.recipe.corpus(name) {
                 let tok = self.tokenize(corpus, &tokenizer);
-                self.g.connect(tok, ix, format!("heldout:{name}"));
+                self.g.connect(tok, ix, Input::Heldout(name.clone()));
             }
         }
         ix
     }
 
     fn fit_stage(&mut self, name: &str) -> NodeIndex {
-        let id = format!("fit:{name}");
-        if let Some(ix) = self.g.find(&id) {
+        let fit_id = id(StageKind::Fit, name);
+        if let Some(ix) = self.g.find_id(&fit_id) {
             return ix;
         }
-        let Some(fit) = self.recipe.fit(name) else {
-            return self.g.add(stage(id, StageKind::Fit, Value::Null));
-        };
-        let params = json!({ "loss": fit.loss, "huber_delta": fit.huber_delta });
-        let ix = self.g.add(stage(id, StageKind::Fit, params));
-        let prefix = format!("train:{}[", fit.sweep);
-        let points: Vec<NodeIndex> = self
-            .g
-            .graph
-            .node_indices()
-            .filter(|&p| self.g.stage(p).kind == StageKind::Train && self.g.stage(p).id.starts_with(&prefix))
-            .collect();
+        let Some(fit) = self.recipe.fit(name) else { unreachable!("check resolved fit `{name}`") };
+        let params = fit::Params { loss: fit.loss, huber_delta: fit.huber_delta };
+        let ix = self.g.add(Stage::new(fit_id, StageParams::Fit(params)));
+        let points = self.points.get(&fit.sweep).cloned().unwrap_or_default();
         for point in points {
-            let role = format!("point:{}", self.g.stage(point).id);
+            let role = Input::Point(self.g.stage(point).id.clone());
             self.g.connect(point, ix, role);
         }
         ix
     }
 
     fn choose_stage(&mut self, name: &str) -> NodeIndex {
-        let id = format!("choose:{name}");
-        if let Some(ix) = self.g.find(&id) {
+        let choose_id = id(StageKind::Choose, name);
+        if let Some(ix) = self.g.find_id(&choose_id) {
             return ix;
         }
-        let Some(choose) = self.recipe.choose(name) else {
-            return self.g.add(stage(id, StageKind::Choose, Value::Null));
-        };
-        let params = json!({ "objective": choose.objective, "tokens": choose.tokens });
-        let ix = self.g.add(stage(id, StageKind::Choose, params));
+        let Some(choose) = self.recipe.choose(name) else { unreachable!("check resolved choose `{name}`") };
+        let params = choose::Params { objective: choose.objective, tokens: choose.tokens };
+        let ix = self.g.add(Stage::new(choose_id, StageParams::Choose(params)));
         // Sweep points must exist before their fits can be wired.
-        let sweeps: Vec<&Sweep> = self.recipe.sweeps.iter().collect();
-        for sweep in sweeps {
+        let recipe = self.recipe;
+        for sweep in recipe.sweeps() {
             self.sweep(sweep);
         }
         let domain = self.fit_stage(&choose.domain_fit);
-        self.g.connect(domain, ix, "domain_law");
+        self.g.connect(domain, ix, Input::DomainLaw);
         if let Some(general) = &choose.general_fit {
             let general = self.fit_stage(general);
-            self.g.connect(general, ix, "general_law");
+            self.g.connect(general, ix, Input::GeneralLaw);
         }
         ix
     }
@@ -540,7 +514,7 @@ impl<'r> Lowerer<'r> {
             .node_indices()
             .filter(|&ix| {
                 matches!(
-                    self.g.stage(ix).kind,
+                    self.g.stage(ix).kind(),
                     StageKind::Train
                         | StageKind::Eval
                         | StageKind::Vocab
@@ -554,23 +528,23 @@ impl<'r> Lowerer<'r> {
             return;
         }
         // Which evaluations measure a trained model: they are the "after" of gain and forgetting.
-        let evals: serde_json::Map<String, Value> = self
+        let evals = self
             .recipe
-            .evals
+            .evals()
             .iter()
             .map(|e| {
                 let (model, trained) = match &e.model {
                     ModelRef::Model(m) => (m.clone(), false),
                     ModelRef::Train(t) => (t.clone(), self.recipe.train(t).is_some()),
                 };
-                (format!("eval:{}", e.name), json!({ "model": model, "trained": trained }))
+                (e.name.clone(), report::EvalInfo { model, trained })
             })
             .collect();
-        let recipe = self.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let params = json!({ "format": "html", "recipe": recipe, "evals": evals });
-        let ix = self.g.add(stage("report".to_string(), StageKind::Report, params));
+        let recipe = self.recipe.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let params = report::Params { format: report::ReportFormat::Html, recipe, evals };
+        let ix = self.g.add(Stage::new(id(StageKind::Report, ""), StageParams::Report(params)));
         for from in reported {
-            let role = self.g.stage(from).id.clone();
+            let role = Input::Reported(self.g.stage(from).id.clone());
             self.g.connect(from, ix, role);
         }
     }
@@ -607,37 +581,10 @@ pub(crate) fn part_shares(mixture: &Mixture, domain_override: Option<f64>) -> Ve
         .collect()
 }
 
-fn corpus_bytes(corpus: &Corpus) -> u64 {
-    corpus.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+fn unreachable_vocab(name: &str) -> ! {
+    unreachable!("check resolved vocab `{name}`")
 }
 
-fn gguf_info(path: &Path) -> ModelInfo {
-    let Ok(bytes) = std::fs::read(path) else { return ModelInfo::default() };
-    let Ok(gguf) = crate::convert::parse_gguf(&bytes) else { return ModelInfo::default() };
-    let params = gguf.tensors.iter().map(|t| t.n_elements).sum();
-    let arch = gguf.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("llama").to_string();
-    ModelInfo {
-        params: Some(params),
-        layers: gguf.get(&format!("{arch}.block_count")).and_then(|v| v.as_u64()),
-        hidden: gguf.get(&format!("{arch}.embedding_length")).and_then(|v| v.as_u64()),
-    }
-}
-
-fn hf_info(dir: &Path) -> ModelInfo {
-    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return ModelInfo::default() };
-    let Ok(config) = serde_json::from_str::<Value>(&text) else { return ModelInfo::default() };
-    let get = |k: &str| config.get(k).and_then(Value::as_u64);
-    let (Some(vocab), Some(hidden), Some(layers), Some(ffn)) =
-        (get("vocab_size"), get("hidden_size"), get("num_hidden_layers"), get("intermediate_size"))
-    else {
-        return ModelInfo::default();
-    };
-    let heads = get("num_attention_heads").unwrap_or(1).max(1);
-    let kv_heads = get("num_key_value_heads").unwrap_or(heads);
-    let head_dim = get("head_dim").unwrap_or(hidden / heads);
-    let tied = config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false);
-    let attention = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2;
-    let per_layer = attention + 3 * hidden * ffn + 2 * hidden;
-    let params = vocab * hidden * if tied { 1 } else { 2 } + layers * per_layer + hidden;
-    ModelInfo { params: Some(params), layers: Some(layers), hidden: Some(hidden) }
+fn unreachable_mixture(name: &str) -> ! {
+    unreachable!("check resolved mixture `{name}`")
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::LawError;
 use super::fit::FitResult;
 use super::warning::LawWarning;
-use crate::check::recipe::Objective;
+use crate::recipe::Objective;
 
 /// Grid points of the coarse search.
 const GRID: usize = 2001;

@@ -8,6 +8,7 @@
 //! v1/artifacts/<kind>-v<ver>/<key>/        published outputs, each with meta.json
 //! v1/stages/<stage id>.json                the key parts a stage last ran with (for -v)
 //! v1/runs/<run id>.jsonl                   one event log per run
+//! v1/digests.json                          external files' digests by stat (`digests.rs`)
 //! ```
 //!
 //! Invariant: an artifact directory exists only complete. Stages write under `tmp/`, the
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::graph::{Digest, StageKind, key::hash_file};
+
+pub mod digests;
+pub use digests::FileDigests;
 
 /// Store layout version: the folder name under the store root.
 pub const LAYOUT: &str = "v1";

@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 
 use super::base::{BaseTokenizer, new_tokens};
 use super::error::VocabError;
-use crate::check::recipe::EmbedInit;
+use crate::recipe::EmbedInit;
 
 const EMBED: &str = "model.embed_tokens.weight";
 const HEAD: &str = "lm_head.weight";

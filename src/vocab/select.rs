@@ -11,8 +11,8 @@ use super::base::{BaseTokenizer, surface_len, token_text};
 use super::error::VocabError;
 use super::merge::{Plan, expanded_json, load_expanded};
 use super::train::Candidates;
-use crate::check::recipe::Selection;
 use crate::data::encoder::Encoder;
+use crate::recipe::Selection;
 
 /// A token chosen for the expanded vocabulary.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -5,9 +5,9 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cptc::check::recipe::{Corpus, Format, Heldout, Origin, TextSource};
 use cptc::data::shard::ShardReader;
 use cptc::data::tokenize::{Encoder, TokenizeOptions, eos_token, load_tokenizer, tokenize_corpus};
+use cptc::recipe::{Corpus, Format, Heldout, Origin, TextSource};
 use cptc::source::{FileId, Span};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 

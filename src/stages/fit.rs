@@ -1,12 +1,21 @@
-//! The fit and choose stages: D-CPT law points gathered from a sweep's evaluations, the fit,
-//! and the ratio chosen from the fitted laws, which later stages read as `choose.ratio`.
+//! The fit stage: D-CPT law points gathered from a sweep's evaluations, and the law fitted
+//! to them (parameters, fit quality, a ratio plot).
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::stages::{param, read_json, write_json};
-use super::{StageCtx, StageFailure};
-use crate::check::recipe::{LossKind, Objective, Role};
-use crate::law::{self, ChooseInput, FitInput, FitResult, PlotOptions, Point, Target};
+use super::{Input, StageCtx, StageFailure, read_json, write_json};
+use crate::law::{self, FitInput, FitResult, PlotOptions, Point};
+use crate::recipe::{LossKind, Role};
+
+/// v2: base losses per model size; a non-finite evaluation fails the fit.
+pub const VERSION: u64 = 2;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Params {
+    pub loss: LossKind,
+    pub huber_delta: f64,
+}
 
 /// Token-weighted loss over the sets of one role at one evaluation; `None` when no set has the
 /// role. A set without a finite loss (JSON writes NaN as null) is an error, not a gap.
@@ -29,9 +38,9 @@ fn role_loss(sets: &Value, roles: &Value, role: Role) -> Result<Option<f64>, Str
 
 /// The base model's loss (step 0) at one model size.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
-struct BaseLoss {
-    n: f64,
-    loss: f64,
+pub(super) struct BaseLoss {
+    pub(super) n: f64,
+    pub(super) loss: f64,
 }
 
 /// (points, base loss at step 0 per model size, ascending) of one loss kind over the sweep's
@@ -40,7 +49,10 @@ fn points(ctx: &StageCtx<'_>, loss: LossKind) -> Result<(Vec<Point>, Vec<BaseLos
     let role = if loss == LossKind::Domain { Role::Domain } else { Role::General };
     let mut out = Vec::new();
     let mut base: Vec<(f64, f64, usize)> = Vec::new();
-    for (stage, (_, meta)) in ctx.inputs_with("point:") {
+    for (stage, _, meta) in ctx.inputs_where(|i| match i {
+        Input::Point(id) => Some(id),
+        _ => None,
+    }) {
         let v = &meta.values;
         let share =
             v.get("domain_share").and_then(Value::as_f64).ok_or_else(|| format!("{stage} has no domain share"))?;
@@ -74,73 +86,29 @@ fn points(ctx: &StageCtx<'_>, loss: LossKind) -> Result<(Vec<Point>, Vec<BaseLos
     Ok((out, base))
 }
 
-pub(super) fn fit(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-    let loss: LossKind = param(ctx, "loss")?;
-    let huber_delta: f64 = param(ctx, "huber_delta")?;
+pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let (loss, huber_delta) = (p.loss, p.huber_delta);
     let (points, base_losses) = points(ctx, loss)?;
     // The largest model's, as `choose` uses it.
     let base_loss = base_losses.last().map(|b| b.loss);
     ctx.progress.set_message(format!("fitting the D-CPT law to {} points", points.len()));
-    let result = law::fit(&FitInput { points, huber_delta }).map_err(|e| law_failure(&e))?;
+    let result = law::fit(&FitInput { points, huber_delta })?;
     let fit_json = json!({ "loss": loss, "base_loss": base_loss, "base_losses": base_losses, "fit": result });
     write_json(&ctx.out.join("fit.json"), &fit_json)?;
-    std::fs::write(ctx.out.join("law.txt"), law::show(&result))?;
+    fs_err::write(ctx.out.join("law.txt"), law::show(&result))?;
     let title = format!("{} loss", if loss == LossKind::Domain { "domain" } else { "general" });
     let options = PlotOptions { title, complement: loss == LossKind::General, ..PlotOptions::default() };
-    std::fs::write(ctx.out.join("law.svg"), law::ratio_plot_svg(&result, &options))?;
+    fs_err::write(ctx.out.join("law.svg"), law::ratio_plot_svg(&result, &options))?;
     Ok(json!({ "r2": result.r2, "base_loss": base_loss }))
 }
 
 /// A fit stage's law and its base losses per model size.
-fn read_fit(dir: &std::path::Path) -> Result<(FitResult, Vec<BaseLoss>), StageFailure> {
+pub(super) fn read_fit(dir: &std::path::Path) -> Result<(FitResult, Vec<BaseLoss>), StageFailure> {
     let path = dir.join("fit.json");
     let value: Value = read_json(&path)?;
     let fit: FitResult = serde_json::from_value(value.get("fit").cloned().unwrap_or(Value::Null))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| StageFailure::internal(format!("{}: {e}", path.display())))?;
     let base = serde_json::from_value(value.get("base_losses").cloned().unwrap_or(Value::Null))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| StageFailure::internal(format!("{}: {e}", path.display())))?;
     Ok((fit, base))
-}
-
-/// A law error as a stage failure, its help kept.
-fn law_failure(e: &crate::law::LawError) -> StageFailure {
-    StageFailure { message: e.to_string(), help: miette::Diagnostic::help(e).map(|h| h.to_string()) }
-}
-
-pub(super) fn choose(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-    let objective: Objective = param(ctx, "objective")?;
-    let tokens: Option<u64> = param(ctx, "tokens")?;
-    let (domain_dir, _) = ctx.input("domain_law")?;
-    let (domain, _) = read_fit(domain_dir)?;
-    let general = match ctx.inputs.get("general_law") {
-        Some((dir, _)) => Some(read_fit(dir)?),
-        None => None,
-    };
-    // The model size the sweep ran (the largest, when several were fitted).
-    let n = domain.n_fixed.unwrap_or(domain.n_range.max);
-    // The base general loss of that model: the T% budget is relative to it, never to another size's.
-    let general_base = general.as_ref().and_then(|(_, base)| base.iter().find(|b| b.n == n)).map(|b| b.loss);
-    let target = Target::from_recipe(objective, tokens, general_base).map_err(|e| law_failure(&e))?;
-    let input = ChooseInput { n, target, r_min: None, r_max: None, plateau_drop: 0.01 };
-    let result = law::choose(&domain, general.as_ref().map(|(g, _)| g), &input).map_err(|e| law_failure(&e))?;
-    write_json(&ctx.out.join("choice.json"), &result)?;
-    std::fs::write(ctx.out.join("choice.txt"), law::show_choice(&result))?;
-    let tolerance = match target {
-        Target::MaxGeneralIncrease { tolerance, general_base_loss, .. } => Some(general_base_loss * (1.0 + tolerance)),
-        Target::DomainTokens { .. } => None,
-    };
-    let options =
-        PlotOptions { title: "domain loss".into(), chosen_ratio: Some(result.ratio), ..PlotOptions::default() };
-    std::fs::write(ctx.out.join("domain.svg"), law::ratio_plot_svg(&domain, &options))?;
-    if let Some((g, _)) = &general {
-        let options = PlotOptions {
-            title: "general loss".into(),
-            complement: true,
-            chosen_ratio: Some(result.ratio),
-            tolerance_loss: tolerance,
-            ..PlotOptions::default()
-        };
-        std::fs::write(ctx.out.join("general.svg"), law::ratio_plot_svg(g, &options))?;
-    }
-    Ok(json!({ "ratio": result.ratio, "domain_loss": result.domain_loss, "general_loss": result.general_loss }))
 }

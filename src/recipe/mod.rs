@@ -1,7 +1,8 @@
-//! The checked recipe: every name resolved, every value typed and in range.
+//! The recipe IR: the checked recipe, every name resolved, every value typed and in range.
 //!
-//! Architecture invariant: a [`Recipe`] can only be built by `check::check`, so every later
-//! phase (graph, plan, executor) receives a recipe that passed checking.
+//! Architecture invariant: a [`Recipe`] can only be built by `check::check` (sealing needs a
+//! [`crate::check::Seal`]), and its fields are private, so every later phase (graph, plan,
+//! executor, stages, backend, data) reads a recipe that passed checking and cannot change it.
 
 use std::path::PathBuf;
 
@@ -18,8 +19,27 @@ pub struct Origin {
     pub span: Span,
 }
 
+/// The checked recipe. Its fields are private: later phases read it, nothing changes it, and
+/// only `check` can make one (see [`Recipe::seal`]).
 #[derive(Debug)]
 pub struct Recipe {
+    path: PathBuf,
+    models: Vec<Model>,
+    corpora: Vec<Corpus>,
+    vocabs: Vec<Vocab>,
+    mixtures: Vec<Mixture>,
+    schedules: Vec<Schedule>,
+    trains: Vec<Train>,
+    evals: Vec<Eval>,
+    sweeps: Vec<Sweep>,
+    fits: Vec<Fit>,
+    chooses: Vec<Choose>,
+    sources: SourceMap,
+}
+
+/// What `check` assembles before sealing it into a [`Recipe`].
+#[derive(Debug, Default)]
+pub struct RecipeParts {
     /// The file given on the command line.
     pub path: PathBuf,
     pub models: Vec<Model>,
@@ -34,34 +54,61 @@ pub struct Recipe {
     pub chooses: Vec<Choose>,
     /// The recipe's and its imports' sources, for diagnostics of later phases.
     pub sources: SourceMap,
-    /// Keeps other modules from building a `Recipe` by hand.
-    #[expect(dead_code, reason = "never read: it only makes the struct unconstructible elsewhere")]
-    pub(super) sealed: Sealed,
 }
 
-/// Only `check` can name this, so only `check` can build a [`Recipe`].
-#[derive(Debug)]
-pub(super) struct Sealed;
-
 macro_rules! finder {
-    ($fn_name:ident, $field:ident, $ty:ty) => {
+    ($fn_name:ident, $all:ident, $field:ident, $ty:ty) => {
         pub fn $fn_name(&self, name: &str) -> Option<&$ty> {
             self.$field.iter().find(|x| x.name == name)
+        }
+
+        pub fn $all(&self) -> &[$ty] {
+            &self.$field
         }
     };
 }
 
 impl Recipe {
-    finder!(model, models, Model);
-    finder!(corpus, corpora, Corpus);
-    finder!(vocab, vocabs, Vocab);
-    finder!(mixture, mixtures, Mixture);
-    finder!(schedule, schedules, Schedule);
-    finder!(train, trains, Train);
-    finder!(eval, evals, Eval);
-    finder!(sweep, sweeps, Sweep);
-    finder!(fit, fits, Fit);
-    finder!(choose, chooses, Choose);
+    /// Seals checked parts. The [`crate::check::Seal`] argument can only be made by `check`,
+    /// so no other module can build a `Recipe`.
+    pub fn seal(parts: RecipeParts, _seal: crate::check::Seal) -> Recipe {
+        let RecipeParts {
+            path,
+            models,
+            corpora,
+            vocabs,
+            mixtures,
+            schedules,
+            trains,
+            evals,
+            sweeps,
+            fits,
+            chooses,
+            sources,
+        } = parts;
+        Recipe { path, models, corpora, vocabs, mixtures, schedules, trains, evals, sweeps, fits, chooses, sources }
+    }
+
+    /// The file given on the command line.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The recipe's and its imports' sources, for diagnostics of later phases.
+    pub fn sources(&self) -> &SourceMap {
+        &self.sources
+    }
+
+    finder!(model, models, models, Model);
+    finder!(corpus, corpora, corpora, Corpus);
+    finder!(vocab, vocabs, vocabs, Vocab);
+    finder!(mixture, mixtures, mixtures, Mixture);
+    finder!(schedule, schedules, schedules, Schedule);
+    finder!(train, trains, trains, Train);
+    finder!(eval, evals, evals, Eval);
+    finder!(sweep, sweeps, sweeps, Sweep);
+    finder!(fit, fits, fits, Fit);
+    finder!(choose, chooses, chooses, Choose);
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,8 +121,9 @@ pub struct Model {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
-    /// A Hugging Face directory: config.json, *.safetensors, tokenizer.json.
-    Hf(PathBuf),
+    /// A Hugging Face directory (config.json, *.safetensors, tokenizer.json) and its files,
+    /// sorted: their content is part of the model's key.
+    Hf { dir: PathBuf, files: Vec<PathBuf> },
     /// A GGUF file, imported into the HF layout by an import stage.
     Gguf(PathBuf),
 }
@@ -326,7 +374,23 @@ pub struct Train {
     pub grad_clip: f64,
     pub long_context: Option<LongContext>,
     pub groups: Vec<ParamGroup>,
+    /// `None`: the device's default (see [`Precision`]).
+    pub precision: Option<Precision>,
     pub origin: Origin,
+}
+
+/// Arithmetic of training and evaluation. Parameters stay float32 either way (master weights);
+/// `bf16` runs matmuls and attention in bfloat16. Default: `bf16` on a CUDA device, `fp32` on
+/// a CPU (where bf16 matmuls are slow and gain nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [(&'static str, Precision); 2] = [("fp32", Precision::Fp32), ("bf16", Precision::Bf16)];
 }
 
 /// Held-out text per set and evaluation when a recipe does not say (about 16k tokens of
@@ -421,6 +485,8 @@ pub struct Eval {
     pub bytes: u64,
     /// Window length; compare models at the same one (capped at the model's context).
     pub seq_len: u64,
+    /// `None`: the device's default (see [`Precision`]).
+    pub precision: Option<Precision>,
     pub origin: Origin,
 }
 

@@ -1,83 +1,55 @@
-//! The train and eval stages: the glue between the mix shard, the held-out shards and the
-//! libtorch backend (which alone touches tch).
+//! The train stage: the glue between the mix shard, the held-out shards and the libtorch
+//! backend (which alone touches tch): checkpoints, resume, evaluations during training, and a
+//! complete Hugging Face folder as its output.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::stages::{model_dir, param, read_json, write_json};
-use super::{StageCtx, StageFailure};
-use crate::backend::eval::{EvalExample, evaluate};
+use super::eval::{eval_sets, threads};
+use super::{DeviceClass, Input, StageCtx, StageFailure, model_dir, write_json};
 use crate::backend::metrics::JsonlWriter;
 use crate::backend::train::{DataSource, Example, TrainConfig, TrainHooks, Trainer};
-use crate::backend::{BackendError, IGNORE_INDEX, Llama, SaveDtype};
-use crate::check::recipe::{Amount, LrSchedule, ParamGroup, StepGeometry};
+use crate::backend::{BackendError, Llama, SaveDtype};
 use crate::data::shard::ShardReader;
+use crate::recipe::{Amount, LongContext, LrSchedule, ParamGroup, Precision, Role, StepGeometry};
 
-/// Intra-op threads for libtorch: `CPTC_THREADS`, else the cores available.
-fn threads() -> i32 {
-    std::env::var("CPTC_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32))
+/// v2: a final evaluation when the data runs out early.
+/// v3: saved with its tokenizer files; `rope_theta` applied; checkpoints and resume.
+pub const VERSION: u64 = 3;
+
+/// The engine that trains: the built-in libtorch one (one device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    Builtin,
 }
 
-/// The first held-out documents of a tokenized corpus, up to `budget` bytes of text, cut into
-/// `seq_len + 1` windows; the bytes of the chosen documents ride on the first example.
-/// Choosing by bytes picks the same documents whatever the tokenizer, so a base and an
-/// expanded vocabulary are measured on the same text.
-fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec<EvalExample>, StageFailure> {
-    let shard = ShardReader::open(&tokenized.join("heldout"))?;
-    let doc_bytes: Vec<u64> = read_json(&tokenized.join("heldout.doc_bytes.json"))?;
-    let mut tokens: Vec<u32> = Vec::new();
-    let mut bytes = 0u64;
-    for i in 0..shard.len() {
-        if bytes >= budget && !tokens.is_empty() {
-            break;
-        }
-        tokens.extend(shard.read_doc(i)?);
-        bytes += doc_bytes.get(i).copied().unwrap_or(0);
-    }
-    let mut examples = Vec::new();
-    let mut start = 0;
-    while start + 1 < tokens.len() {
-        let end = (start + seq_len + 1).min(tokens.len());
-        let chunk = &tokens[start..end];
-        let mut input: Vec<i64> = chunk[..chunk.len() - 1].iter().map(|&t| i64::from(t)).collect();
-        let mut target: Vec<i64> = chunk[1..].iter().map(|&t| i64::from(t)).collect();
-        input.resize(seq_len, 0);
-        target.resize(seq_len, IGNORE_INDEX);
-        examples.push(EvalExample { example: Example::pair(input, target), bytes: if start == 0 { bytes } else { 0 } });
-        start = end - 1;
-    }
-    Ok(examples)
-}
-
-/// Sequences per evaluation pass: 4 up to 2k tokens, fewer beyond, so the logits of a pass
-/// (tokens x vocabulary, float32) stay about as large as at 4 x 2k.
-fn eval_batch(seq_len: usize) -> usize {
-    (8192 / seq_len.max(1)).clamp(1, 4)
-}
-
-/// Evaluates `model` on every `heldout:` input; returns set -> metrics.
-fn eval_sets(
-    ctx: &StageCtx<'_>,
-    model: &Llama,
-    seq_len: usize,
-    budget: u64,
-    step: u64,
-    log: &mut JsonlWriter,
-) -> Result<BTreeMap<String, Value>, StageFailure> {
-    let mut out = BTreeMap::new();
-    for (set, (dir, _)) in ctx.inputs_with("heldout:") {
-        ctx.progress.set_message(format!("eval {set} at step {step}"));
-        let examples = heldout_examples(dir, seq_len, budget)?;
-        let result = evaluate(model, examples, eval_batch(seq_len))?;
-        log.write(&result.record(step, set))?;
-        out.insert(set.to_string(), serde_json::to_value(result)?);
-    }
-    Ok(out)
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Params {
+    /// Which held-out sets measure the domain and which the general loss (for fits).
+    pub roles: BTreeMap<String, Role>,
+    /// The domain share when known before the run (a sweep point's), for fits.
+    pub domain_share: Option<f64>,
+    pub schedule: LrSchedule,
+    pub tokens: u64,
+    pub seq_len: u64,
+    pub batch_tokens: u64,
+    pub eval_every: Option<Amount>,
+    /// Fractions of training at which to evaluate, besides `eval_every`.
+    pub eval_at: Vec<f64>,
+    pub eval_bytes: u64,
+    pub seed: u64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub groups: Vec<ParamGroup>,
+    pub long_context: Option<LongContext>,
+    /// Arithmetic, device and engine: results differ by each, so all are in the key.
+    pub precision: Precision,
+    pub device: DeviceClass,
+    pub engine: Engine,
 }
 
 /// Training sequences from a mix shard, in order; the position is the sampler state.
@@ -142,7 +114,7 @@ impl RunFiles {
             });
         };
         let dir = &ctx.resume_dir;
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs_err::create_dir_all(dir)?;
         Ok(RunFiles {
             metrics: dir.join("metrics.jsonl"),
             evals: dir.join("evals.jsonl"),
@@ -189,47 +161,42 @@ impl TrainHooks for Hooks<'_, '_> {
         }
         match eval_sets(self.ctx, model, self.seq_len, self.eval_bytes, step, &mut self.log) {
             Ok(sets) => self.record_eval(step, sets),
-            Err(e) => Err(BackendError::Hook { hook: "held-out evaluation", source: e.message.into() }),
+            Err(e) => Err(BackendError::Hook { hook: "held-out evaluation", source: e.diagnostic }),
         }
     }
 }
 
-pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-    crate::backend::set_num_threads(threads());
-    let schedule: LrSchedule = param(ctx, "schedule")?;
-    let tokens: u64 = param(ctx, "tokens")?;
-    let seq_len: u64 = param(ctx, "seq_len")?;
-    let batch_tokens: u64 = param(ctx, "batch_tokens")?;
-    let eval_every: Option<Amount> = param(ctx, "eval_every")?;
-    let eval_at: Vec<f64> = param::<Option<Vec<f64>>>(ctx, "eval_at")?.unwrap_or_default();
-    let groups: Vec<ParamGroup> = param::<Option<Vec<ParamGroup>>>(ctx, "groups")?.unwrap_or_default();
-    let (model_art, model_meta) = ctx.input("model")?;
+pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    crate::backend::set_num_threads(threads()?);
+    let (tokens, seq_len, batch_tokens) = (p.tokens, p.seq_len, p.batch_tokens);
+    let (model_art, model_meta) = ctx.input(&Input::Model)?;
     let dir = model_dir(model_art)?;
     // The trained model is saved with this tokenizer: missing, it would fail only after training.
     if !dir.join("tokenizer.json").is_file() {
-        return Err(StageFailure {
-            message: format!("{} has no tokenizer.json", dir.display()),
-            help: Some("a model to train needs its tokenizer beside it (a Hugging Face folder)".into()),
-        });
+        return Err(StageFailure::input(
+            format!("{} has no tokenizer.json", dir.display()),
+            Some("a model to train needs its tokenizer beside it (a Hugging Face folder)".into()),
+        ));
     }
-    let device = crate::backend::Device::cuda_if_available();
-    let rope_theta: Option<f64> = param(ctx, "rope_theta")?;
+    let device = p.device.device();
+    let rope_theta = p.long_context.and_then(|l| l.rope_theta);
 
     let seq = seq_len as usize;
-    let mut cfg = TrainConfig::new(seq, batch_tokens, 0, schedule);
+    let mut cfg = TrainConfig::new(seq, batch_tokens, 0, p.schedule);
     let geometry = StepGeometry::new(tokens, seq_len, batch_tokens);
     let tokens_per_step = geometry.tokens_per_step();
     cfg.total_steps = geometry.steps;
-    cfg.adamw.weight_decay = param(ctx, "weight_decay")?;
-    cfg.grad_clip = param(ctx, "grad_clip")?;
-    cfg.seed = param(ctx, "seed")?;
-    cfg.groups = groups;
+    cfg.adamw.weight_decay = p.weight_decay;
+    cfg.grad_clip = p.grad_clip;
+    cfg.seed = p.seed;
+    cfg.groups = p.groups.clone();
+    cfg.precision = Some(p.precision.into());
     cfg.old_vocab = model_meta.values.get("old_vocab").and_then(Value::as_i64);
     cfg.eval_every = Some(1); // the hooks decide which steps evaluate
     let total = cfg.total_steps;
     let mut eval_steps: Vec<u64> =
-        eval_at.iter().map(|f| ((f * total as f64).round() as u64).clamp(1, total)).collect();
-    if let Some(every) = eval_every {
+        p.eval_at.iter().map(|f| ((f * total as f64).round() as u64).clamp(1, total)).collect();
+    if let Some(every) = p.eval_every {
         let k = match every {
             Amount::Fraction(f) => ((f * total as f64).round() as u64).max(1),
             Amount::Steps(s) => s.max(1),
@@ -250,9 +217,9 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let files = RunFiles::of(ctx)?;
     cfg.checkpoint_dir.clone_from(&files.checkpoints);
 
-    let (mix_dir, _) = ctx.input("data")?;
+    let (mix_dir, _) = ctx.input(&Input::Data)?;
     let mut source = MixSource { shard: ShardReader::open(&mix_dir.join("train"))?, next: 0 };
-    let eval_bytes: u64 = param(ctx, "eval_bytes")?;
+    let eval_bytes = p.eval_bytes;
     // A run of this key cut short resumes from its checkpoint: weights, AdamW state, RNG and
     // data position, so it ends as an uninterrupted run would (bit for bit on CPU).
     let resumed = match files.latest_checkpoint() {
@@ -289,9 +256,10 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             if let Some(root) = &files.checkpoints
                 && root.exists()
             {
-                std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+                fs_err::remove_dir_all(root)?;
             }
             let mut model = Llama::load(&dir, device)?;
+            model.set_precision(p.precision.into());
             // Step 0: the starting model, so gain and forgetting have a baseline.
             let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut hooks.log)?;
             hooks.record_eval(0, initial)?;
@@ -320,8 +288,7 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     // expanded tokenizer).
     model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&dir))?;
     if files.metrics != ctx.out.join("metrics.jsonl") {
-        std::fs::copy(&files.metrics, ctx.out.join("metrics.jsonl"))
-            .map_err(|e| format!("{}: {e}", files.metrics.display()))?;
+        fs_err::copy(&files.metrics, ctx.out.join("metrics.jsonl"))?;
     }
     // The evaluations are in evals.json; the log of them is only for resuming.
     let _ = std::fs::remove_file(ctx.out.join("evals.jsonl"));
@@ -330,23 +297,11 @@ pub(super) fn train(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     Ok(json!({
         "params": n_params,
         "tokens_per_step": tokens_per_step,
-        "domain_share": ctx.params.get("domain_share"),
-        "roles": ctx.params.get("roles"),
+        "domain_share": p.domain_share,
+        "roles": p.roles,
         "steps": summary.steps,
         "tokens": summary.tokens_seen,
         "last_loss": summary.last_loss,
         "evals": evals,
     }))
-}
-
-pub(super) fn eval(ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-    crate::backend::set_num_threads(threads());
-    let (model_art, _) = ctx.input("model")?;
-    let model = Llama::load(&model_dir(model_art)?, crate::backend::Device::cuda_if_available())?;
-    let seq_len: u64 = param(ctx, "seq_len")?;
-    let seq_len = (seq_len as usize).min(model.config().max_position_embeddings.max(2) as usize);
-    let mut log = JsonlWriter::append(&ctx.out.join("metrics.jsonl"))?;
-    let sets = eval_sets(ctx, &model, seq_len, param(ctx, "bytes")?, 0, &mut log)?;
-    write_json(&ctx.out.join("eval.json"), &sets)?;
-    Ok(json!({ "sets": sets }))
 }

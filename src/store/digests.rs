@@ -1,0 +1,172 @@
+//! Content digests of external files (corpora, models), remembered across commands by their
+//! stat: a file whose size, modification time, change time, inode and device are unchanged is
+//! not read again. Misses are hashed in parallel.
+//!
+//! Kept in `v1/digests.json` of the store. A file changed within the same clock tick as its
+//! last hashing could keep its stat, so a digest is remembered only for files last modified
+//! more than [`SETTLE`] before hashing began (git's "racily clean" rule).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::graph::Digest;
+use crate::graph::key::hash_file;
+
+/// How long a file must have been left alone before its stat vouches for its content.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// What identifies a file's content without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+    device: u64,
+}
+
+impl Stat {
+    fn of(path: &Path) -> std::io::Result<Stat> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path)?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Ok(Stat {
+            size: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            inode: m.ino(),
+            device: m.dev(),
+        })
+    }
+
+    /// Whether the file's content was left alone for [`SETTLE`] before `started`.
+    fn settled(&self, started: SystemTime) -> bool {
+        let Ok(since) = started.duration_since(SystemTime::UNIX_EPOCH) else { return false };
+        since.as_nanos() as i128 - self.mtime_ns > SETTLE.as_nanos() as i128
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entry {
+    stat: Stat,
+    digest: Digest,
+}
+
+/// File digests by canonical path, remembered in the store (or only in memory).
+#[derive(Default)]
+pub struct FileDigests {
+    path: Option<PathBuf>,
+    entries: Mutex<BTreeMap<PathBuf, Entry>>,
+    dirty: Mutex<bool>,
+}
+
+impl FileDigests {
+    /// Digests remembered for this process only.
+    pub fn in_memory() -> FileDigests {
+        FileDigests::default()
+    }
+
+    /// Digests remembered in the store at `store_root` (`Store::root`); an unreadable or
+    /// corrupt file starts empty (it is only a cache).
+    pub fn persistent(store_root: &Path) -> FileDigests {
+        let path = store_root.join("digests.json");
+        let entries = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<BTreeMap<PathBuf, Entry>>(&bytes).ok())
+            .unwrap_or_default();
+        FileDigests { path: Some(path), entries: Mutex::new(entries), dirty: Mutex::new(false) }
+    }
+
+    /// The content digest of `path`: remembered when its stat is unchanged, else hashed.
+    pub fn digest(&self, path: &Path) -> std::io::Result<Digest> {
+        let started = SystemTime::now();
+        let key = std::fs::canonicalize(path)?;
+        let stat = Stat::of(&key)?;
+        if let Some(entry) = self.lock_entries().get(&key)
+            && entry.stat == stat
+        {
+            return Ok(entry.digest);
+        }
+        let digest = hash_file(&key)?;
+        // The stat taken before hashing vouches only if nothing changed meanwhile.
+        if stat.settled(started) && Stat::of(&key).is_ok_and(|after| after == stat) {
+            self.lock_entries().insert(key, Entry { stat, digest });
+            if let Ok(mut dirty) = self.dirty.lock() {
+                *dirty = true;
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Digests many files, hashing the misses in parallel; the first error wins.
+    pub fn digest_all(&self, paths: &[PathBuf]) -> std::io::Result<Vec<Digest>> {
+        paths.par_iter().map(|p| self.digest(p)).collect()
+    }
+
+    /// Writes what was learnt back to the store (atomically: a concurrent command loses at
+    /// most its own additions). Nothing to do in memory or when nothing changed.
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        if !self.dirty.lock().is_ok_and(|d| *d) {
+            return Ok(());
+        }
+        let Some(dir) = path.parent() else { return Ok(()) };
+        if !dir.is_dir() {
+            return Ok(()); // no store yet: `plan` of a recipe never run creates none
+        }
+        let bytes = serde_json::to_vec(&*self.lock_entries()).map_err(std::io::Error::other)?;
+        crate::store::write_atomic(path, &bytes).map_err(std::io::Error::other)
+    }
+
+    fn lock_entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Entry>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn old(path: &Path) {
+        // Backdate the file so its stat vouches for it.
+        let f = std::fs::File::options().write(true).open(path).expect("open");
+        f.set_modified(SystemTime::now() - Duration::from_secs(60)).expect("set mtime");
+    }
+
+    #[test]
+    fn remembered_digests_survive_a_new_process_and_a_changed_file_is_rehashed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("corpus.jsonl");
+        std::fs::write(&file, b"{\"text\": \"one\"}\n").expect("write");
+        old(&file);
+        let first = FileDigests::persistent(dir.path());
+        let d1 = first.digest(&file).expect("digest");
+        first.save().expect("save");
+        assert!(dir.path().join("digests.json").is_file());
+
+        let second = FileDigests::persistent(dir.path());
+        assert_eq!(second.lock_entries().len(), 1, "the digest was remembered");
+        assert_eq!(second.digest(&file).expect("digest"), d1);
+
+        // Same size, new content: the stat (mtime, ctime) differs, so it is hashed again.
+        std::fs::write(&file, b"{\"text\": \"two\"}\n").expect("rewrite");
+        let d2 = second.digest(&file).expect("digest");
+        assert_ne!(d1, d2);
+        assert_eq!(d2, hash_file(&file).expect("hash"));
+    }
+
+    #[test]
+    fn a_file_modified_just_now_is_not_remembered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("fresh.txt");
+        std::fs::write(&file, b"fresh").expect("write");
+        let digests = FileDigests::persistent(dir.path());
+        digests.digest(&file).expect("digest");
+        assert!(digests.lock_entries().is_empty(), "a racily clean file must not be trusted by its stat");
+    }
+}
