@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use cptc::check::{RealWorld, check};
 use cptc::exec::{EventLog, Options, Runner, Summary, run};
-use cptc::graph::{Digest, Stage, StageKind, StageParams, lower};
-use cptc::stages::{StageCtx, StageFailure};
+use cptc::graph::{Digest, ModelInfo, Probe, RealProbe, Stage, StageKind, StageParams, lower};
+use cptc::stages::{DeviceClass, StageCtx, StageFailure};
 use cptc::store::{Store, StoreError};
 use serde_json::{Value, json};
 
@@ -42,6 +42,23 @@ impl Runner for FakeRunner {
     }
 }
 
+/// A machine whose device class the test chooses; files as they are.
+struct Machine(DeviceClass);
+
+impl Probe for Machine {
+    fn device(&self) -> DeviceClass {
+        self.0
+    }
+
+    fn model_info(&self, source: &cptc::recipe::ModelSource) -> ModelInfo {
+        RealProbe.model_info(source)
+    }
+
+    fn file_size(&self, path: &Path) -> u64 {
+        RealProbe.file_size(path)
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -60,12 +77,22 @@ impl Fixture {
         Fixture { _dir: dir, root }
     }
 
-    fn run(&self, runner: &FakeRunner, options: &Options) -> Result<Summary, cptc::exec::ExecError> {
+    fn run(&self, runner: &dyn Runner, options: &Options) -> Result<Summary, cptc::exec::ExecError> {
+        self.run_on(runner, options, DeviceClass::Cpu)
+    }
+
+    /// Runs as on a machine whose training device is `device`.
+    fn run_on(
+        &self,
+        runner: &dyn Runner,
+        options: &Options,
+        device: DeviceClass,
+    ) -> Result<Summary, cptc::exec::ExecError> {
         let recipe = match check(&self.root.join("recipe.cpt"), &RealWorld) {
             Ok(r) => r,
             Err(f) => panic!("{}", cptc::diag::render(&f.errors, &f.sources, false, 100)),
         };
-        let graph = lower(&recipe, &cptc::graph::RealProbe);
+        let graph = lower(&recipe, &Machine(device));
         let mut store = Store::open(&self.root.join(".cptc")).expect("store");
         store.lock().expect("lock");
         run(&graph, &store, runner, options, &EventLog::none(), false)
@@ -253,4 +280,93 @@ fn gc_keeps_what_waits_for_a_missing_upstream_artifact() {
     assert!(!stale.exists(), "stale checkpoints are removed");
     let rerun = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("rerun");
     assert_eq!(rerun.ran, ["ingest:web"], "everything downstream is found again");
+}
+
+#[test]
+fn precision_and_device_are_part_of_training_and_evaluation_keys() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    fx.run(&runner, &Options::default()).expect("first run");
+    // The same recipe on a GPU machine: its models are not the CPU's, nothing downstream of
+    // data preparation is shared.
+    let gpu = fx.run_on(&runner, &Options::default(), DeviceClass::Cuda).expect("as on a GPU");
+    assert!(gpu.ran.iter().any(|s| s.starts_with("train:")), "{:?}", gpu.ran);
+    assert!(gpu.ran.contains(&"eval:after".to_string()), "{:?}", gpu.ran);
+    // Data preparation is shared (mix:final reruns only because the law it reads changed).
+    let prep = |s: &String| ["ingest:", "split:", "tokenize:", "mix:ratios"].iter().any(|p| s.starts_with(p));
+    assert!(!gpu.ran.iter().any(prep), "{:?}", gpu.ran);
+    // Back on the CPU, asking for bf16 explicitly reruns every train stage, and nothing upstream.
+    fx.edit("recipe.cpt", "  lr = cosine_rewarm\n}", "  lr = cosine_rewarm\n  precision = bf16\n}");
+    let bf16 = fx.run(&runner, &Options::default()).expect("bf16 run");
+    let trains = bf16.ran.iter().filter(|s| s.starts_with("train:")).count();
+    assert_eq!(trains, 4, "three sweep points and the final run: {:?}", bf16.ran);
+    assert!(!bf16.ran.iter().any(prep), "{:?}", bf16.ran);
+}
+
+/// Records when each stage ran; exclusive stages take 300 ms, others 30 ms.
+struct TimingRunner {
+    inner: FakeRunner,
+    /// (exclusive, start, end) per stage.
+    spans: Mutex<Vec<(bool, std::time::Instant, std::time::Instant)>>,
+}
+
+impl Runner for TimingRunner {
+    fn run(&self, stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+        let exclusive = stage.kind().exclusive();
+        let start = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(if exclusive { 300 } else { 30 }));
+        let out = self.inner.run(stage, params, ctx);
+        self.spans.lock().map_err(|e| e.to_string())?.push((exclusive, start, std::time::Instant::now()));
+        out
+    }
+}
+
+#[test]
+fn a_cpu_stage_runs_while_an_exclusive_stage_runs() {
+    let fx = Fixture::new();
+    let runner = TimingRunner { inner: FakeRunner { ratio: 0.3, ..Default::default() }, spans: Default::default() };
+    let summary = fx.run(&runner, &Options::default()).expect("run");
+    assert!(summary.failed.is_empty());
+    let spans = runner.spans.lock().expect("spans").clone();
+    let overlaps = |a: &(bool, std::time::Instant, std::time::Instant),
+                    b: &(bool, std::time::Instant, std::time::Instant)| { a.1 < b.2 && b.1 < a.2 };
+    // A wave scheduler runs a wave's exclusive stages only after its CPU stages: never both.
+    let side_by_side = spans.iter().filter(|s| s.0).any(|x| spans.iter().filter(|s| !s.0).any(|c| overlaps(x, c)));
+    assert!(side_by_side, "no CPU stage (a sweep point's mix) ran while a train stage ran");
+    // One exclusive stage at a time.
+    let exclusive: Vec<_> = spans.iter().filter(|s| s.0).collect();
+    for (i, a) in exclusive.iter().enumerate() {
+        assert!(!exclusive[i + 1..].iter().any(|b| overlaps(a, b)), "two exclusive stages ran at once");
+    }
+}
+
+#[test]
+fn after_a_failure_nothing_new_starts_and_the_summary_says_what_did_not() {
+    let fx = Fixture::new();
+    let failing = FakeRunner { ratio: 0.3, fail: Some("ingest:law".to_string()), ..Default::default() };
+    let summary = fx.run(&failing, &Options::default()).expect("run");
+    assert_eq!(summary.failed.iter().map(|f| f.stage.as_str()).collect::<Vec<_>>(), ["ingest:law"]);
+    for stage in ["split:law", "train:final", "report"] {
+        assert!(summary.not_started.contains(&stage.to_string()), "{stage} not in {:?}", summary.not_started);
+    }
+    assert!(
+        !summary.ran.iter().any(|s| s.starts_with("train:")),
+        "a stage started after the failure: {:?}",
+        summary.ran
+    );
+    let everything = summary.ran.len() + summary.cached.len() + summary.failed.len() + summary.not_started.len();
+    assert_eq!(everything, 20, "every stage is accounted for");
+}
+
+#[test]
+fn keep_going_runs_the_branches_a_failure_does_not_reach() {
+    let fx = Fixture::new();
+    let failing = FakeRunner { ratio: 0.3, fail: Some("ingest:law".to_string()), ..Default::default() };
+    let options = Options { keep_going: true, ..Default::default() };
+    let summary = fx.run(&failing, &options).expect("run");
+    assert_eq!(summary.failed.len(), 1);
+    for stage in ["ingest:web", "split:web", "tokenize:web@base"] {
+        assert!(summary.ran.contains(&stage.to_string()), "{stage} did not run: {:?}", summary.ran);
+    }
+    assert!(summary.not_started.contains(&"split:law".to_string()), "{:?}", summary.not_started);
 }

@@ -84,6 +84,15 @@ impl StageKind {
         }
     }
 
+    /// How a stage id of this kind starts: the kind's name, except a user's model folder,
+    /// which is `model:<name>` as the recipe writes it.
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            StageKind::HfModel => "model",
+            other => other.name(),
+        }
+    }
+
     /// Implementation version, part of every key of this kind.
     pub fn version(self) -> u64 {
         match self {
@@ -127,11 +136,8 @@ impl StageId {
 
 impl fmt::Display for StageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.name.is_empty() {
-            f.write_str(self.kind.name())
-        } else {
-            write!(f, "{}:{}", self.kind.name(), self.name)
-        }
+        let prefix = self.kind.id_prefix();
+        if self.name.is_empty() { f.write_str(prefix) } else { write!(f, "{prefix}:{}", self.name) }
     }
 }
 
