@@ -71,30 +71,16 @@ enum Command {
         /// CUDA GPU, else a CPU estimate from the core count].
         #[arg(long)]
         tflops: Option<f64>,
-        /// Plan only these stages and what they need (repeatable).
-        #[arg(long, value_name = "STAGE")]
-        only: Vec<String>,
-        /// Plan these stages and everything downstream of them as rerun (repeatable).
-        #[arg(long, value_name = "STAGE")]
-        from: Vec<String>,
-        /// Plan these stages as rerun even if cached (repeatable).
-        #[arg(long, value_name = "STAGE")]
-        force: Vec<String>,
+        #[command(flatten)]
+        stages: StageSelection,
     },
     /// Run a recipe: every stage not already cached, in dependency order.
     Run {
         file: PathBuf,
         #[arg(long, default_value = ".cptc")]
         store: PathBuf,
-        /// Run only these stages and what they need (repeatable).
-        #[arg(long, value_name = "STAGE")]
-        only: Vec<String>,
-        /// Rerun these stages and everything downstream of them (repeatable).
-        #[arg(long, value_name = "STAGE")]
-        from: Vec<String>,
-        /// Rerun these stages even if cached (repeatable).
-        #[arg(long, value_name = "STAGE")]
-        force: Vec<String>,
+        #[command(flatten)]
+        stages: StageSelection,
         /// Say what would run and why, run nothing.
         #[arg(long)]
         dry_run: bool,
@@ -118,6 +104,20 @@ enum Command {
     /// Fitted scaling laws.
     #[command(subcommand)]
     Law(LawCommand),
+}
+
+/// Which stages `plan` and `run` consider, and which they (re)run.
+#[derive(Debug, clap::Args)]
+struct StageSelection {
+    /// Only these stages and what they need (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    only: Vec<String>,
+    /// These stages and everything downstream of them rerun (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    from: Vec<String>,
+    /// These stages rerun even if cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    force: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,7 +212,7 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::run(&files, format),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Import(ImportCommand::Gguf { file, out_dir, dtype }) => import::run(&file, &out_dir, dtype),
-        Command::Plan { file, format, store, tflops, only, from, force } => {
+        Command::Plan { file, format, store, tflops, stages: StageSelection { only, from, force } } => {
             let tflops = match tflops {
                 Some(t) if !(t.is_finite() && t > 0.0) => {
                     eprintln!("error: --tflops must be a positive number of TFLOP/s, not {t}");
@@ -224,7 +224,15 @@ pub fn main() -> i32 {
             let options = crate::exec::Options { only, from, force, ..Default::default() };
             plan::run(&file, &store, format, tflops, &options)
         }
-        Command::Run { file, store, only, from, force, dry_run, keep_going, verbose, checkpoint_minutes } => {
+        Command::Run {
+            file,
+            store,
+            stages: StageSelection { only, from, force },
+            dry_run,
+            keep_going,
+            verbose,
+            checkpoint_minutes,
+        } => {
             let Ok(every) = std::time::Duration::try_from_secs_f64(checkpoint_minutes * 60.0) else {
                 eprintln!("error: --checkpoint-minutes must be a number of minutes, 0 or more");
                 return EXIT_USER;
