@@ -145,10 +145,7 @@ impl BackendError {
     pub fn is_environment(&self) -> bool {
         match self {
             Self::Device { .. } => true,
-            Self::Torch { source, .. } => {
-                let text = source.to_string().to_lowercase();
-                text.contains("out of memory") || text.contains("cuda") || text.contains("can't allocate")
-            }
+            Self::Torch { source, .. } => torch_is_environment(source),
             _ => false,
         }
     }
@@ -164,6 +161,19 @@ impl BackendError {
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::Checkpoint { path: path.into(), reason: reason.into() }
     }
+}
+
+/// Whether libtorch failed for the machine's sake: out of memory, or in CUDA.
+fn torch_is_environment(e: &tch::TchError) -> bool {
+    let text = e.to_string().to_lowercase();
+    text.contains("out of memory") || text.contains("cuda") || text.contains("can't allocate")
+}
+
+/// Whether `e` (one link of a cause chain) is the backend failing for the machine's sake, so
+/// phases outside the backend can tell without touching tch.
+pub fn is_environment_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<BackendError>().is_some_and(BackendError::is_environment)
+        || e.downcast_ref::<tch::TchError>().is_some_and(torch_is_environment)
 }
 
 /// Shorthand used across the backend.

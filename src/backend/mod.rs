@@ -50,7 +50,7 @@ pub mod train;
 mod weights;
 
 pub use config::LlamaConfig;
-pub use error::{BackendError, Result};
+pub use error::{BackendError, Result, is_environment_error};
 pub use model::{IGNORE_INDEX, Llama, ParamKind, Precision, param_shapes};
 pub use weights::SaveDtype;
 

@@ -171,22 +171,24 @@ fn prepare(
     Ok(Prepared::Ready { parts: Box::new(parts), params: Box::new(params) })
 }
 
-/// Hashes every external file of `stages` in parallel, so keys then come from memory.
-fn prefetch(graph: &Graph, stages: &[NodeIndex], digests: &FileDigests) {
-    let files: Vec<PathBuf> = stages.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
-    // Errors surface per stage when its key is made.
-    let _ = digests.digest_all(&files);
-}
-
-/// The stages `options` selects (`--only` and what it needs) and those it forces.
-fn selection(graph: &Graph, options: &Options) -> Result<(HashSet<NodeIndex>, HashSet<NodeIndex>), ExecError> {
+/// The stages `options` selects (`--only` and what it needs) in execution order, and those it
+/// forces. Their external files are hashed first, in parallel, so keys then come from memory.
+fn selection(
+    graph: &Graph,
+    options: &Options,
+    digests: &FileDigests,
+) -> Result<(Vec<NodeIndex>, HashSet<NodeIndex>), ExecError> {
     let mut wanted: HashSet<NodeIndex> = graph.graph.node_indices().collect();
     if !options.only.is_empty() {
         wanted = select(graph, &options.only)?.into_iter().flat_map(|ix| graph.ancestors(ix)).collect();
     }
     let mut forced: HashSet<NodeIndex> = select(graph, &options.force)?.into_iter().collect();
     forced.extend(select(graph, &options.from)?.into_iter().flat_map(|ix| graph.descendants(ix)));
-    Ok((wanted, forced))
+    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
+    let files: Vec<PathBuf> = order.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
+    // Errors surface per stage when its key is made.
+    let _ = digests.digest_all(&files);
+    Ok((order, forced))
 }
 
 /// Status of every selected stage without running anything, in execution order.
@@ -196,9 +198,7 @@ pub fn plan(
     digests: &FileDigests,
     options: &Options,
 ) -> Result<Vec<(NodeIndex, Status)>, ExecError> {
-    let (wanted, forced) = selection(graph, options)?;
-    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
-    prefetch(graph, &order, digests);
+    let (order, forced) = selection(graph, options, digests)?;
     let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
     let mut out = Vec::new();
     for ix in order {
@@ -247,6 +247,8 @@ enum State {
     Running,
     Done,
     Failed,
+    /// Downstream of a failure: never starts.
+    Blocked,
 }
 
 /// What a finished stage thread reports.
@@ -304,9 +306,7 @@ fn schedule(
     verbose: bool,
     digests: &FileDigests,
 ) -> Result<Summary, ExecError> {
-    let (wanted, forced) = selection(graph, options)?;
-    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
-    prefetch(graph, &order, digests);
+    let (order, forced) = selection(graph, options, digests)?;
     let cpu_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let multi = indicatif::MultiProgress::new();
@@ -319,6 +319,9 @@ fn schedule(
     overall.set_prefix("cptc");
 
     let mut state: HashMap<NodeIndex, State> = order.iter().map(|&ix| (ix, State::Waiting)).collect();
+    // Each stage's inputs, sorted once rather than on every turn.
+    let inputs_of: HashMap<NodeIndex, Vec<(crate::stages::Input, NodeIndex)>> =
+        order.iter().map(|&ix| (ix, graph.inputs(ix))).collect();
     let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
     let mut summary = Summary::default();
     let (tx, rx) = mpsc::channel::<Finished>();
@@ -332,10 +335,9 @@ fn schedule(
                 if state[&ix] != State::Waiting {
                     continue;
                 }
-                // Downstream of a failure: never starts.
-                let inputs = graph.inputs(ix);
-                if inputs.iter().any(|(_, i)| state.get(i) == Some(&State::Failed)) {
-                    state.insert(ix, State::Failed);
+                let inputs = &inputs_of[&ix];
+                if inputs.iter().any(|(_, i)| matches!(state.get(i), Some(State::Failed | State::Blocked))) {
+                    state.insert(ix, State::Blocked);
                     continue;
                 }
                 if !inputs.iter().all(|(_, i)| done.contains_key(i)) {
@@ -406,9 +408,8 @@ fn schedule(
             if started {
                 continue; // cached stages may have made others ready
             }
-            let running = state.values().filter(|s| **s == State::Running).count();
-            if running == 0 {
-                break;
+            if cpu_busy == 0 && !exclusive_busy {
+                break; // nothing running, nothing startable
             }
             let Ok(finished) = rx.recv() else { break };
             let stage = graph.stage(finished.ix);
@@ -435,7 +436,7 @@ fn schedule(
     });
     summary.not_started = order
         .iter()
-        .filter(|ix| state[ix] == State::Waiting || (state[ix] == State::Failed && !summary.failed_has(graph, **ix)))
+        .filter(|ix| matches!(state[ix], State::Waiting | State::Blocked))
         .map(|&ix| graph.stage(ix).id.to_string())
         .collect();
     if summary.failed.is_empty() {
@@ -444,13 +445,6 @@ fn schedule(
         overall.abandon();
     }
     Ok(summary)
-}
-
-impl Summary {
-    fn failed_has(&self, graph: &Graph, ix: NodeIndex) -> bool {
-        let id = graph.stage(ix).id.to_string();
-        self.failed.iter().any(|f| f.stage == id)
-    }
 }
 
 /// One stage run on its own thread: staging folder, the stage, publish or abandon.

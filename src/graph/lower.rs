@@ -280,7 +280,7 @@ impl<'r> Lowerer<'r> {
         let vocab = train.vocab.as_deref();
         let tokenizer = self.tokenizer(&spec.model, vocab);
         let start = self.start_model(&spec.model, vocab);
-        let mixture = recipe.mixture(&train.mixture);
+        let Some(mixture) = recipe.mixture(&train.mixture) else { unreachable_mixture(&train.mixture) };
 
         // The mix stage: sequences drawn from the tokenized corpora.
         let domain_share = spec.domain_share.as_ref().map(|share| match share {
@@ -290,7 +290,7 @@ impl<'r> Lowerer<'r> {
             }
         });
         let mix = mix::Params {
-            mixture: mixture.cloned().unwrap_or_else(|| unreachable_mixture(&train.mixture)),
+            mixture: mixture.clone(),
             tokens: StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).tokens(),
             seq_len: train.seq_len,
             seed: train.seed,
@@ -304,16 +304,8 @@ impl<'r> Lowerer<'r> {
             let choose = self.choose_stage(&from.name);
             self.g.connect(choose, mix_ix, Input::Value);
         }
-        let mut corpora: Vec<&Corpus> = Vec::new();
-        if let Some(mixture) = mixture {
-            for part in &mixture.parts {
-                for name in &part.corpora {
-                    if let Some(c) = recipe.corpus(name) {
-                        corpora.push(c);
-                    }
-                }
-            }
-        }
+        let corpora: Vec<&Corpus> =
+            mixture.parts.iter().flat_map(|p| &p.corpora).filter_map(|name| recipe.corpus(name)).collect();
         for corpus in &corpora {
             let tok = self.tokenize(corpus, &tokenizer);
             self.g.connect(tok, mix_ix, Input::Corpus(corpus.name.clone()));
@@ -323,14 +315,8 @@ impl<'r> Lowerer<'r> {
             unreachable!("check resolved schedule `{}`", train.schedule)
         };
         // Which held-out sets measure the domain and which the general loss (for fits).
-        let mut roles = BTreeMap::new();
-        if let Some(mixture) = mixture {
-            for part in &mixture.parts {
-                for corpus in &part.corpora {
-                    roles.insert(corpus.clone(), part.role);
-                }
-            }
-        }
+        let roles: BTreeMap<String, Role> =
+            mixture.parts.iter().flat_map(|p| p.corpora.iter().map(|c| (c.clone(), p.role))).collect();
         let params = train::Params {
             roles,
             domain_share: match &spec.domain_share {
@@ -371,7 +357,7 @@ impl<'r> Lowerer<'r> {
         ix
     }
 
-    fn estimate(&self, spec: &TrainSpec<'_>, mixture: Option<&Mixture>, corpora: &[&Corpus]) -> TrainEstimate {
+    fn estimate(&self, spec: &TrainSpec<'_>, mixture: &Mixture, corpora: &[&Corpus]) -> TrainEstimate {
         let train = spec.train;
         let info = self.model_info.get(&self.root_model(&spec.model)).copied().unwrap_or_default();
         let steps = StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).steps;
@@ -380,7 +366,7 @@ impl<'r> Lowerer<'r> {
             Some(Deferred::From { stage, output }) => Some(format!("{}.{output}", id(StageKind::Choose, stage))),
             _ => None,
         };
-        if let (Some(mixture), None) = (mixture, &share_from) {
+        if share_from.is_none() {
             let domain_override = match &spec.domain_share {
                 Some(Deferred::Value(v)) => Some(*v),
                 _ => None,

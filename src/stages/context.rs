@@ -34,16 +34,12 @@ impl StageCtx<'_> {
 
     /// The input in `role`; its absence is the executor's bug, not the user's.
     pub fn input(&self, role: &Input) -> Result<(&Path, &Meta), StageFailure> {
-        self.inputs
-            .iter()
-            .find(|(r, _, _)| r == role)
-            .map(|(_, dir, meta)| (dir.as_path(), meta))
-            .ok_or_else(|| StageFailure::internal(format!("stage `{}` has no `{role}` input", self.id)))
+        self.optional(role).ok_or_else(|| StageFailure::internal(format!("stage `{}` has no `{role}` input", self.id)))
     }
 
     /// The input in `role`, if the graph gave one.
     pub fn optional(&self, role: &Input) -> Option<(&Path, &Meta)> {
-        self.input(role).ok()
+        self.inputs.iter().find(|(r, _, _)| r == role).map(|(_, dir, meta)| (dir.as_path(), meta))
     }
 
     /// Inputs whose role `pick` accepts, with what it extracts (a corpus name...), in role order.
@@ -133,7 +129,8 @@ pub(crate) fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Environment failures are recognised by their cause: the OS's error kinds for a full disk,
-/// exhausted memory or a read-only file system, libtorch's out-of-memory and CUDA errors.
+/// exhausted memory or a read-only file system; the backend's own (no device, libtorch out of
+/// memory or failing in CUDA).
 pub(crate) fn classify(e: &(dyn std::error::Error + 'static)) -> Tier {
     use std::io::ErrorKind;
     let mut next = Some(e);
@@ -152,16 +149,8 @@ pub(crate) fn classify(e: &(dyn std::error::Error + 'static)) -> Tier {
                 return Tier::Environment;
             }
         }
-        if let Some(backend) = e.downcast_ref::<crate::backend::BackendError>()
-            && backend.is_environment()
-        {
+        if crate::backend::is_environment_error(e) {
             return Tier::Environment;
-        }
-        if e.downcast_ref::<tch::TchError>().is_some() {
-            let text = e.to_string().to_lowercase();
-            if text.contains("out of memory") || text.contains("cuda") || text.contains("can't allocate") {
-                return Tier::Environment;
-            }
         }
         next = e.source();
     }

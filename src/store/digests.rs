@@ -3,12 +3,14 @@
 //! not read again. Misses are hashed in parallel.
 //!
 //! Kept in `v1/digests.json` of the store. A file changed within the same clock tick as its
-//! last hashing could keep its stat, so a digest is remembered only for files last modified
-//! more than [`SETTLE`] before hashing began (git's "racily clean" rule).
+//! last hashing could keep its stat, so a digest is kept across commands only for files last
+//! modified more than [`SETTLE`] before hashing began (git's "racily clean" rule); within one
+//! command every digest is remembered.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
@@ -55,6 +57,14 @@ impl Stat {
 struct Entry {
     stat: Stat,
     digest: Digest,
+    /// Whether the stat vouches for the content beyond this command (the file had settled).
+    #[serde(skip, default = "settled")]
+    keep: bool,
+}
+
+/// Entries read back from the store were kept because they had settled.
+fn settled() -> bool {
+    true
 }
 
 /// File digests by canonical path, remembered in the store (or only in memory).
@@ -62,7 +72,7 @@ struct Entry {
 pub struct FileDigests {
     path: Option<PathBuf>,
     entries: Mutex<BTreeMap<PathBuf, Entry>>,
-    dirty: Mutex<bool>,
+    dirty: AtomicBool,
 }
 
 impl FileDigests {
@@ -79,7 +89,7 @@ impl FileDigests {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<BTreeMap<PathBuf, Entry>>(&bytes).ok())
             .unwrap_or_default();
-        FileDigests { path: Some(path), entries: Mutex::new(entries), dirty: Mutex::new(false) }
+        FileDigests { path: Some(path), entries: Mutex::new(entries), dirty: AtomicBool::new(false) }
     }
 
     /// The content digest of `path`: remembered when its stat is unchanged, else hashed.
@@ -94,11 +104,10 @@ impl FileDigests {
         }
         let digest = hash_file(&key)?;
         // The stat taken before hashing vouches only if nothing changed meanwhile.
-        if stat.settled(started) && Stat::of(&key).is_ok_and(|after| after == stat) {
-            self.lock_entries().insert(key, Entry { stat, digest });
-            if let Ok(mut dirty) = self.dirty.lock() {
-                *dirty = true;
-            }
+        if Stat::of(&key).is_ok_and(|after| after == stat) {
+            let keep = stat.settled(started);
+            self.dirty.fetch_or(keep, Ordering::Relaxed);
+            self.lock_entries().insert(key, Entry { stat, digest, keep });
         }
         Ok(digest)
     }
@@ -112,14 +121,16 @@ impl FileDigests {
     /// most its own additions). Nothing to do in memory or when nothing changed.
     pub fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
-        if !self.dirty.lock().is_ok_and(|d| *d) {
+        if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let Some(dir) = path.parent() else { return Ok(()) };
         if !dir.is_dir() {
             return Ok(()); // no store yet: `plan` of a recipe never run creates none
         }
-        let bytes = serde_json::to_vec(&*self.lock_entries()).map_err(std::io::Error::other)?;
+        let entries = self.lock_entries();
+        let kept: BTreeMap<&PathBuf, &Entry> = entries.iter().filter(|(_, e)| e.keep).collect();
+        let bytes = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
         crate::store::write_atomic(path, &bytes).map_err(std::io::Error::other)
     }
 
@@ -167,6 +178,8 @@ mod tests {
         std::fs::write(&file, b"fresh").expect("write");
         let digests = FileDigests::persistent(dir.path());
         digests.digest(&file).expect("digest");
-        assert!(digests.lock_entries().is_empty(), "a racily clean file must not be trusted by its stat");
+        digests.save().expect("save");
+        let later = FileDigests::persistent(dir.path());
+        assert!(later.lock_entries().is_empty(), "a racily clean file must not be trusted by its stat");
     }
 }
