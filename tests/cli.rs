@@ -2,15 +2,12 @@
 //! diagnostics on stderr, `fmt --check`, and no panic on any malformed input.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod cli_support;
 
 fn cptc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cptc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cptc")
+    cli_support::cptc(args).output().expect("run cptc")
 }
 
 fn stderr(output: &Output) -> String {

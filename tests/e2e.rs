@@ -4,15 +4,14 @@
 //! loss falls, that the report is written, and that a rerun executes nothing and points at it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const RECIPE: &str = "tests/fixtures/e2e/edu_tiny.cpt";
 
+mod cli_support;
+
 fn cptc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cptc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
+    cli_support::cptc(args)
         // One intra-op thread: two collapse on a 2-core machine when anything else runs.
         .env("CPTC_THREADS", "1")
         .output()
@@ -158,10 +157,9 @@ fn a_killed_training_run_resumes_and_ends_as_an_uninterrupted_one() {
     );
 
     // Killed (SIGKILL, no chance to clean up) once its first checkpoint is on disk.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cptc"))
-        .args(args(&killed))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
+    let killed_args = args(&killed);
+    let killed_args: Vec<&str> = killed_args.iter().map(String::as_str).collect();
+    let mut child = cli_support::cptc(&killed_args)
         .env("CPTC_THREADS", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

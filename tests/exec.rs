@@ -4,6 +4,8 @@
 //! The runner here is a fake on purpose (it tests scheduling, not stages); `tests/run_real.rs`
 //! drives the real stages through the `cptc` binary.
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -269,10 +271,8 @@ fn gc_keeps_what_waits_for_a_missing_upstream_artifact() {
     // Checkpoints of a key no stage of the recipe has any more go too.
     let stale = store.root().join("resume").join(format!("train-v2-{}", "0".repeat(64)));
     std::fs::create_dir_all(stale.join("checkpoints")).expect("mkdir");
-    let gc = std::process::Command::new(env!("CARGO_BIN_EXE_cptc"))
-        .args(["cache", "gc", "recipe.cpt", "--store", ".cptc"])
+    let gc = cli_support::cptc(&["cache", "gc", "recipe.cpt", "--store", ".cptc"])
         .current_dir(&fx.root)
-        .env("NO_COLOR", "1")
         .output()
         .expect("cptc cache gc");
     assert_eq!(gc.status.code(), Some(0), "{}", String::from_utf8_lossy(&gc.stderr));

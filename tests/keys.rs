@@ -1,8 +1,9 @@
 //! Honest keys through the real stages: what an artifact says is covered by its key. Two
 //! corpora over the same file get artifacts of their own, each naming its own corpus.
 
+mod cli_support;
+
 use std::path::Path;
-use std::process::Command;
 
 fn material(rel: &str) -> std::path::PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -28,12 +29,11 @@ fn two_corpora_over_the_same_files_keep_their_names() {
     let head: String = text.lines().take(300).map(|l| format!("{l}\n")).collect();
     std::fs::write(root.join("corpus.jsonl"), head).expect("write corpus");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_cptc"))
-        .args(["run", "recipe.cpt", "--only", "tokenize:first@base", "--only", "tokenize:second@base"])
-        .current_dir(root)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("cptc run");
+    let out =
+        cli_support::cptc(&["run", "recipe.cpt", "--only", "tokenize:first@base", "--only", "tokenize:second@base"])
+            .current_dir(root)
+            .output()
+            .expect("cptc run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("ran 7 stages"), "one model, two ingests, splits and tokenizations: {stderr}");

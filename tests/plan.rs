@@ -1,16 +1,12 @@
 //! `cptc plan` of every shipped recipe, as text and DOT, against an empty store: the stage
 //! graph, statuses, tokens per source, FLOPs and time estimates, snapshotted.
 
-use std::process::Command;
+mod cli_support;
 
 fn plan(recipe: &str, format: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cptc"))
-        // An explicit throughput: the default depends on the machine (GPU or CPU cores).
-        .args(["plan", recipe, "--format", format, "--store", "target/empty-store-for-plan-tests", "--tflops", "100"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cptc plan");
+    // An explicit throughput: the default depends on the machine (GPU or CPU cores).
+    let args = ["plan", recipe, "--format", format, "--store", "target/empty-store-for-plan-tests", "--tflops", "100"];
+    let out = cli_support::cptc(&args).output().expect("run cptc plan");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

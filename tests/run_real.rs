@@ -4,14 +4,12 @@
 //! uninterrupted one.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Instant;
 
-fn cptc(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cptc"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env("NO_COLOR", "1");
-    cmd
-}
+mod cli_support;
+
+use cli_support::cptc;
 
 fn output(args: &[&str]) -> Output {
     cptc(args).output().expect("run cptc")

@@ -1077,9 +1077,7 @@ impl<'a> Builder<'a> {
 
 /// `12.5%` for a fraction 0.125, without trailing zeros.
 pub(crate) fn pct(fraction: f64) -> String {
-    let text = format!("{:.4}", fraction * 100.0);
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}%")
+    crate::recipe::percent(fraction, 4)
 }
 
 fn format_name(format: Format) -> &'static str {

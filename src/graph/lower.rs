@@ -60,9 +60,9 @@ fn precision(asked: Option<Precision>, device: DeviceClass) -> Precision {
     })
 }
 
+/// A sweep ratio in a stage id: two decimals (checking keeps ratios 0.01% apart).
 fn pct(x: f64) -> String {
-    let text = format!("{:.2}", x * 100.0);
-    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+    crate::recipe::percent(x, 2)
 }
 
 fn count(x: u64) -> String {

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::recipe::ModelSource;
 use crate::stages::DeviceClass;
 
@@ -57,21 +55,16 @@ fn gguf_info(path: &Path) -> ModelInfo {
     }
 }
 
+/// The backend's own reading of `config.json` (and its parameter count): a model it cannot
+/// train gets no estimate.
 fn hf_info(dir: &Path) -> ModelInfo {
-    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return ModelInfo::default() };
-    let Ok(config) = serde_json::from_str::<Value>(&text) else { return ModelInfo::default() };
-    let get = |k: &str| config.get(k).and_then(Value::as_u64);
-    let (Some(vocab), Some(hidden), Some(layers), Some(ffn)) =
-        (get("vocab_size"), get("hidden_size"), get("num_hidden_layers"), get("intermediate_size"))
-    else {
+    let Ok(config) = crate::backend::LlamaConfig::from_file(&dir.join("config.json")) else {
         return ModelInfo::default();
     };
-    let heads = get("num_attention_heads").unwrap_or(1).max(1);
-    let kv_heads = get("num_key_value_heads").unwrap_or(heads);
-    let head_dim = get("head_dim").unwrap_or(hidden / heads);
-    let tied = config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false);
-    let attention = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2;
-    let per_layer = attention + 3 * hidden * ffn + 2 * hidden;
-    let params = vocab * hidden * if tied { 1 } else { 2 } + layers * per_layer + hidden;
-    ModelInfo { params: Some(params), layers: Some(layers), hidden: Some(hidden) }
+    let count = |x: i64| u64::try_from(x).ok();
+    ModelInfo {
+        params: count(config.n_params()),
+        layers: count(config.num_hidden_layers),
+        hidden: count(config.hidden_size),
+    }
 }

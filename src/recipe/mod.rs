@@ -541,5 +541,13 @@ pub enum Objective {
     DomainTokens(u64),
 }
 
+/// A fraction as a percentage with at most `decimals` decimals and no trailing zeros:
+/// `percent(0.125, 4)` is `12.5%`.
+pub fn percent(fraction: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, fraction * 100.0);
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    format!("{text}%")
+}
+
 /// Outputs a choose stage computes, usable as `name.output`.
 pub const CHOOSE_OUTPUTS: [&str; 1] = ["ratio"];
