@@ -162,8 +162,15 @@ fn kind_dir(kind: StageKind) -> String {
     format!("{}-v{}", kind.name(), kind.version())
 }
 
+/// A file name for a stage id: its safe characters, and past 150 of them a digest of the
+/// whole id instead of the rest (file names stop at 255 bytes; ids have no limit).
 fn sanitize(stage_id: &str) -> String {
-    stage_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=@".contains(c) { c } else { '_' }).collect()
+    let safe: String =
+        stage_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=@".contains(c) { c } else { '_' }).collect();
+    if safe.len() <= 150 {
+        return safe;
+    }
+    format!("{}-{}", &safe[..150], Digest::of_bytes(stage_id.as_bytes()).short())
 }
 
 impl Store {
