@@ -64,6 +64,7 @@ measure() { # label, command...
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "corpus: $(du -h "$big" | cut -f1) ($big)"
+measure "cptc --version (the floor: loading libtorch)" "$bin" --version
 # Plan once to create the store and remember the digests.
 "$bin" plan "$dir/big.cpt" --store "$store" > /dev/null 2>&1 || true
 "$bin" run "$dir/big.cpt" --store "$store" --only import:smol > /dev/null 2>&1 || true
