@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cptc::backend::metrics::flops_per_token;
-use cptc::backend::train::{Example, TrainConfig, Trainer};
-use cptc::backend::{Device, Llama, LlamaConfig, Precision};
 use cptc::recipe::{Amount, LrSchedule};
+use cptc_torch::backend::metrics::flops_per_token;
+use cptc_torch::backend::train::{Example, TrainConfig, Trainer};
+use cptc_torch::backend::{Device, Llama, LlamaConfig, Precision};
 
 /// Shapes of the benchmark: SmolLM2-135M, a small one, and a ~1.1B Llama (TinyLlama's).
 fn shape(name: &str) -> serde_json::Value {
@@ -48,10 +48,10 @@ fn main() -> miette::Result<()> {
     let num = |k: &str, d: usize| get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
     let (seq, micro, accum) = (num("--seq", 256), num("--micro", 1), num("--accum", 1));
     let (steps, warmup) = (num("--steps", 5), num("--warmup", 2));
-    cptc::backend::set_num_threads(num("--threads", 1) as i32);
+    cptc_torch::backend::set_num_threads(num("--threads", 1) as i32);
     if args.iter().any(|a| a == "--cuda-check") {
-        let available = cptc::backend::cuda_available();
-        let diff = cptc::backend::cuda_matmul_check();
+        let available = cptc_torch::backend::cuda_available();
+        let diff = cptc_torch::backend::cuda_matmul_check();
         let ok = diff.as_ref().is_ok_and(|d| *d < 1e-2);
         let out = serde_json::json!({
             "check": "tch_cuda", "is_available": available,
@@ -64,7 +64,7 @@ fn main() -> miette::Result<()> {
         Some("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     };
-    if device.is_cuda() && !cptc::backend::cuda_available() {
+    if device.is_cuda() && !cptc_torch::backend::cuda_available() {
         eprintln!("CUDA requested but tch::Cuda::is_available() is false");
         std::process::exit(3);
     }
@@ -101,7 +101,7 @@ fn main() -> miette::Result<()> {
         let start = Instant::now();
         let cpu_start = thread_cpu_s();
         let rec = trainer.train_step(&batch)?;
-        cptc::backend::synchronize(device);
+        cptc_torch::backend::synchronize(device);
         if i >= warmup {
             times.push(start.elapsed().as_secs_f64());
             cpu_times.push(thread_cpu_s() - cpu_start);

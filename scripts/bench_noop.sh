@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GB="${1:-3}"
 bin=target/release/cptc
-[ -x "$bin" ] || cargo build --release
+[ -x "$bin" ] && [ -x "${bin%/*}/cptc-torch" ] || cargo build --release
 dir=target/bench-noop
 mkdir -p "$dir"
 big="$dir/big.jsonl"
@@ -64,7 +64,8 @@ measure() { # label, command...
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "corpus: $(du -h "$big" | cut -f1) ($big)"
-measure "cptc --version (the floor: loading libtorch)" "$bin" --version
+measure "cptc --version (the floor)" "$bin" --version
+measure "cptc-torch probe (a worker start: libtorch)" "${bin%/*}/cptc-torch" probe
 # Plan once to create the store and remember the digests.
 "$bin" plan "$dir/big.cpt" --store "$store" > /dev/null 2>&1 || true
 "$bin" run "$dir/big.cpt" --store "$store" --only import:smol > /dev/null 2>&1 || true
@@ -78,5 +79,5 @@ if [ -d .cptc/v1 ]; then
   measure "no-op run recipes/edu.cpt, rehashing (baseline)" bash -c "rm -f .cptc/v1/digests.json; $bin run recipes/edu.cpt"
   "$bin" run recipes/edu.cpt > /dev/null 2>&1
 else
-  echo "no-op run: skipped (run the main job first: cargo run --release -- run recipes/edu.cpt)"
+  echo "no-op run: skipped (run the main job first: cargo build --release && target/release/cptc run recipes/edu.cpt)"
 fi

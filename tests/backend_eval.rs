@@ -4,10 +4,10 @@
 mod backend_support;
 
 use backend_support::*;
-use cptc::backend::eval::{EvalExample, EvalResult, evaluate};
-use cptc::backend::metrics::{JsonlWriter, flops_per_token};
-use cptc::backend::train::Example;
-use cptc::backend::{Device, Llama};
+use cptc_torch::backend::eval::{EvalExample, EvalResult, evaluate};
+use cptc_torch::backend::metrics::{JsonlWriter, flops_per_token};
+use cptc_torch::backend::train::Example;
+use cptc_torch::backend::{Device, Llama};
 
 /// 2 windows of 129 tokens from the middle of Pride and Prejudice, with the UTF-8 length of
 /// the text their targets decode to.
@@ -89,7 +89,7 @@ fn metrics_follow_their_definitions_and_write_jsonl() {
     assert_eq!(lines[1]["step"], 20);
 
     // SmolLM2 (tied): 6N counts the head once; 12 L d T for attention.
-    let cfg = cptc::backend::LlamaConfig::from_file(&smollm2().join("config.json")).unwrap();
+    let cfg = cptc_torch::backend::LlamaConfig::from_file(&smollm2().join("config.json")).unwrap();
     let f = flops_per_token(&cfg, 2048);
     assert_eq!(f, 6.0 * 134_515_008.0 + 12.0 * 30.0 * 576.0 * 2048.0);
 }

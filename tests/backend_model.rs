@@ -6,7 +6,7 @@ mod backend_support;
 use std::collections::BTreeMap;
 
 use backend_support::*;
-use cptc::backend::{BackendError, Device, Llama, SaveDtype};
+use cptc_torch::backend::{BackendError, Device, Llama, SaveDtype};
 use tch::{Kind, Tensor};
 
 /// Logits of `model` on `ids` as a flat vector.

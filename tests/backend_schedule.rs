@@ -1,7 +1,7 @@
 //! `backend::schedule::lr_at` for every schedule shape of a recipe.
 
-use cptc::backend::schedule::{lr_at, warmup_steps};
 use cptc::recipe::{Amount, DecayShape, LrSchedule};
+use cptc_torch::backend::schedule::{lr_at, warmup_steps};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * b.abs().max(1e-30)

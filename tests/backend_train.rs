@@ -6,11 +6,11 @@ mod backend_support;
 use std::path::Path;
 
 use backend_support::*;
-use cptc::backend::metrics::TrainRecord;
-use cptc::backend::schedule::lr_at;
-use cptc::backend::train::{DataSource, Example, NoHooks, TrainConfig, TrainHooks, Trainer, VecSource};
-use cptc::backend::{BackendError, Device, Llama, Precision};
 use cptc::recipe::{Amount, LrSchedule, ParamGroup, ParamSelector};
+use cptc_torch::backend::metrics::TrainRecord;
+use cptc_torch::backend::schedule::lr_at;
+use cptc_torch::backend::train::{DataSource, Example, NoHooks, TrainConfig, TrainHooks, Trainer, VecSource};
+use cptc_torch::backend::{BackendError, Device, Llama, Precision};
 use tch::Tensor;
 
 const VOCAB: i64 = 64;
@@ -43,15 +43,15 @@ struct Recorder {
 }
 
 impl TrainHooks for Recorder {
-    fn on_step(&mut self, r: &TrainRecord) -> cptc::backend::Result<()> {
+    fn on_step(&mut self, r: &TrainRecord) -> cptc_torch::backend::Result<()> {
         self.steps.push(r.clone());
         Ok(())
     }
-    fn on_eval(&mut self, step: u64, _: &Llama) -> cptc::backend::Result<()> {
+    fn on_eval(&mut self, step: u64, _: &Llama) -> cptc_torch::backend::Result<()> {
         self.evals.push(step);
         Ok(())
     }
-    fn on_checkpoint(&mut self, step: u64, _: &Path) -> cptc::backend::Result<()> {
+    fn on_checkpoint(&mut self, step: u64, _: &Path) -> cptc_torch::backend::Result<()> {
         self.checkpoints.push(step);
         Ok(())
     }
@@ -126,6 +126,42 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     assert!(report.contains("last good checkpoint"), "{report}");
     assert_eq!(std::fs::read(good.join("model.safetensors")).unwrap(), before);
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "nothing else written");
+}
+
+#[test]
+fn a_diverging_loss_stops_the_run_and_a_healthy_one_does_not() {
+    init();
+    let guard = cptc::recipe::Divergence { ratio: 2.0, steps: 3 };
+    // A learning rate of 10 sends the loss of a tiny model far above its start.
+    let mut cfg = config(12);
+    cfg.schedule = LrSchedule::Constant { lr: 10.0, warmup: Amount::Steps(0) };
+    cfg.divergence = Some(guard);
+    let mut rec = Recorder::default();
+    let mut t = Trainer::new(tiny_model(VOCAB, false, 2), cfg).unwrap();
+    let err = t.run(&mut VecSource::new(examples(48, 3)), &mut rec).unwrap_err();
+    let first = rec.steps[0].loss;
+    match &err {
+        BackendError::Diverged { ratio, first: f, since, step, loss, .. } => {
+            assert_eq!((*ratio, *f), (2.0, first));
+            assert_eq!(step + 1 - since, 3, "three steps in a row above the bound");
+            assert!(*loss > 2.0 * first, "{loss} vs first {first}");
+            let above: Vec<u64> = rec.steps.iter().filter(|r| r.loss > 2.0 * first).map(|r| r.step).collect();
+            assert!(above.ends_with(&[*since, since + 1, since + 2]), "{above:?}");
+        }
+        other => panic!(
+            "expected Diverged, got {other:?} (losses {:?})",
+            rec.steps.iter().map(|r| r.loss).collect::<Vec<_>>()
+        ),
+    }
+    let report = format!("{:?}", miette::Report::new(err));
+    assert!(report.contains("cptc::backend::diverged") && report.contains("divergence_ratio"), "{report}");
+
+    // The usual learning rate trains through with the strictest guard.
+    let mut cfg = config(6);
+    cfg.divergence = Some(cptc::recipe::Divergence { ratio: 1.5, steps: 1 });
+    let mut t = Trainer::new(tiny_model(VOCAB, false, 2), cfg).unwrap();
+    let summary = t.run(&mut VecSource::new(examples(24, 3)), &mut NoHooks).unwrap();
+    assert_eq!(summary.steps, 6);
 }
 
 #[test]

@@ -115,3 +115,14 @@ fn help_and_usage_errors() {
     }
     assert_eq!(cptc(&["frobnicate"]).status.code(), Some(1));
 }
+
+#[test]
+fn a_missing_store_is_an_error_not_an_empty_one() {
+    for sub in ["verify", "ls"] {
+        let out = cptc(&["cache", sub, "--store", "target/no-such-store"]);
+        assert_eq!(out.status.code(), Some(1), "cache {sub}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("cptc::cache::no_store"), "{err}");
+        assert!(err.contains("there is no store at target/no-such-store"), "{err}");
+    }
+}

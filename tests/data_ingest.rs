@@ -170,7 +170,7 @@ fn parquet_hf_layout() {
     let issues: Vec<(u64, String)> = ing.report.issues.iter().map(|i| (i.line, i.detail.clone())).collect();
     assert_eq!(
         issues,
-        vec![(5, "missing field `text`".to_string()), (27, "invalid UTF-8 in field `text` at byte 3".to_string())]
+        vec![(5, "field `text` is null".to_string()), (27, "invalid UTF-8 in field `text` at byte 3".to_string())]
     );
 
     let c = corpus("hpo", vec![path.clone()], Format::Parquet, template("[{source}] {text}"));
@@ -183,7 +183,31 @@ fn parquet_hf_layout() {
     insta::assert_snapshot!(render(&err));
     let strict = IngestOptions { strict: true, ..Default::default() };
     let err = read_corpus(&c, &strict).unwrap_err();
-    assert!(err.to_string().ends_with(".parquet:1: missing field `content` (no such column; 40 rows)"), "{err}");
+    assert!(
+        err.to_string().ends_with(".parquet:1: missing field `content` (40 rows; the columns are `text`, `source`)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corpus_without_usable_documents_says_why_and_what_the_records_hold() {
+    // Real records whose text sits under another name than the recipe says.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("renamed.jsonl");
+    let lines: String = real_lines("hpo", 5)
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            format!("{}\n", json!({ "content": v["text"], "source": v["source"] }))
+        })
+        .collect();
+    std::fs::write(&path, lines + "not json\n").unwrap();
+    let c = corpus("renamed", vec![path], Format::Jsonl, field("text"));
+    let err = read_corpus(&c, &IngestOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("6 records skipped: 5 missing field, 1 invalid JSON"), "{message}");
+    let help = miette::Diagnostic::help(&err).map(|h| h.to_string()).unwrap_or_default();
+    assert!(help.contains("renamed.jsonl:1: missing field `text` (the record has `content`, `source`)"), "{help}");
 }
 
 #[test]

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 struct FakeRunner {
     ratio: f64,
     fail: Option<String>,
+    /// A stage whose first external file another program appends to while the stage reads it.
+    rewrite: Option<String>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -38,6 +40,10 @@ impl Runner for FakeRunner {
             .iter()
             .map(|f| std::fs::read(f).map(|b| Digest::of_bytes(&b).hex()).unwrap_or_default())
             .collect();
+        if self.rewrite.as_deref() == Some(id.as_str()) {
+            let mut file = std::fs::OpenOptions::new().append(true).open(&stage.files[0])?;
+            std::io::Write::write_all(&mut file, b"{\"text\": \"written meanwhile\"}\n")?;
+        }
         let record = json!({ "kind": stage.kind(), "params": params.to_json(), "inputs": inputs, "files": files });
         std::fs::write(ctx.out.join("out.json"), record.to_string())?;
         Ok(if stage.kind() == StageKind::Choose { json!({ "ratio": self.ratio }) } else { Value::Null })
@@ -212,6 +218,59 @@ fn a_failed_stage_leaves_nothing_that_looks_valid() {
     assert!(summary.ran.contains(&"split:law".to_string()));
     let tmp = std::fs::read_dir(store.root().join("tmp")).expect("tmp").count();
     assert_eq!(tmp, 0, "staging folders left behind");
+}
+
+#[test]
+fn a_file_rewritten_while_read_fails_its_stage_and_publishes_nothing() {
+    let fx = Fixture::new();
+    let racing = FakeRunner { ratio: 0.3, rewrite: Some("ingest:web".to_string()), ..Default::default() };
+    let failed = fx.run(&racing, &Options::default()).expect("a run with a failure");
+    assert_eq!(failed.failed.len(), 1, "{:?}", failed.failed);
+    assert_eq!(failed.failed[0].stage, "ingest:web");
+    assert_eq!(failed.failed[0].code_text().as_deref(), Some("cptc::exec::input_changed"));
+    assert!(failed.failed[0].to_string().contains("web.jsonl changed while the stage read it"), "{}", failed.failed[0]);
+    let store = Store::at(&fx.root.join(".cptc"));
+    assert!(store.list().iter().all(|(_, m)| m.as_ref().is_some_and(|m| m.stage != "ingest:web")));
+    // Once the file is left alone, the stage runs on what the file now holds.
+    let summary = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("rerun");
+    let ingest = summary.artifacts.get("ingest:web").expect("ingest:web");
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(ingest.join("out.json")).expect("out")).expect("json");
+    let now = Digest::of_bytes(&std::fs::read(fx.root.join("web.jsonl")).expect("read")).hex();
+    assert_eq!(record["files"], json!([now]));
+}
+
+#[test]
+fn a_corrupted_input_fails_its_consumer_and_verify_fix_removes_what_was_built_from_it() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    let first = fx.run(&runner, &Options::default()).expect("run");
+    let split = first.artifacts.get("split:web").expect("split:web").clone();
+    let consumer = first.ran.iter().find(|id| id.starts_with("tokenize:web")).expect("a tokenization of web").clone();
+    std::fs::write(split.join("out.json"), "bit rot").expect("tamper");
+    // A forced rerun of its consumer reads it: it fails, naming the artifact, and publishes nothing.
+    let forced = Options { force: vec![consumer.clone()], ..Default::default() };
+    let failed = fx.run(&runner, &forced).expect("a run with a failure");
+    assert_eq!(failed.failed.len(), 1, "{:?}", failed.failed);
+    assert_eq!(failed.failed[0].stage, consumer);
+    assert_eq!(failed.failed[0].code_text().as_deref(), Some("cptc::store::corrupt"));
+    assert!(failed.failed[0].to_string().contains(&split.display().to_string()), "{}", failed.failed[0]);
+    assert_eq!(failed.exit_code(), 3, "a corrupted store is the environment");
+    // `verify --fix` removes it and everything built from it (the rebuilt split would have the
+    // same digest, so their keys would still match).
+    let store_dir = fx.root.join(".cptc");
+    let out = cli_support::cptc(&["cache", "verify", "--fix", "--store", store_dir.to_str().expect("utf-8")])
+        .output()
+        .expect("cptc cache verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("removed {}\n", split.display())), "{stderr}");
+    assert!(stderr.contains("(built from a corrupt artifact)"), "{stderr}");
+    let again = fx.run(&runner, &Options::default()).expect("rerun");
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    assert!(again.ran.contains(&"split:web".to_string()) && again.ran.contains(&consumer), "{:?}", again.ran);
+    assert!(!again.ran.iter().any(|id| id.contains("law")), "only what came from web reruns: {:?}", again.ran);
+    assert!(Store::at(&store_dir).verify().is_empty());
 }
 
 #[test]

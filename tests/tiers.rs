@@ -1,5 +1,5 @@
-//! Exit codes by tier through the binary: a bad setting is the user's input (exit 1), named,
-//! with the stages that did and did not run; never a panic (exit 101).
+//! Exit codes by tier through the binary: a bad setting or model folder is the user's input
+//! (exit 1), named, with the stages that did and did not run; never a panic (exit 101).
 
 mod cli_support;
 
@@ -11,8 +11,9 @@ fn material(rel: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn a_bad_thread_count_is_an_input_error_naming_it() {
+/// A small project: the keys fixture over the first 50 documents of a real corpus, a tiny
+/// random-weight model with GPT-2's tokenizer.
+fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -23,9 +24,16 @@ fn a_bad_thread_count_is_an_input_error_naming_it() {
     let text = std::fs::read_to_string(material("data/corpora/hpo.jsonl")).expect("corpus");
     let head: String = text.lines().take(50).map(|l| format!("{l}\n")).collect();
     std::fs::write(root.join("corpus.jsonl"), head).expect("write corpus");
+    dir
+}
 
+#[test]
+fn a_bad_thread_count_is_an_input_error_naming_it() {
+    let dir = project();
+    let root = dir.path();
     for threads in ["0", "-3", "many"] {
         let out = cli_support::cptc(&["run", "recipe.cpt"])
+            .env("COLUMNS", "1000")
             .current_dir(root)
             .env("CPTC_THREADS", threads)
             .output()
@@ -35,5 +43,59 @@ fn a_bad_thread_count_is_an_input_error_naming_it() {
         assert!(stderr.contains(&format!("CPTC_THREADS={threads} is not a positive number")), "{stderr}");
         assert!(stderr.contains("failed: eval:both"), "{stderr}");
         assert!(stderr.contains("not started: report"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_tokenizer_past_the_embeddings_is_refused_naming_both_files() {
+    let dir = project();
+    let root = dir.path();
+    let config_path = root.join("hf/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config")).expect("json");
+    config["vocab_size"] = serde_json::json!(1000);
+    std::fs::write(&config_path, config.to_string()).expect("write config");
+    let out =
+        cli_support::cptc(&["run", "recipe.cpt"]).env("COLUMNS", "1000").current_dir(root).output().expect("cptc run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hf/tokenizer.json gives ids up to 50256"), "{stderr}");
+    assert!(stderr.contains("hf/config.json has only 1000 embedding rows"), "{stderr}");
+    // Nothing downstream of the model ran: no tokenization was cached with those ids.
+    assert!(stderr.contains("failed: model:"), "{stderr}");
+    assert!(
+        !root
+            .join(".cptc/v1/artifacts")
+            .read_dir()
+            .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("tokenize-")))),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn skipped_records_are_said_on_every_run_not_only_the_first() {
+    let dir = project();
+    let root = dir.path();
+    let mut corpus = std::fs::read_to_string(root.join("corpus.jsonl")).expect("corpus");
+    corpus.push_str("{\"txt\": \"a field of another name\"}\nnot json\n");
+    std::fs::write(root.join("corpus.jsonl"), corpus).expect("write corpus");
+    for run in ["first", "cached"] {
+        let out = cli_support::cptc(&["run", "recipe.cpt", "--only", "ingest:first"])
+            .env("COLUMNS", "1000")
+            .current_dir(root)
+            .output()
+            .expect("cptc run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{run}: {stderr}");
+        assert!(
+            stderr.contains("ingest:first: skipped 2 records: 1 missing field, 1 invalid JSON (listed in "),
+            "{run}: {stderr}"
+        );
+        if run == "first" {
+            assert!(
+                stderr.contains("the first: corpus.jsonl:51: missing field `text` (the record has `txt`)"),
+                "{stderr}"
+            );
+        }
     }
 }

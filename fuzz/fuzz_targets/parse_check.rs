@@ -1,5 +1,6 @@
 //! Fuzz target: parse, check, render diagnostics and format arbitrary bytes as a `.cpt` file,
-//! asserting that formatting yields a file that parses cleanly, means the same, and is a fixed point.
+//! asserting that formatting yields a file that parses cleanly, means the same, and is a fixed point;
+//! a recipe that checks is lowered and its plan rendered in every format (identifiers of any length).
 
 #![no_main]
 
@@ -25,10 +26,10 @@ impl cptc::check::World for MemWorld<'_> {
         }
     }
 
-    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
-        // A crude stand-in for the glob crate's validation, to reach the malformed-pattern path.
+    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, cptc::check::GlobError> {
+        // A crude stand-in for globset's validation, to reach the malformed-pattern path.
         if pattern.matches('[').count() != pattern.matches(']').count() || pattern.contains("***") {
-            return Err(format!("malformed pattern {pattern:?}"));
+            return Err(cptc::check::GlobError::Pattern(format!("malformed pattern {pattern:?}")));
         }
         Ok(Vec::new())
     }
@@ -46,12 +47,47 @@ impl cptc::check::World for MemWorld<'_> {
     }
 }
 
+/// A CPU machine that knows nothing of any file: lowering asks, never reads.
+struct NoMachine;
+
+impl cptc::graph::Probe for NoMachine {
+    fn device(&self) -> cptc::stages::DeviceClass {
+        cptc::stages::DeviceClass::Cpu
+    }
+
+    fn model_info(&self, _: &cptc::recipe::ModelSource) -> cptc::graph::ModelInfo {
+        cptc::graph::ModelInfo::default()
+    }
+
+    fn file_size(&self, _: &Path) -> u64 {
+        0
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = cptc::syntax::parse_bytes(data);
     let Ok(text) = std::str::from_utf8(data) else { return };
 
-    if let Err(failed) = cptc::check::check(Path::new(NAME), &MemWorld { text }) {
-        let _ = cptc::diag::render(&failed.errors, &failed.sources, false, 80);
+    match cptc::check::check(Path::new(NAME), &MemWorld { text }) {
+        Err(failed) => {
+            let _ = cptc::diag::render(&failed.errors, &failed.sources, false, 80);
+        }
+        Ok(recipe) => {
+            let graph = cptc::graph::lower(&recipe, &NoMachine);
+            let statuses: Vec<_> = graph
+                .order()
+                .into_iter()
+                .map(|ix| {
+                    let waits = graph.stage(ix).params.waits_for().first().map(|v| v.to_string());
+                    let status = match waits {
+                        Some(waiting_for) => cptc::exec::Status::Pending { waiting_for },
+                        None => cptc::exec::Status::WillRun { key: None, why: Vec::new() },
+                    };
+                    (ix, status)
+                })
+                .collect();
+            let _ = cptc::cli::plan::render(&graph, &statuses, Path::new(NAME), 10.0);
+        }
     }
 
     let Ok(formatted) = cptc::fmt::format(text) else { return };

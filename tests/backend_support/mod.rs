@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use cptc::backend::{Llama, LlamaConfig};
+use cptc_torch::backend::{Llama, LlamaConfig};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -17,7 +17,7 @@ pub fn root() -> PathBuf {
 /// One intra-op thread: two collapse on the shared 2-core machines.
 pub fn init() {
     static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| cptc::backend::set_num_threads(1));
+    ONCE.get_or_init(|| cptc_torch::backend::set_num_threads(1));
 }
 
 /// SmolLM2-135M imported from the GGUF in float32, cached under target/test-models.

@@ -169,7 +169,7 @@ def main():
     cpu_times.sort()
     median = times[len(times) // 2]
     tokens = args.seq * args.micro * args.accum
-    # Same accounting as cptc::backend::metrics::flops_per_token.
+    # Same accounting as cptc_torch::backend::metrics::flops_per_token.
     cfg = SHAPES.get(args.shape)
     if args.model and args.impl == "hf":
         c = model.config

@@ -1,0 +1,267 @@
+//! `cptc plan`: the stage graph in execution order with each stage's status, the tokens each
+//! train stage consumes per source, FLOPs and an estimated time; as text, DOT or JSON.
+
+use std::path::Path;
+
+use petgraph::graph::NodeIndex;
+use serde_json::json;
+
+use super::{EXIT_INTERNAL, PlanFormat, planned};
+use crate::exec::{Options, Status};
+use crate::graph::{Graph, StageKind, StageParams};
+
+/// Effective training throughput of this machine when `--tflops` is not given: 100 TFLOP/s on
+/// a CUDA GPU (bf16 at ~40% of an A100/H100's peak), else what cptc measures on CPU in fp32,
+/// about 0.055 TFLOP/s per core (docs/benchmarks.md: SmolLM2-135M at ~130 tokens/s on 2 cores).
+pub(crate) fn default_tflops() -> f64 {
+    if crate::stages::worker::cuda_available() {
+        100.0
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        0.055 * cores as f64
+    }
+}
+
+/// 100 -> "100", 0.11 -> "0.11": three significant digits at most.
+fn tflops_text(t: f64) -> String {
+    let text = if t >= 10.0 {
+        format!("{t:.0}")
+    } else if t >= 1.0 {
+        format!("{t:.1}")
+    } else {
+        format!("{t:.2}")
+    };
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+}
+
+pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64, options: &Options) -> i32 {
+    let (graph, statuses) = match planned(file, store_dir, options) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let text = match format {
+        PlanFormat::Text => text(&graph, &statuses, file, store_dir, tflops),
+        PlanFormat::Dot => dot(&graph, &statuses),
+        PlanFormat::Json => match serde_json::to_string_pretty(&to_json(&graph, &statuses, tflops)) {
+            Ok(t) => t + "\n",
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_INTERNAL;
+            }
+        },
+    };
+    print!("{text}");
+    0
+}
+
+/// The plan in each format `cptc plan` prints (text, dot, JSON), without reading a store:
+/// the fuzz target renders every checked recipe this way.
+pub fn render(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, tflops: f64) -> [String; 3] {
+    let json = serde_json::to_string_pretty(&to_json(graph, statuses, tflops)).unwrap_or_default();
+    [text(graph, statuses, file, Path::new(".cptc"), tflops), dot(graph, statuses), json]
+}
+
+fn status_word(status: &Status) -> &'static str {
+    match status {
+        Status::Cached(_) => "cached",
+        Status::WillRun { .. } => "will run",
+        Status::Pending { .. } => "pending",
+    }
+}
+
+/// `1.2e15` FLOPs as `1.20 PFLOP`.
+fn flops_text(flops: f64) -> String {
+    let units = [(1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP")];
+    for (scale, unit) in units {
+        if flops >= scale {
+            return format!("{:.2} {unit}", flops / scale);
+        }
+    }
+    format!("{flops:.0} FLOP")
+}
+
+fn duration_text(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.0} s"),
+        s if s < 3600.0 => format!("{:.1} min", s / 60.0),
+        s if s < 86400.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
+    }
+}
+
+fn count_text(x: u64) -> String {
+    match x {
+        x if x >= 10_000_000_000 => format!("{:.0}B", x as f64 / 1e9),
+        x if x >= 1_000_000_000 => format!("{:.1}B", x as f64 / 1e9),
+        x if x >= 10_000_000 => format!("{:.0}M", x as f64 / 1e6),
+        x if x >= 1_000_000 => format!("{:.1}M", x as f64 / 1e6),
+        x if x >= 10_000 => format!("{:.0}k", x as f64 / 1e3),
+        x if x >= 1_000 => format!("{:.1}k", x as f64 / 1e3),
+        x => x.to_string(),
+    }
+}
+
+fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir: &Path, tflops: f64) -> String {
+    let mut out = format!("plan for {} (store {})\n\n", file.display(), store_dir.display());
+    // Ids are padded by hand: a format width panics past 65,535 characters.
+    let ids: Vec<String> = statuses.iter().map(|(ix, _)| graph.stage(*ix).id.to_string()).collect();
+    let width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(10).max(5);
+    let mut total_flops = 0.0;
+    let mut counts = [0usize; 3];
+    for (n, (ix, status)) in statuses.iter().enumerate() {
+        let stage = graph.stage(*ix);
+        counts[match status {
+            Status::Cached(_) => 0,
+            Status::WillRun { .. } => 1,
+            Status::Pending { .. } => 2,
+        }] += 1;
+        let note = match status {
+            Status::Cached(meta) => meta.key.short(),
+            Status::WillRun { why, .. } => why.join("; "),
+            Status::Pending { waiting_for } => format!("waiting for {waiting_for}"),
+        };
+        let id = &ids[n];
+        let pad = " ".repeat(width - id.chars().count());
+        let line = format!("{:>3}  {id}{pad}  {:<8}  {note}", n + 1, status_word(status));
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if let Some(how) = how_it_runs(&stage.params) {
+            out.push_str(&format!("       {how}\n"));
+        }
+        if let Some(est) = &stage.estimate {
+            let mut line = format!("{} tokens in {} steps", count_text(est.tokens), est.steps);
+            if let Some(params) = est.params {
+                line.push_str(&format!(", model {} params", count_text(params)));
+            }
+            if let Some(flops) = est.flops {
+                if !matches!(status, Status::Cached(_)) {
+                    total_flops += flops;
+                }
+                line.push_str(&format!(
+                    ", {} ≈ {} at {} TFLOP/s",
+                    flops_text(flops),
+                    duration_text(flops / (tflops * 1e12)),
+                    tflops_text(tflops)
+                ));
+            }
+            out.push_str(&format!("       {line}\n"));
+            let parts: Vec<String> = est
+                .parts
+                .iter()
+                .map(|p| {
+                    let corpora: Vec<String> =
+                        p.corpora.iter().map(|(c, t)| format!("{c} {}", count_text(*t))).collect();
+                    format!("{} {} ({})", p.part, count_text(p.tokens), corpora.join(", "))
+                })
+                .collect();
+            if !parts.is_empty() {
+                out.push_str(&format!("       tokens by source: {}\n", parts.join("; ")));
+            }
+            if let Some(from) = &est.share_from {
+                out.push_str(&format!("       tokens by source: once {from} is known\n"));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\n{} stages: {} cached, {} will run, {} pending",
+        statuses.len(),
+        counts[0],
+        counts[1],
+        counts[2]
+    ));
+    if total_flops > 0.0 {
+        out.push_str(&format!(
+            "; training to run: {} ≈ {} at {} TFLOP/s (--tflops)",
+            flops_text(total_flops),
+            duration_text(total_flops / (tflops * 1e12)),
+            tflops_text(tflops)
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// Where and in which arithmetic a training or evaluation stage runs (all in its key).
+fn how_it_runs(params: &StageParams) -> Option<String> {
+    match params {
+        StageParams::Train(p) => {
+            Some(format!("{} on {}, {} engine", word(&p.precision), word(&p.device), word(&p.engine)))
+        }
+        StageParams::Eval(p) => Some(format!("{} on {}", word(&p.precision), word(&p.device))),
+        _ => None,
+    }
+}
+
+/// The serialized name of a unit enum (`fp32`, `cpu`, `builtin`).
+fn word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
+    let mut out =
+        String::from("digraph cptc {\n  rankdir=LR;\n  node [shape=box, style=filled, fontname=\"monospace\"];\n");
+    // Nodes are numbered in execution order, so the output is stable whatever the graph's
+    // internal indices.
+    let position: std::collections::HashMap<NodeIndex, usize> =
+        statuses.iter().enumerate().map(|(n, (ix, _))| (*ix, n + 1)).collect();
+    for (n, (ix, status)) in statuses.iter().enumerate() {
+        let color = match status {
+            Status::Cached(_) => "palegreen",
+            Status::WillRun { .. } => "lightgoldenrod",
+            Status::Pending { .. } => "lightgray",
+        };
+        let stage = graph.stage(*ix);
+        out.push_str(&format!(
+            "  s{} [label=\"{}\\n{}\", fillcolor={color}];\n",
+            n + 1,
+            stage.id.to_string().replace('"', "\\\""),
+            status_word(status)
+        ));
+    }
+    for (ix, _) in statuses {
+        for (role, input) in graph.inputs(*ix) {
+            if let (Some(a), Some(b)) = (position.get(&input), position.get(ix)) {
+                out.push_str(&format!("  s{a} -> s{b} [label=\"{role}\"];\n"));
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|(ix, status)| {
+            let stage = graph.stage(*ix);
+            let inputs: Vec<serde_json::Value> = graph
+                .inputs(*ix)
+                .into_iter()
+                .map(|(role, input)| json!({ "role": role, "stage": graph.stage(input).id }))
+                .collect();
+            let (key, detail) = match status {
+                Status::Cached(meta) => (Some(meta.key), json!({ "output": meta.output })),
+                Status::WillRun { key, why } => (*key, json!({ "why": why })),
+                Status::Pending { waiting_for } => (None, json!({ "waiting_for": waiting_for })),
+            };
+            let seconds = stage.estimate.as_ref().and_then(|e| e.flops).map(|f| f / (tflops * 1e12));
+            json!({
+                "id": stage.id,
+                "kind": stage.kind(),
+                "status": status_word(status),
+                "key": key,
+                "detail": detail,
+                "inputs": inputs,
+                "params": stage.params,
+                "estimate": stage.estimate,
+                "estimated_seconds": seconds,
+            })
+        })
+        .collect();
+    let train_flops: f64 = statuses
+        .iter()
+        .filter(|(ix, _)| graph.stage(*ix).kind() == StageKind::Train)
+        .filter_map(|(ix, _)| graph.stage(*ix).estimate.as_ref()?.flops)
+        .sum();
+    json!({ "tflops": tflops, "train_flops": train_flops, "stages": stages })
+}

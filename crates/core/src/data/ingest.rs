@@ -1,0 +1,551 @@
+//! Ingest: reads a corpus' files (jsonl, plain text, parquet; gzip/zstd sniffed) into documents.
+//!
+//! Conventions:
+//! - **jsonl**: one JSON object per line; blank lines are skipped silently. The text is one
+//!   string field or an SFT template over several fields (strings inserted as is, numbers and
+//!   booleans in their JSON spelling).
+//! - **text**: one document per file (the whole file). Blank-line splitting would cut novels and
+//!   manuals into paragraphs, which is rarely what a CPT corpus wants; split files beforehand when
+//!   documents are smaller.
+//! - **parquet**: the Hugging Face datasets layout (flat, top-level string columns); "line" in
+//!   reports is the 1-based row number in the file.
+//!
+//! Bad records (invalid JSON, a missing or non-text field, invalid UTF-8, a record over the size
+//! limit) are skipped, counted and listed with file:line; in strict mode the first one is an
+//! error. Empty (all-whitespace) texts are skipped and counted but never an error.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::DataError;
+use crate::recipe::{Corpus, Format, TemplatePart, TextSource};
+
+/// How to read a corpus.
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    /// Fail on the first bad record instead of skipping it.
+    pub strict: bool,
+    /// Longest record (jsonl line, text file, parquet value) accepted; longer ones are bad
+    /// records. Bounds memory on hostile input.
+    pub max_record_bytes: usize,
+    /// How many issues the report lists in full (all are counted).
+    pub max_issues_listed: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions { strict: false, max_record_bytes: 64 << 20, max_issues_listed: 100 }
+    }
+}
+
+/// One document and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    pub text: String,
+    /// Index into [`Ingested::files`].
+    pub file: u32,
+    /// 1-based line (jsonl), row (parquet) or 1 (text).
+    pub line: u64,
+}
+
+/// What kind of problem a skipped record had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueKind {
+    InvalidJson,
+    MissingField,
+    NotText,
+    InvalidUtf8,
+    TooLong,
+    Empty,
+}
+
+/// One skipped record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Issue {
+    pub file: PathBuf,
+    pub line: u64,
+    pub kind: IssueKind,
+    pub detail: String,
+}
+
+/// Counts of skipped records by kind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct SkipCounts {
+    pub invalid_json: u64,
+    pub missing_field: u64,
+    pub not_text: u64,
+    pub invalid_utf8: u64,
+    pub too_long: u64,
+    pub empty: u64,
+}
+
+impl SkipCounts {
+    fn add(&mut self, kind: IssueKind, n: u64) {
+        let slot = match kind {
+            IssueKind::InvalidJson => &mut self.invalid_json,
+            IssueKind::MissingField => &mut self.missing_field,
+            IssueKind::NotText => &mut self.not_text,
+            IssueKind::InvalidUtf8 => &mut self.invalid_utf8,
+            IssueKind::TooLong => &mut self.too_long,
+            IssueKind::Empty => &mut self.empty,
+        };
+        *slot += n;
+    }
+
+    /// `: 1204 missing field, 3 invalid JSON`: the kinds that occurred, the commonest first.
+    pub fn reasons(&self) -> String {
+        let mut kinds = [
+            (self.missing_field, "missing field"),
+            (self.not_text, "not text"),
+            (self.invalid_json, "invalid JSON"),
+            (self.invalid_utf8, "invalid UTF-8"),
+            (self.too_long, "too long"),
+            (self.empty, "empty"),
+        ];
+        kinds.sort_by_key(|k| std::cmp::Reverse(k.0));
+        let listed: Vec<String> = kinds.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+        if listed.is_empty() { String::new() } else { format!(": {}", listed.join(", ")) }
+    }
+
+    /// All skipped records, empty ones included.
+    pub fn total(&self) -> u64 {
+        self.invalid_json + self.missing_field + self.not_text + self.invalid_utf8 + self.too_long + self.empty
+    }
+}
+
+/// The ingest report of one corpus (for the run's stats and for users).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IngestReport {
+    pub corpus: String,
+    pub files: usize,
+    pub documents: u64,
+    /// UTF-8 bytes of the documents kept.
+    pub bytes: u64,
+    pub skipped: SkipCounts,
+    /// The first `max_issues_listed` issues, in file order.
+    pub issues: Vec<Issue>,
+}
+
+/// A whole corpus in memory.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    pub files: Vec<PathBuf>,
+    pub docs: Vec<Document>,
+    pub report: IngestReport,
+}
+
+/// Reads every file of `corpus` into memory. Errors: unreadable files, strict-mode bad
+/// records, and a corpus left without documents ([`DataError::EmptyCorpus`]).
+pub fn read_corpus(corpus: &Corpus, opts: &IngestOptions) -> Result<Ingested, DataError> {
+    let mut docs = Vec::new();
+    let report = visit_corpus(corpus, opts, |d| {
+        docs.push(d);
+        Ok(())
+    })?;
+    Ok(Ingested { files: corpus.files.clone(), docs, report })
+}
+
+/// Streams the documents of `corpus` to `sink` in file order without holding them all, for
+/// corpora larger than memory. Same errors as [`read_corpus`], plus whatever `sink` returns.
+pub fn visit_corpus(
+    corpus: &Corpus,
+    opts: &IngestOptions,
+    mut sink: impl FnMut(Document) -> Result<(), DataError>,
+) -> Result<IngestReport, DataError> {
+    let mut st = State {
+        opts,
+        report: IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() },
+    };
+    for (i, path) in corpus.files.iter().enumerate() {
+        let file = u32::try_from(i).unwrap_or(u32::MAX);
+        match corpus.format {
+            Format::Jsonl => read_jsonl(path, file, &corpus.text, &mut st, &mut sink)?,
+            Format::Text => read_text(path, file, &mut st, &mut sink)?,
+            Format::Parquet => read_parquet(path, file, &corpus.text, &mut st, &mut sink)?,
+        }
+    }
+    if st.report.documents == 0 {
+        let report = &st.report;
+        let first = report.issues.first().map_or_else(String::new, |i| {
+            let name = i.file.file_name().map_or_else(|| i.file.display().to_string(), |n| n.to_string_lossy().into());
+            format!("the first skipped record: {name}:{}: {}; ", i.line, i.detail)
+        });
+        return Err(DataError::EmptyCorpus {
+            corpus: corpus.name.clone(),
+            files: corpus.files.len(),
+            skipped: report.skipped.total(),
+            reasons: report.skipped.reasons(),
+            first,
+        });
+    }
+    Ok(st.report)
+}
+
+struct State<'a> {
+    opts: &'a IngestOptions,
+    report: IngestReport,
+}
+
+impl State<'_> {
+    /// Records a bad record, or fails on it in strict mode (empty texts never fail).
+    fn issue(&mut self, file: &Path, line: u64, kind: IssueKind, detail: String) -> Result<(), DataError> {
+        if self.opts.strict && kind != IssueKind::Empty {
+            return Err(DataError::BadRecord { file: file.to_path_buf(), line, reason: detail });
+        }
+        self.report.skipped.add(kind, 1);
+        if self.report.issues.len() < self.opts.max_issues_listed {
+            self.report.issues.push(Issue { file: file.to_path_buf(), line, kind, detail });
+        }
+        Ok(())
+    }
+
+    fn keep(
+        &mut self,
+        file_path: &Path,
+        text: String,
+        file: u32,
+        line: u64,
+        sink: &mut impl FnMut(Document) -> Result<(), DataError>,
+    ) -> Result<(), DataError> {
+        if text.trim().is_empty() {
+            return self.issue(file_path, line, IssueKind::Empty, "empty text".into());
+        }
+        self.report.documents += 1;
+        self.report.bytes += text.len() as u64;
+        sink(Document { text, file, line })
+    }
+}
+
+/// Opens a file, transparently decompressing gzip or zstd (sniffed by magic bytes, so a
+/// misnamed file still reads).
+fn open_maybe_compressed(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
+    let f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let head = r.fill_buf().map_err(|e| DataError::io("read", path, e))?;
+    let mut text: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(r)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
+        Box::new(BufReader::with_capacity(1 << 20, d))
+    } else {
+        Box::new(r)
+    };
+    // A UTF-8 byte-order mark (Windows editors write one) is not text: it would break the first
+    // JSON line or start the first document.
+    if text.fill_buf().map_err(|e| DataError::io("read", path, e))?.starts_with(b"\xEF\xBB\xBF") {
+        text.consume(3);
+    }
+    Ok(text)
+}
+
+enum Line {
+    Eof,
+    Ok,
+    /// Over the limit; the rest of the line was consumed and dropped.
+    TooLong,
+}
+
+/// Reads one line (without its `\n`) into `buf`, never buffering more than `max` bytes.
+fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(if !any {
+                Line::Eof
+            } else if too_long {
+                Line::TooLong
+            } else {
+                Line::Ok
+            });
+        }
+        any = true;
+        let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..i], Some(i + 1)),
+            None => (avail, None),
+        };
+        if !too_long {
+            if buf.len() + chunk.len() > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let used = done.unwrap_or(avail.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(if too_long { Line::TooLong } else { Line::Ok });
+        }
+    }
+}
+
+fn read_jsonl(
+    path: &Path,
+    file: u32,
+    text: &TextSource,
+    st: &mut State<'_>,
+    sink: &mut impl FnMut(Document) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let mut r = open_maybe_compressed(path)?;
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    let max = st.opts.max_record_bytes;
+    loop {
+        let got = read_line_bounded(&mut *r, &mut buf, max).map_err(|e| DataError::io("read", path, e))?;
+        line += 1;
+        match got {
+            Line::Eof => return Ok(()),
+            Line::TooLong => {
+                st.issue(path, line, IssueKind::TooLong, format!("record longer than {max} bytes"))?;
+                continue;
+            }
+            Line::Ok => {}
+        }
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        let s = match std::str::from_utf8(&buf) {
+            Ok(s) => s,
+            Err(e) => {
+                let col = e.valid_up_to() + 1;
+                st.issue(path, line, IssueKind::InvalidUtf8, format!("invalid UTF-8 at byte {col}"))?;
+                continue;
+            }
+        };
+        if s.trim().is_empty() {
+            continue;
+        }
+        let obj = match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                st.issue(path, line, IssueKind::InvalidJson, "expected a JSON object".into())?;
+                continue;
+            }
+            Err(e) => {
+                st.issue(path, line, IssueKind::InvalidJson, format!("invalid JSON: {e}"))?;
+                continue;
+            }
+        };
+        match render(text, |name| obj.get(name)) {
+            Ok(t) => st.keep(path, t, file, line, sink)?,
+            Err((IssueKind::MissingField, detail)) if detail.starts_with("missing") => {
+                // Say what the record does have: the usual cause is a field named otherwise.
+                let mut fields: Vec<String> = obj.keys().take(8).map(|k| format!("`{k}`")).collect();
+                if obj.len() > 8 {
+                    fields.push("...".into());
+                }
+                let has = if fields.is_empty() { "no fields".to_string() } else { fields.join(", ") };
+                st.issue(path, line, IssueKind::MissingField, format!("{detail} (the record has {has})"))?
+            }
+            Err((kind, detail)) => st.issue(path, line, kind, detail)?,
+        }
+    }
+}
+
+/// The text of one record: one field, or a template over several.
+fn render<'v>(text: &TextSource, get: impl Fn(&str) -> Option<&'v Value>) -> Result<String, (IssueKind, String)> {
+    match text {
+        TextSource::Field(name) => field_text(name, get(name), false),
+        TextSource::Template(t) => {
+            let mut out = String::new();
+            for part in &t.parts {
+                match part {
+                    TemplatePart::Literal(l) => out.push_str(l),
+                    TemplatePart::Field(name) => out.push_str(&field_text(name, get(name), true)?),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn field_text(name: &str, v: Option<&Value>, scalars: bool) -> Result<String, (IssueKind, String)> {
+    match v {
+        None => Err((IssueKind::MissingField, format!("missing field `{name}`"))),
+        Some(Value::Null) => Err((IssueKind::MissingField, format!("field `{name}` is null"))),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) if scalars => Ok(v.to_string()),
+        Some(v) => Err((IssueKind::NotText, format!("field `{name}` is {}, not a string", json_kind(v)))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn read_text(
+    path: &Path,
+    file: u32,
+    st: &mut State<'_>,
+    sink: &mut impl FnMut(Document) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let r = open_maybe_compressed(path)?;
+    let max = st.opts.max_record_bytes;
+    let mut bytes = Vec::new();
+    // One more byte than allowed tells "exactly at the limit" from "over it".
+    r.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| DataError::io("read", path, e))?;
+    if bytes.len() > max {
+        return st.issue(path, 1, IssueKind::TooLong, format!("file longer than {max} bytes"));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => st.keep(path, text, file, 1, sink),
+        Err(e) => {
+            let ok = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..ok];
+            let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            let col = ok - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            st.issue(path, line, IssueKind::InvalidUtf8, format!("invalid UTF-8 at byte {col} of the line"))
+        }
+    }
+}
+
+fn read_parquet(
+    path: &Path,
+    file: u32,
+    text: &TextSource,
+    st: &mut State<'_>,
+    sink: &mut impl FnMut(Document) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    use parquet::basic::Type as PhysicalType;
+    use parquet::column::reader::ColumnReader;
+    use parquet::data_type::ByteArray;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let perr =
+        |e: parquet::errors::ParquetError| DataError::Parquet { path: path.to_path_buf(), message: e.to_string() };
+    let f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    let reader = SerializedFileReader::new(f).map_err(perr)?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let total_rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+
+    // The fields the text needs, each mapped to a top-level string column (or absent).
+    let names: Vec<&str> = match text {
+        TextSource::Field(n) => vec![n.as_str()],
+        TextSource::Template(t) => t
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                TemplatePart::Field(n) => Some(n.as_str()),
+                TemplatePart::Literal(_) => None,
+            })
+            .collect(),
+    };
+    let mut cols: Vec<(String, Option<usize>)> = Vec::new();
+    for name in names {
+        if cols.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let idx = schema.columns().iter().position(|c| c.path().parts().len() == 1 && c.name() == name);
+        if let Some(i) = idx {
+            let c = schema.column(i);
+            if c.physical_type() != PhysicalType::BYTE_ARRAY || c.max_rep_level() != 0 {
+                return Err(DataError::Parquet {
+                    path: path.to_path_buf(),
+                    message: format!("column `{name}` is {:?}, not a flat string column", c.physical_type()),
+                });
+            }
+        }
+        cols.push((name.to_string(), idx));
+    }
+    if let Some((missing, _)) = cols.iter().find(|(_, i)| i.is_none()) {
+        // Every row lacks the field: one listed issue for the file, every row counted.
+        let columns: Vec<String> =
+            schema.columns().iter().take(8).map(|c| format!("`{}`", c.path().string())).collect();
+        let detail = format!("missing field `{missing}` ({total_rows} rows; the columns are {})", columns.join(", "));
+        if st.opts.strict {
+            return Err(DataError::BadRecord { file: path.to_path_buf(), line: 1, reason: detail });
+        }
+        st.report.skipped.add(IssueKind::MissingField, total_rows.max(1) - 1);
+        return st.issue(path, 1, IssueKind::MissingField, detail);
+    }
+
+    let max = st.opts.max_record_bytes;
+    let mut row_base = 0u64;
+    for g in 0..reader.num_row_groups() {
+        let rg = reader.get_row_group(g).map_err(perr)?;
+        let rows = usize::try_from(rg.metadata().num_rows()).unwrap_or(0);
+        // Per needed column, the row group's values (None = null).
+        let mut values: Vec<Vec<Option<ByteArray>>> = Vec::with_capacity(cols.len());
+        for (_, idx) in &cols {
+            let i = idx.unwrap_or(0);
+            let max_def = schema.column(i).max_def_level();
+            let ColumnReader::ByteArrayColumnReader(mut cr) = rg.get_column_reader(i).map_err(perr)? else {
+                return Err(DataError::Parquet {
+                    path: path.to_path_buf(),
+                    message: "unexpected column reader".into(),
+                });
+            };
+            let mut out: Vec<Option<ByteArray>> = Vec::with_capacity(rows.min(1 << 20));
+            let mut defs: Vec<i16> = Vec::new();
+            let mut vals: Vec<ByteArray> = Vec::new();
+            while out.len() < rows {
+                defs.clear();
+                vals.clear();
+                let want = (rows - out.len()).min(4096);
+                let (recs, _, _) = cr.read_records(want, Some(&mut defs), None, &mut vals).map_err(perr)?;
+                if recs == 0 {
+                    break;
+                }
+                if max_def == 0 {
+                    out.extend(vals.drain(..).map(Some));
+                } else {
+                    let mut it = vals.drain(..);
+                    for &d in defs.iter().take(recs) {
+                        out.push(if d == max_def { it.next() } else { None });
+                    }
+                }
+            }
+            values.push(out);
+        }
+        for r in 0..rows {
+            let line = row_base + r as u64 + 1;
+            let mut fields: Vec<(&str, Value)> = Vec::with_capacity(cols.len());
+            let mut bad = None;
+            for (c, (name, _)) in cols.iter().enumerate() {
+                match values.get(c).and_then(|v| v.get(r)).cloned().flatten() {
+                    None => fields.push((name, Value::Null)),
+                    Some(b) if b.len() > max => {
+                        bad = Some((IssueKind::TooLong, format!("field `{name}` longer than {max} bytes")));
+                        break;
+                    }
+                    Some(b) => match String::from_utf8(b.data().to_vec()) {
+                        Ok(s) => fields.push((name, Value::String(s))),
+                        Err(e) => {
+                            let at = e.utf8_error().valid_up_to() + 1;
+                            bad =
+                                Some((IssueKind::InvalidUtf8, format!("invalid UTF-8 in field `{name}` at byte {at}")));
+                            break;
+                        }
+                    },
+                }
+            }
+            if let Some((kind, detail)) = bad {
+                st.issue(path, line, kind, detail)?;
+                continue;
+            }
+            let got = render(text, |n| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v));
+            match got {
+                Ok(t) => st.keep(path, t, file, line, sink)?,
+                Err((kind, detail)) => st.issue(path, line, kind, detail)?,
+            }
+        }
+        row_base += rows as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The executor's errors: a stage's failure keeps the phase diagnostic it came with (code,
+//! help, labels), the stage it belongs to and its tier.
+
+use std::fmt;
+use std::path::Path;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::stages::{StageFailure, Tier};
+use crate::store::StoreError;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ExecError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Stage(StageError),
+
+    #[error("no stage named `{name}`")]
+    #[diagnostic(code(cptc::exec::unknown_stage))]
+    UnknownStage {
+        name: String,
+        #[help]
+        help: String,
+    },
+}
+
+/// A failed stage: its id, its tier and the phase's own diagnostic.
+pub struct StageError {
+    pub stage: String,
+    pub tier: Tier,
+    failure: Box<dyn Diagnostic + Send + Sync + 'static>,
+}
+
+/// An external file of the stage could not be read to make its key.
+#[derive(Debug, Error, Diagnostic)]
+#[error("cannot read input file {path}")]
+#[diagnostic(code(cptc::exec::input_file), help("the recipe names it; check that it still exists"))]
+struct InputFile {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+/// An external file changed while the stage read it: its output may mix old and new content,
+/// so it is not published under the old content's key.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{path} changed while the stage read it")]
+#[diagnostic(
+    code(cptc::exec::input_changed),
+    help("nothing was published; run again once the file is no longer being written")
+)]
+pub(super) struct InputChanged {
+    pub(super) path: String,
+}
+
+impl StageError {
+    pub fn new(stage: &str, failure: StageFailure) -> StageError {
+        StageError { stage: stage.to_string(), tier: failure.tier, failure: failure.diagnostic }
+    }
+
+    pub(super) fn input_file(stage: &str, path: &Path, source: std::io::Error) -> StageError {
+        let failure = StageFailure::of(InputFile { path: path.display().to_string(), source });
+        StageError::new(stage, failure)
+    }
+
+    /// The failure's text with its whole cause chain.
+    pub fn message(&self) -> String {
+        crate::stages::chain_text(self.failure.as_ref())
+    }
+
+    /// The phase diagnostic's code, e.g. `cptc::data::bad_record`.
+    pub fn code_text(&self) -> Option<String> {
+        self.failure.code().map(|c| c.to_string())
+    }
+}
+
+impl fmt::Debug for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StageError").field("stage", &self.stage).field("tier", &self.tier).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stage `{}` failed: {}", self.stage, self.message())
+    }
+}
+
+impl std::error::Error for StageError {}
+
+/// The phase's diagnostic shows through: its code, help, labels and source.
+impl Diagnostic for StageError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.failure.code()
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        self.failure.severity()
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.failure.help()
+    }
+
+    fn url<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.failure.url()
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.failure.source_code()
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.failure.labels()
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        self.failure.related()
+    }
+}

@@ -1,0 +1,586 @@
+//! The executor: computes each stage's key from its inputs' output digests, reuses published
+//! artifacts, starts every other stage as soon as its inputs are published and a slot is free
+//! (CPU stages side by side, one exclusive stage at a time), and publishes outputs atomically.
+//! It schedules, keys and publishes; what a stage does is in `crate::stages`.
+//!
+//! Early cutoff falls out of the keys: a stage's key covers its inputs' *output digests*, so
+//! a rerun input whose output is byte-identical leaves every downstream key unchanged.
+
+mod error;
+mod events;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+
+pub use error::{ExecError, StageError};
+pub use events::EventLog;
+
+use crate::graph::{CacheKey, Digest, Graph, KeyWriter, Stage};
+use crate::stages::{StageCtx, StageFailure, StageParams, Tier, ValueRef};
+use crate::store::{FileDigests, KeyParts, Meta, Store};
+
+impl CacheKey for KeyParts {
+    fn write_key(&self, w: &mut KeyWriter) {
+        w.str(&self.kind);
+        w.u64(self.version);
+        // Run-time values are already resolved into the parameters.
+        self.params.write_key(w);
+        w.seq(self.inputs.len());
+        for (role, digest) in &self.inputs {
+            w.str(role);
+            w.digest(digest);
+        }
+        w.seq(self.files.len());
+        for (name, digest) in &self.files {
+            w.str(name);
+            w.digest(digest);
+        }
+    }
+}
+
+/// Where a stage stands before (or instead of) running.
+#[derive(Clone, Debug)]
+pub enum Status {
+    /// Its artifact is in the store.
+    Cached(Box<Meta>),
+    /// It will run; `why` says what changed since it last ran (empty when it never did).
+    WillRun { key: Option<Digest>, why: Vec<String> },
+    /// A parameter waits for a value another stage computes.
+    Pending { waiting_for: String },
+}
+
+/// Choices of `cptc run` (and of `cptc plan`, which reads the selections).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Run only these stages and what they need.
+    pub only: Vec<String>,
+    /// Rerun these stages and everything downstream of them.
+    pub from: Vec<String>,
+    /// Rerun these stages even if cached.
+    pub force: Vec<String>,
+    /// Say what would run; run nothing.
+    pub dry_run: bool,
+    /// After a failure, keep running the stages that do not depend on it.
+    pub keep_going: bool,
+    /// How often a long stage (training) checkpoints, so a failed or killed run resumes where
+    /// it was; `None` never. Results do not depend on it, so it is not part of any key.
+    pub checkpoint_every: Option<std::time::Duration>,
+}
+
+/// Stage implementations. The real one runs `crate::stages`; executor tests use a fake.
+pub trait Runner: Sync {
+    /// Runs `stage` with its resolved parameters, writing into `ctx.out`; returns the values
+    /// it computes for others.
+    fn run(&self, stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value, StageFailure>;
+}
+
+/// The runner `cptc run` uses: every stage kind's own implementation.
+pub struct RealRunner;
+
+impl Runner for RealRunner {
+    fn run(&self, _stage: &Stage, params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value, StageFailure> {
+        crate::stages::run(params, ctx)
+    }
+}
+
+/// Outcome of a run: what ran, what was cached, what failed and what never started.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub ran: Vec<String>,
+    pub cached: Vec<String>,
+    /// Failed stages, in the order they failed.
+    pub failed: Vec<StageError>,
+    /// Stages that did not start: after a failure, downstream of one, or waiting for a value
+    /// no selected stage computes.
+    pub not_started: Vec<String>,
+    /// A dry run: what would run and why.
+    pub would_run: Vec<(String, Vec<String>)>,
+    /// Published artifacts by stage id.
+    pub artifacts: BTreeMap<String, PathBuf>,
+}
+
+impl Summary {
+    /// The exit code the run deserves: 0, or the first failure's tier.
+    pub fn exit_code(&self) -> i32 {
+        self.failed.first().map_or(0, |f| f.tier.exit_code())
+    }
+}
+
+/// What a stage's key needs, or what it still waits for.
+enum Prepared {
+    Ready {
+        parts: Box<KeyParts>,
+        params: Box<StageParams>,
+    },
+    /// An input stage has not published.
+    Input(String),
+    /// A run-time value has not been computed.
+    Value(ValueRef),
+}
+
+/// Key parts of a stage once its inputs are published, with run-time values resolved.
+fn prepare(
+    graph: &Graph,
+    ix: NodeIndex,
+    done: &HashMap<NodeIndex, Meta>,
+    digests: &FileDigests,
+) -> Result<Prepared, StageError> {
+    let stage = graph.stage(ix);
+    let id = stage.id.to_string();
+    // Run-time values first: a stage waiting for one is pending, whatever else it waits for.
+    let mut params = stage.params.clone();
+    let mut values = BTreeMap::new();
+    for wanted in stage.params.waits_for() {
+        let source = graph.find_id(&wanted.stage).and_then(|s| done.get(&s));
+        let Some(value) = source.and_then(|m| m.values.get(&wanted.output)) else {
+            return Ok(Prepared::Value(wanted.clone()));
+        };
+        params.resolve(wanted, value).map_err(|reason| {
+            StageError::new(&id, StageFailure::internal(format!("run-time value {wanted}: {reason}")))
+        })?;
+        values.insert(wanted.to_string(), value.clone());
+    }
+    let mut inputs = BTreeMap::new();
+    for (role, input) in graph.inputs(ix) {
+        match done.get(&input) {
+            Some(meta) => {
+                inputs.insert(role.to_string(), meta.output);
+            }
+            None => return Ok(Prepared::Input(graph.stage(input).id.to_string())),
+        }
+    }
+    let mut files = BTreeMap::new();
+    for (i, path) in stage.files.iter().enumerate() {
+        let digest = digests.digest(path).map_err(|source| StageError::input_file(&id, path, source))?;
+        files.insert(file_key(i, path), digest);
+    }
+    let parts = KeyParts {
+        kind: stage.kind().name().to_string(),
+        version: stage.kind().version(),
+        params: params.to_json(),
+        inputs,
+        files,
+        values: values.into_iter().collect(),
+    };
+    Ok(Prepared::Ready { parts: Box::new(parts), params: Box::new(params) })
+}
+
+/// The stages `options` selects (`--only` and what it needs) in execution order, and those it
+/// forces. Their external files are hashed first, in parallel, so keys then come from memory.
+fn selection(
+    graph: &Graph,
+    options: &Options,
+    digests: &FileDigests,
+) -> Result<(Vec<NodeIndex>, HashSet<NodeIndex>), ExecError> {
+    let mut wanted: HashSet<NodeIndex> = graph.graph.node_indices().collect();
+    if !options.only.is_empty() {
+        wanted = select(graph, &options.only)?.into_iter().flat_map(|ix| graph.ancestors(ix)).collect();
+    }
+    let mut forced: HashSet<NodeIndex> = select(graph, &options.force)?.into_iter().collect();
+    forced.extend(select(graph, &options.from)?.into_iter().flat_map(|ix| graph.descendants(ix)));
+    let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
+    let files: Vec<PathBuf> = order.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
+    // Errors surface per stage when its key is made.
+    let _ = digests.digest_all(&files);
+    Ok((order, forced))
+}
+
+/// Status of every selected stage without running anything, in execution order.
+pub fn plan(
+    graph: &Graph,
+    store: &Store,
+    digests: &FileDigests,
+    options: &Options,
+) -> Result<Vec<(NodeIndex, Status)>, ExecError> {
+    let (order, forced) = selection(graph, options, digests)?;
+    let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
+    let mut out = Vec::new();
+    for ix in order {
+        let stage = graph.stage(ix);
+        let status = match prepare(graph, ix, &done, digests).map_err(ExecError::Stage)? {
+            Prepared::Ready { parts, .. } => {
+                let key = parts.cache_key();
+                match store.lookup(stage.kind(), &key) {
+                    Some(meta) if !forced.contains(&ix) => {
+                        done.insert(ix, meta.clone());
+                        Status::Cached(Box::new(meta))
+                    }
+                    Some(_) => Status::WillRun { key: Some(key), why: vec!["forced".to_string()] },
+                    None => {
+                        let id = stage.id.to_string();
+                        let why = store.last(&id).map(|old| parts.diff(&old)).unwrap_or_default();
+                        Status::WillRun { key: Some(key), why }
+                    }
+                }
+            }
+            Prepared::Value(value) => Status::Pending { waiting_for: value.to_string() },
+            Prepared::Input(input) => Status::WillRun { key: None, why: vec![format!("after {input}")] },
+        };
+        out.push((ix, status));
+    }
+    Ok(out)
+}
+
+fn select(graph: &Graph, names: &[String]) -> Result<Vec<NodeIndex>, ExecError> {
+    names
+        .iter()
+        .map(|name| {
+            graph.find(name).ok_or_else(|| {
+                let ids: Vec<String> = graph.graph.node_weights().map(|s| s.id.to_string()).collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                ExecError::UnknownStage { name: name.clone(), help: crate::suggest::help_for(name, &ids, "stage") }
+            })
+        })
+        .collect()
+}
+
+/// Where each selected stage stands while the run goes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+    /// Downstream of a failure: never starts.
+    Blocked,
+}
+
+/// What a finished stage thread reports.
+struct Finished {
+    ix: NodeIndex,
+    result: Result<Meta, StageError>,
+}
+
+/// Runs the graph against the (locked) store. `Err` only for what stops a run before it
+/// starts (an unknown stage name); stage failures are in the summary.
+pub fn run(
+    graph: &Graph,
+    store: &Store,
+    runner: &dyn Runner,
+    options: &Options,
+    log: &EventLog,
+    verbose: bool,
+) -> Result<Summary, ExecError> {
+    let digests = FileDigests::persistent(store.root());
+    let summary = if options.dry_run {
+        dry_run(graph, store, &digests, options)
+    } else {
+        schedule(graph, store, runner, options, log, verbose, &digests)
+    };
+    // Only a cache: failing to remember digests costs time next run, nothing else.
+    let _ = digests.save();
+    summary
+}
+
+fn dry_run(graph: &Graph, store: &Store, digests: &FileDigests, options: &Options) -> Result<Summary, ExecError> {
+    let mut summary = Summary::default();
+    for (ix, status) in plan(graph, store, digests, options)? {
+        let id = graph.stage(ix).id.to_string();
+        match status {
+            Status::Cached(meta) => {
+                summary.artifacts.insert(id.clone(), store.artifact_dir(graph.stage(ix).kind(), &meta.key));
+                summary.cached.push(id);
+            }
+            Status::WillRun { why, .. } => summary.would_run.push((id, why)),
+            Status::Pending { waiting_for } => summary.would_run.push((id, vec![format!("after {waiting_for}")])),
+        }
+    }
+    Ok(summary)
+}
+
+/// The ready queue: each turn starts every stage whose inputs are published while a slot is
+/// free, then waits for one to finish.
+#[allow(clippy::too_many_arguments)]
+fn schedule(
+    graph: &Graph,
+    store: &Store,
+    runner: &dyn Runner,
+    options: &Options,
+    log: &EventLog,
+    verbose: bool,
+    digests: &FileDigests,
+) -> Result<Summary, ExecError> {
+    let (order, forced) = selection(graph, options, digests)?;
+    let cpu_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let multi = indicatif::MultiProgress::new();
+    let overall = multi.add(indicatif::ProgressBar::new(order.len() as u64));
+    overall.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} stages {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    overall.set_prefix("cptc");
+
+    let mut state: HashMap<NodeIndex, State> = order.iter().map(|&ix| (ix, State::Waiting)).collect();
+    // Each stage's inputs, sorted once rather than on every turn.
+    let inputs_of: HashMap<NodeIndex, Vec<(crate::stages::Input, NodeIndex)>> =
+        order.iter().map(|&ix| (ix, graph.inputs(ix))).collect();
+    let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
+    let mut summary = Summary::default();
+    let (tx, rx) = mpsc::channel::<Finished>();
+    let checked = std::sync::Mutex::new(HashSet::new());
+    let (mut cpu_busy, mut exclusive_busy) = (0usize, false);
+
+    std::thread::scope(|scope| {
+        loop {
+            let stopping = !summary.failed.is_empty() && !options.keep_going;
+            let mut started = false;
+            for &ix in order.iter().filter(|_| !stopping) {
+                if state[&ix] != State::Waiting {
+                    continue;
+                }
+                let inputs = &inputs_of[&ix];
+                if inputs.iter().any(|(_, i)| matches!(state.get(i), Some(State::Failed | State::Blocked))) {
+                    state.insert(ix, State::Blocked);
+                    continue;
+                }
+                if !inputs.iter().all(|(_, i)| done.contains_key(i)) {
+                    continue;
+                }
+                let stage = graph.stage(ix);
+                let exclusive = stage.kind().exclusive();
+                if (exclusive && exclusive_busy) || (!exclusive && cpu_busy >= cpu_slots) {
+                    continue;
+                }
+                let id = stage.id.to_string();
+                let (parts, params) = match prepare(graph, ix, &done, digests) {
+                    Ok(Prepared::Ready { parts, params }) => (*parts, *params),
+                    // A value no selected stage computes (`--only`): it never comes.
+                    Ok(Prepared::Value(_) | Prepared::Input(_)) => continue,
+                    Err(e) => {
+                        log.event("failed", &id, &Digest([0; 32]), serde_json::json!({ "error": e.message() }));
+                        state.insert(ix, State::Failed);
+                        summary.failed.push(e);
+                        overall.inc(1);
+                        continue;
+                    }
+                };
+                let key = parts.cache_key();
+                let is_forced = forced.contains(&ix);
+                if !is_forced && let Some(meta) = store.lookup(stage.kind(), &key) {
+                    log.event("cached", &id, &key, serde_json::json!({}));
+                    summary.artifacts.insert(id.clone(), store.artifact_dir(stage.kind(), &meta.key));
+                    summary.cached.push(id);
+                    done.insert(ix, meta);
+                    state.insert(ix, State::Done);
+                    overall.inc(1);
+                    started = true; // its dependents may be ready now
+                    continue;
+                }
+                let why = if is_forced {
+                    vec!["forced".to_string()]
+                } else {
+                    store.last(&id).map(|old| parts.diff(&old)).unwrap_or_else(|| vec!["never ran".to_string()])
+                };
+                if verbose {
+                    let reason = if why.is_empty() { "new key".to_string() } else { why.join("; ") };
+                    let _ = multi.println(format!("run {id}: {reason}"));
+                }
+                log.event("start", &id, &key, serde_json::json!({ "why": why }));
+                let inputs: Vec<_> = inputs
+                    .iter()
+                    .filter_map(|(role, input)| {
+                        let meta = done.get(input)?.clone();
+                        Some((role.clone(), store.artifact_dir(graph.stage(*input).kind(), &meta.key), meta))
+                    })
+                    .collect();
+                state.insert(ix, State::Running);
+                if exclusive {
+                    exclusive_busy = true;
+                } else {
+                    cpu_busy += 1;
+                }
+                started = true;
+                let tx = tx.clone();
+                let (multi, checked) = (&multi, &checked);
+                scope.spawn(move || {
+                    let job =
+                        Job { graph, ix, store, runner, options, log, multi, forced: is_forced, digests, checked };
+                    let result = job.run(parts, params, key, inputs);
+                    let _ = tx.send(Finished { ix, result });
+                });
+            }
+            if started {
+                continue; // cached stages may have made others ready
+            }
+            if cpu_busy == 0 && !exclusive_busy {
+                break; // nothing running, nothing startable
+            }
+            let Ok(finished) = rx.recv() else { break };
+            let stage = graph.stage(finished.ix);
+            if stage.kind().exclusive() {
+                exclusive_busy = false;
+            } else {
+                cpu_busy -= 1;
+            }
+            overall.inc(1);
+            let id = stage.id.to_string();
+            match finished.result {
+                Ok(meta) => {
+                    summary.artifacts.insert(id.clone(), store.artifact_dir(stage.kind(), &meta.key));
+                    summary.ran.push(id);
+                    done.insert(finished.ix, meta);
+                    state.insert(finished.ix, State::Done);
+                }
+                Err(e) => {
+                    summary.failed.push(e);
+                    state.insert(finished.ix, State::Failed);
+                }
+            }
+        }
+    });
+    summary.not_started = order
+        .iter()
+        .filter(|ix| matches!(state[ix], State::Waiting | State::Blocked))
+        .map(|&ix| graph.stage(ix).id.to_string())
+        .collect();
+    if summary.failed.is_empty() {
+        overall.finish_and_clear();
+    } else {
+        overall.abandon();
+    }
+    Ok(summary)
+}
+
+/// One stage run on its own thread: staging folder, the stage, publish or abandon.
+struct Job<'a> {
+    graph: &'a Graph,
+    ix: NodeIndex,
+    store: &'a Store,
+    runner: &'a dyn Runner,
+    options: &'a Options,
+    log: &'a EventLog,
+    multi: &'a indicatif::MultiProgress,
+    forced: bool,
+    digests: &'a FileDigests,
+    /// Input artifacts already checked against their meta in this command.
+    checked: &'a std::sync::Mutex<HashSet<Digest>>,
+}
+
+impl Job<'_> {
+    fn run(
+        &self,
+        parts: KeyParts,
+        params: StageParams,
+        key: Digest,
+        inputs: Vec<(crate::stages::Input, PathBuf, Meta)>,
+    ) -> Result<Meta, StageError> {
+        let stage = self.graph.stage(self.ix);
+        let id = stage.id.to_string();
+        let fail = |failure: StageFailure| {
+            self.log.event(
+                "failed",
+                &id,
+                &key,
+                serde_json::json!({ "error": failure.message(), "tier": failure.tier }),
+            );
+            StageError::new(&id, failure)
+        };
+        // Inputs are read as their digests say: a corrupted artifact (bit rot, a hand edit)
+        // fails its consumer instead of poisoning it. Each is read once per command.
+        for (_, dir, meta) in &inputs {
+            if let Err(e) = self.check_input(dir, meta) {
+                return Err(fail(StageFailure { tier: Tier::Environment, diagnostic: Box::new(e) }));
+            }
+        }
+        let staging = self.store.begin(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed_precise} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(id.clone());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        if self.forced {
+            // A forced rerun starts over: no checkpoint of an earlier, cut-short run of this key.
+            self.store.clear_resume(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
+        }
+        let progress = crate::stages::Progress::bar(bar.clone());
+        let ctx = StageCtx {
+            id: &stage.id,
+            files: &stage.files,
+            out: &staging.dir,
+            inputs,
+            progress: &progress,
+            resume_dir: self.store.resume_dir(stage.kind(), &key),
+            checkpoint_every: self.options.checkpoint_every,
+        };
+        let started = Instant::now();
+        // A panic in a stage is a bug: it fails that stage (tier internal), not the process.
+        let result = crate::stages::catching_panics(|| self.runner.run(stage, &params, &ctx));
+        bar.finish_and_clear();
+        // Inputs are what the key says: a file rewritten while the stage read it fails the stage.
+        let result = result.and_then(|values| match self.changed_file(stage, &parts) {
+            Some(path) => Err(StageFailure::of(error::InputChanged { path: path.display().to_string() })),
+            None => Ok(values),
+        });
+        match result {
+            Ok(values) => {
+                let elapsed = started.elapsed().as_secs_f64();
+                // A forced rerun replaces the old artifact of the same key.
+                let meta = self
+                    .store
+                    .publish(staging, &id, parts, values, elapsed, self.forced)
+                    .map_err(|e| fail(StageFailure::of(e)))?;
+                // Published: what a resume would have needed is garbage now (left behind, it is
+                // only disk: a published key never resumes, and `cache gc` removes it).
+                if let Err(e) = self.store.clear_resume(stage.kind(), &key) {
+                    self.log.event("warning", &id, &key, serde_json::json!({ "error": e.to_string() }));
+                }
+                self.log.event("done", &id, &key, serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }));
+                Ok(meta)
+            }
+            Err(failure) => {
+                // Failures are never cached: the staging folder goes, and the next run retries.
+                self.store.abandon(staging);
+                Err(fail(failure))
+            }
+        }
+    }
+}
+
+/// How an external file enters a key: its position and name. Names, not absolute paths, keep
+/// keys portable across machines and checkouts.
+fn file_key(i: usize, path: &std::path::Path) -> String {
+    let name = path.file_name().map_or_else(|| i.to_string(), |n| n.to_string_lossy().into_owned());
+    format!("{i}:{name}")
+}
+
+impl Job<'_> {
+    fn check_input(&self, dir: &std::path::Path, meta: &Meta) -> Result<(), crate::store::StoreError> {
+        let seen = |s: &Self| s.checked.lock().map(|c| c.contains(&meta.key)).unwrap_or(false);
+        if seen(self) {
+            return Ok(());
+        }
+        crate::store::check_artifact(dir, meta)?;
+        if let Ok(mut c) = self.checked.lock() {
+            c.insert(meta.key);
+        }
+        Ok(())
+    }
+
+    /// The first external file whose content is no longer the one in the stage's key (its stat
+    /// changed and it hashes differently now, or it is gone).
+    fn changed_file<'s>(&self, stage: &'s Stage, parts: &KeyParts) -> Option<&'s PathBuf> {
+        stage.files.iter().enumerate().find_map(|(i, path)| {
+            let want = parts.files.get(&file_key(i, path));
+            let now = self.digests.digest(path).ok();
+            (now.as_ref() != want).then_some(path)
+        })
+    }
+}
+
+/// The tier of an executor-level failure (the store), for exit codes.
+pub fn tier_of(e: &ExecError) -> Tier {
+    match e {
+        ExecError::Stage(s) => s.tier,
+        // The store's folder, lock or disk: the machine's state, not the recipe's.
+        ExecError::Store(_) => Tier::Environment,
+        ExecError::UnknownStage { .. } => Tier::Input,
+    }
+}

@@ -1,0 +1,84 @@
+//! The hf_model stage: a user's Hugging Face folder as an artifact of its own.
+//!
+//! The artifact records no path of this machine and outlives the folder moving; the files'
+//! content is already part of the key (the stage's files). Weights are hard-linked (copied
+//! across file systems), small files copied, so an editor rewriting `config.json` in place
+//! cannot change a published artifact. Symlinks (the Hugging Face cache is made of them) are
+//! followed.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{StageCtx, StageFailure};
+
+/// v2: the folder's files linked into the artifact, not its path recorded.
+/// v3: a tokenizer with ids past the config's `vocab_size` is refused here.
+pub const VERSION: u64 = 3;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Params {}
+
+pub fn run(_: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    const LINK_FROM: u64 = 16 << 20;
+    let model = ctx.out.join("model");
+    fs_err::create_dir_all(&model)?;
+    for file in ctx.files {
+        let Some(name) = file.file_name() else { continue };
+        let real = fs_err::canonicalize(file)?;
+        let big = std::fs::metadata(&real).is_ok_and(|m| m.len() >= LINK_FROM);
+        let to = model.join(name);
+        if !(big && std::fs::hard_link(&real, &to).is_ok()) {
+            fs_err::copy(&real, &to)?;
+        }
+    }
+    if !model.join("config.json").is_file() {
+        return Err(StageFailure::input(
+            format!(
+                "{} has no config.json",
+                ctx.files.first().and_then(|f| f.parent()).unwrap_or(Path::new("?")).display()
+            ),
+            Some("a `model` block's `hf` must be a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)".into()),
+        ));
+    }
+    check_token_ids(ctx.files, &model)?;
+    Ok(Value::Null)
+}
+
+/// Every id the tokenizer can give must have an embedding row: a tokenizer from another model
+/// would otherwise tokenize and cache fine and fail (or read garbage rows) only in training.
+/// Names the user's files, not the artifact's copies.
+fn check_token_ids(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFailure> {
+    let user = |name: &str| {
+        files.iter().find(|f| f.file_name().is_some_and(|n| n == name)).map_or_else(|| model.join(name), Clone::clone)
+    };
+    let tokenizer_path = model.join("tokenizer.json");
+    if !tokenizer_path.is_file() {
+        return Ok(()); // a model to train says so itself (train needs its tokenizer)
+    }
+    let config: Value = super::read_json(&model.join("config.json"))?;
+    let Some(vocab_size) = config.get("vocab_size").and_then(Value::as_u64) else {
+        return Err(StageFailure::input(
+            format!("{} has no `vocab_size`", user("config.json").display()),
+            Some("a Hugging Face model config gives its embedding rows as `vocab_size`".into()),
+        ));
+    };
+    let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+        StageFailure::input(format!("cannot read the tokenizer {}: {e}", user("tokenizer.json").display()), None)
+    })?;
+    let Some((token, max_id)) = tokenizer.get_vocab(true).into_iter().max_by_key(|(_, id)| *id) else {
+        return Ok(());
+    };
+    if u64::from(max_id) >= vocab_size {
+        return Err(StageFailure::input(
+            format!(
+                "the tokenizer {} gives ids up to {max_id} (`{token}`), but {} has only {vocab_size} embedding rows (`vocab_size`)",
+                user("tokenizer.json").display(),
+                user("config.json").display()
+            ),
+            Some("the tokenizer belongs to another model: use the one the weights were trained with".into()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Parameter groups of a recipe (`ParamGroup`): which parameters train, at what LR multiple,
+//! with weight decay or not, and which embedding rows (for training only new vocabulary rows).
+
+use cptc::recipe::{ParamGroup, ParamSelector};
+
+use super::model::{Llama, ParamKind, param_shapes};
+use cptc::backend::{BackendError, Result};
+
+/// How the optimizer treats one parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamPlan {
+    pub name: String,
+    pub kind: ParamKind,
+    pub trainable: bool,
+    pub lr_mult: f64,
+    /// Decoupled weight decay applies (not on norms and biases).
+    pub decay: bool,
+    /// Only rows `start..end` (dimension 0) train; the others keep their values bit for bit
+    /// (their gradient is ignored and they get no update and no decay).
+    pub rows: Option<(i64, i64)>,
+    /// Rows at and above `.0` (dimension 0) train at LR multiplier `.1` instead of `lr_mult`:
+    /// new vocabulary rows that learn faster than the old ones.
+    pub split_lr: Option<(i64, f64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct State {
+    frozen: bool,
+    lr_mult: f64,
+}
+
+const DEFAULT: State = State { frozen: false, lr_mult: 1.0 };
+
+/// Resolves groups in order, a later group overriding an earlier one where both select a
+/// parameter; parameters no group selects train at multiplier 1.
+///
+/// `old_vocab` is the vocabulary size before expansion: `new_embeddings` selects the rows at
+/// and above it of the input embedding (and of an untied head). With tied embeddings the head
+/// is the embedding matrix, so `head` and `embeddings` select the same tensor.
+pub fn plan_params(model: &Llama, groups: &[ParamGroup], old_vocab: Option<i64>) -> Result<Vec<ParamPlan>> {
+    let cfg = model.config();
+    let vocab = cfg.vocab_size;
+    let n_layers = cfg.num_hidden_layers;
+    let bad = |reason: String| BackendError::ParamGroups { reason };
+    if groups.iter().any(|g| g.params == ParamSelector::NewEmbeddings) {
+        match old_vocab {
+            None => {
+                return Err(bad("`new_embeddings` needs the vocabulary size before expansion".to_owned()));
+            }
+            Some(o) if o <= 0 || o > vocab => {
+                return Err(bad(format!("the vocabulary size before expansion ({o}) must be in 1..={vocab}")));
+            }
+            _ => {}
+        }
+    }
+    for g in groups {
+        if let ParamSelector::Layers { from, to } = g.params
+            && (from > to || to >= n_layers as u64)
+        {
+            return Err(bad(format!(
+                "group `{}` selects layers {from}..={to}, the model has layers 0..={}",
+                g.name,
+                n_layers - 1
+            )));
+        }
+        if !(g.lr_mult.is_finite() && g.lr_mult >= 0.0) {
+            return Err(bad(format!("group `{}` has LR multiplier {}", g.name, g.lr_mult)));
+        }
+    }
+    let tied = cfg.tie_word_embeddings;
+    let mut out = Vec::new();
+    for (name, _, kind) in param_shapes(cfg) {
+        let has_rows = matches!(kind, ParamKind::Embedding | ParamKind::Head);
+        // State of rows below old_vocab (the whole tensor when it has no rows) and above it.
+        let (mut old, mut new) = (DEFAULT, DEFAULT);
+        for g in groups {
+            let st = State { frozen: g.frozen, lr_mult: g.lr_mult };
+            let layer = layer_index(&name);
+            let whole = match g.params {
+                ParamSelector::All => true,
+                ParamSelector::Embeddings => kind == ParamKind::Embedding,
+                ParamSelector::Head => kind == ParamKind::Head || (tied && kind == ParamKind::Embedding),
+                ParamSelector::Norms => kind == ParamKind::Norm,
+                ParamSelector::Layers { from, to } => layer.is_some_and(|i| i >= from && i <= to),
+                ParamSelector::NewEmbeddings => {
+                    if has_rows {
+                        new = st;
+                    }
+                    false
+                }
+            };
+            if whole {
+                old = st;
+                new = st;
+            }
+        }
+        let split = old_vocab.filter(|&o| has_rows && o < vocab && old != new);
+        let plan = |trainable: bool, lr_mult: f64, rows: Option<(i64, i64)>| ParamPlan {
+            name: name.clone(),
+            kind,
+            trainable,
+            lr_mult,
+            decay: kind.decays(),
+            rows,
+            split_lr: None,
+        };
+        out.push(match split {
+            None => plan(!old.frozen, old.lr_mult, None),
+            Some(o) => match (old.frozen, new.frozen) {
+                (true, true) => plan(false, 1.0, None),
+                (true, false) => plan(true, new.lr_mult, Some((o, vocab))),
+                (false, true) => plan(true, old.lr_mult, Some((0, o))),
+                (false, false) => ParamPlan { split_lr: Some((o, new.lr_mult)), ..plan(true, old.lr_mult, None) },
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// `model.layers.7.mlp...` -> 7.
+fn layer_index(name: &str) -> Option<u64> {
+    name.strip_prefix("model.layers.")?.split('.').next()?.parse().ok()
+}

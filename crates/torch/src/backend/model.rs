@@ -1,0 +1,425 @@
+//! The Llama-family decoder in tch: RMSNorm, RoPE (rotate_half), GQA through SDPA, SwiGLU,
+//! tied or untied embeddings and Qwen2's q/k/v biases, with Hugging Face parameter names.
+
+use std::path::PathBuf;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Reduction, Tensor};
+
+use cptc::backend::LlamaConfig;
+use cptc::backend::{BackendError, Result};
+
+use super::tch_error::TchContext;
+
+/// Target id whose position is left out of the loss (PyTorch's and Hugging Face's convention).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Arithmetic of the forward pass. Parameters always stay float32 (the master weights).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    F32,
+    /// bf16 matmuls and attention, float32 norms, residual stream, softmax and loss: the op
+    /// lists of `torch.autocast(dtype=torch.bfloat16)`. tch's `autocast` can only select fp16,
+    /// so the casts are explicit; like autocast, each weight is cast once per forward.
+    Bf16,
+}
+
+impl From<cptc::recipe::Precision> for Precision {
+    fn from(p: cptc::recipe::Precision) -> Self {
+        match p {
+            cptc::recipe::Precision::Fp32 => Self::F32,
+            cptc::recipe::Precision::Bf16 => Self::Bf16,
+        }
+    }
+}
+
+impl Precision {
+    /// bf16 on CUDA, float32 elsewhere (CPU bf16 matmuls are slow and gain nothing here).
+    pub fn for_device(device: Device) -> Self {
+        if device.is_cuda() { Self::Bf16 } else { Self::F32 }
+    }
+
+    fn compute_kind(self) -> Kind {
+        match self {
+            Self::F32 => Kind::Float,
+            Self::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// One decoder layer; the tensors are handles on the model's parameters.
+struct Block {
+    input_norm: Tensor,
+    post_norm: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    q_b: Option<Tensor>,
+    k_b: Option<Tensor>,
+    v_b: Option<Tensor>,
+    o_b: Option<Tensor>,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+    gate_b: Option<Tensor>,
+    up_b: Option<Tensor>,
+    down_b: Option<Tensor>,
+}
+
+/// A Llama-family causal LM with float32 parameters named as in Hugging Face checkpoints.
+pub struct Llama {
+    pub(crate) config: LlamaConfig,
+    device: Device,
+    precision: Precision,
+    /// Every parameter once, in checkpoint order; a tied head is not listed separately.
+    params: Vec<(String, Tensor)>,
+    embed: Tensor,
+    /// The output projection: a handle on `embed` when tied.
+    head: Tensor,
+    norm: Tensor,
+    layers: Vec<Block>,
+    inv_freq: Tensor,
+    /// Where the weights came from: tokenizer files are copied from here on save.
+    pub(crate) source_dir: Option<PathBuf>,
+}
+
+/// The name, shape and kind of every parameter the config implies, in checkpoint order.
+pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
+    let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
+    let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![v, d], ParamKind::Embedding)];
+    for i in 0..cfg.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        out.push((p("input_layernorm.weight"), vec![d], ParamKind::Norm));
+        out.push((p("self_attn.q_proj.weight"), vec![q, d], ParamKind::Matrix));
+        if cfg.qkv_bias() {
+            out.push((p("self_attn.q_proj.bias"), vec![q], ParamKind::Bias));
+        }
+        out.push((p("self_attn.k_proj.weight"), vec![kv, d], ParamKind::Matrix));
+        if cfg.qkv_bias() {
+            out.push((p("self_attn.k_proj.bias"), vec![kv], ParamKind::Bias));
+        }
+        out.push((p("self_attn.v_proj.weight"), vec![kv, d], ParamKind::Matrix));
+        if cfg.qkv_bias() {
+            out.push((p("self_attn.v_proj.bias"), vec![kv], ParamKind::Bias));
+        }
+        out.push((p("self_attn.o_proj.weight"), vec![d, q], ParamKind::Matrix));
+        if cfg.o_bias() {
+            out.push((p("self_attn.o_proj.bias"), vec![d], ParamKind::Bias));
+        }
+        out.push((p("post_attention_layernorm.weight"), vec![d], ParamKind::Norm));
+        out.push((p("mlp.gate_proj.weight"), vec![f, d], ParamKind::Matrix));
+        if cfg.mlp_bias {
+            out.push((p("mlp.gate_proj.bias"), vec![f], ParamKind::Bias));
+        }
+        out.push((p("mlp.up_proj.weight"), vec![f, d], ParamKind::Matrix));
+        if cfg.mlp_bias {
+            out.push((p("mlp.up_proj.bias"), vec![f], ParamKind::Bias));
+        }
+        out.push((p("mlp.down_proj.weight"), vec![d, f], ParamKind::Matrix));
+        if cfg.mlp_bias {
+            out.push((p("mlp.down_proj.bias"), vec![d], ParamKind::Bias));
+        }
+    }
+    out.push(("model.norm.weight".to_owned(), vec![d], ParamKind::Norm));
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_owned(), vec![v, d], ParamKind::Head));
+    }
+    out
+}
+
+/// What a parameter is, for weight decay and parameter-group selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    Embedding,
+    Head,
+    Norm,
+    Bias,
+    Matrix,
+}
+
+impl ParamKind {
+    /// Hugging Face's and Megatron's convention: no weight decay on norms and biases.
+    pub fn decays(self) -> bool {
+        matches!(self, Self::Embedding | Self::Head | Self::Matrix)
+    }
+}
+
+impl Llama {
+    /// Builds the model from a source of named tensors (checked against the config's shapes).
+    pub(crate) fn from_tensors(
+        config: LlamaConfig,
+        device: Device,
+        mut get: impl FnMut(&str, &[i64]) -> Result<Tensor>,
+    ) -> Result<Self> {
+        let mut params = Vec::new();
+        for (name, shape, _) in param_shapes(&config) {
+            let t = get(&name, &shape)?;
+            if t.size() != shape {
+                return Err(BackendError::ShapeMismatch { name, expected: shape, found: t.size() });
+            }
+            let t = t
+                .f_to_device(device)
+                .and_then(|t| t.f_to_kind(Kind::Float))
+                .and_then(|t| t.f_contiguous())
+                .and_then(|t| t.f_detach())
+                .and_then(|t| t.f_set_requires_grad(true))
+                .ctx(&format!("placing `{name}`"))?;
+            params.push((name, t));
+        }
+        Self::assemble(config, device, params, None)
+    }
+
+    fn assemble(
+        config: LlamaConfig,
+        device: Device,
+        params: Vec<(String, Tensor)>,
+        source_dir: Option<PathBuf>,
+    ) -> Result<Self> {
+        let find = |name: &str| -> Result<Tensor> {
+            params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| BackendError::MissingTensor { name: name.to_owned(), dir: PathBuf::new() })
+        };
+        let opt = |name: String, present: bool| -> Result<Option<Tensor>> {
+            if present { find(&name).map(Some) } else { Ok(None) }
+        };
+        let mut layers = Vec::new();
+        for i in 0..config.num_hidden_layers {
+            let p = |s: &str| format!("model.layers.{i}.{s}");
+            let (qkv_b, o_b, mlp_b) = (config.qkv_bias(), config.o_bias(), config.mlp_bias);
+            layers.push(Block {
+                input_norm: find(&p("input_layernorm.weight"))?,
+                post_norm: find(&p("post_attention_layernorm.weight"))?,
+                q: find(&p("self_attn.q_proj.weight"))?,
+                k: find(&p("self_attn.k_proj.weight"))?,
+                v: find(&p("self_attn.v_proj.weight"))?,
+                o: find(&p("self_attn.o_proj.weight"))?,
+                q_b: opt(p("self_attn.q_proj.bias"), qkv_b)?,
+                k_b: opt(p("self_attn.k_proj.bias"), qkv_b)?,
+                v_b: opt(p("self_attn.v_proj.bias"), qkv_b)?,
+                o_b: opt(p("self_attn.o_proj.bias"), o_b)?,
+                gate: find(&p("mlp.gate_proj.weight"))?,
+                up: find(&p("mlp.up_proj.weight"))?,
+                down: find(&p("mlp.down_proj.weight"))?,
+                gate_b: opt(p("mlp.gate_proj.bias"), mlp_b)?,
+                up_b: opt(p("mlp.up_proj.bias"), mlp_b)?,
+                down_b: opt(p("mlp.down_proj.bias"), mlp_b)?,
+            });
+        }
+        let embed = find("model.embed_tokens.weight")?;
+        let head = if config.tie_word_embeddings { embed.shallow_clone() } else { find("lm_head.weight")? };
+        let norm = find("model.norm.weight")?;
+        let inv_freq = inv_freq(config.head_dim(), config.rope_theta(), device)?;
+        Ok(Self {
+            precision: Precision::for_device(device),
+            config,
+            device,
+            params,
+            embed,
+            head,
+            norm,
+            layers,
+            inv_freq,
+            source_dir,
+        })
+    }
+
+    /// A model with random weights drawn from a seeded ChaCha stream (normal with std
+    /// `initializer_range`, norms 1, biases 0, as Hugging Face initialises), for tests.
+    pub fn random(config: LlamaConfig, seed: u64, device: Device) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let std = config.initializer_range as f32;
+        let kinds: Vec<_> = param_shapes(&config).into_iter().map(|(n, _, k)| (n, k)).collect();
+        Self::from_tensors(config, device, |name, shape| {
+            let n: i64 = shape.iter().product();
+            let kind = kinds.iter().find(|(k, _)| k == name).map(|(_, k)| *k);
+            let data: Vec<f32> = match kind {
+                Some(ParamKind::Norm) => vec![1.0; n as usize],
+                Some(ParamKind::Bias) => vec![0.0; n as usize],
+                _ => (0..n).map(|_| std * cptc::random::standard_normal(&mut rng) as f32).collect(),
+            };
+            Tensor::f_from_slice(&data).and_then(|t| t.f_reshape(shape)).ctx("random init")
+        })
+    }
+
+    /// Like [`Llama::random`] but drawn by torch's generator on `device`: fast for big shapes
+    /// (benchmarks), reproducible only with the same torch build and device.
+    pub fn random_torch(config: LlamaConfig, seed: u64, device: Device) -> Result<Self> {
+        tch::manual_seed(seed as i64);
+        let std = config.initializer_range;
+        let kinds: Vec<_> = param_shapes(&config).into_iter().map(|(n, _, k)| (n, k)).collect();
+        Self::from_tensors(config, device, |name, shape| {
+            let opts = (Kind::Float, device);
+            let kind = kinds.iter().find(|(k, _)| k == name).map(|(_, k)| *k);
+            match kind {
+                Some(ParamKind::Norm) => Tensor::f_ones(shape, opts),
+                Some(ParamKind::Bias) => Tensor::f_zeros(shape, opts),
+                _ => Tensor::f_randn(shape, opts).and_then(|t| t.f_mul_scalar(std)),
+            }
+            .ctx("random init")
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    /// Every parameter once, with its Hugging Face name, in checkpoint order.
+    pub fn parameters(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
+    pub fn n_params(&self) -> i64 {
+        self.params.iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Raises `max_position_embeddings` to `len` when below it: a model trained on longer
+    /// sequences than its config declares must say so, or loaders clamp evaluation to the old length.
+    pub fn cover_positions(&mut self, len: i64) {
+        self.config.max_position_embeddings = self.config.max_position_embeddings.max(len);
+    }
+
+    /// Changes the RoPE base (long-context training); saved checkpoints carry the new value.
+    pub fn set_rope_theta(&mut self, theta: f64) -> Result<()> {
+        self.config.set_rope_theta(theta);
+        self.inv_freq = inv_freq(self.config.head_dim(), theta, self.device)?;
+        Ok(())
+    }
+
+    /// Final hidden states `[B, T, d]` (float32 residual stream) for token ids `[B, T]`.
+    pub fn hidden_states(&self, input: &Tensor) -> Result<Tensor> {
+        let (_, t) = input.size2().ctx("reading the input shape (expected [batch, seq])")?;
+        let mut h = Tensor::f_embedding(&self.embed, input, -1, false, false).ctx("embedding")?;
+        let (cos, sin) = self.rope(t)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = self.block(layer, &h, &cos, &sin).ctx(&format!("decoder layer {i}"))?;
+        }
+        self.rms_norm(&h, &self.norm).ctx("final norm")
+    }
+
+    /// Logits `[B, T, vocab]` in float32.
+    pub fn logits(&self, input: &Tensor) -> Result<Tensor> {
+        let h = self.hidden_states(input)?;
+        self.linear(&h, &self.head, None).and_then(|l| l.f_to_kind(Kind::Float)).ctx("LM head")
+    }
+
+    /// Summed cross-entropy (nats) over the positions whose target is not [`IGNORE_INDEX`].
+    pub fn loss_sum(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let logits = self.logits(input)?;
+        let v = self.config.vocab_size;
+        logits
+            .f_view([-1, v])
+            .and_then(|l| {
+                l.f_cross_entropy_loss::<Tensor>(&target.f_reshape([-1])?, None, Reduction::Sum, IGNORE_INDEX, 0.0)
+            })
+            .ctx("cross-entropy")
+    }
+
+    fn block(&self, b: &Block, h: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor, tch::TchError> {
+        let cfg = &self.config;
+        let (bsz, t, _) = h.size3()?;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let x = self.rms_norm(h, &b.input_norm)?;
+        let heads = |w: &Tensor, bias: Option<&Tensor>, n: i64| -> Result<Tensor, tch::TchError> {
+            self.linear(&x, w, bias)?.f_view([bsz, t, n, hd])?.f_transpose(1, 2)
+        };
+        let q = apply_rope(&heads(&b.q, b.q_b.as_ref(), nh)?, cos, sin)?;
+        let k = apply_rope(&heads(&b.k, b.k_b.as_ref(), nkv)?, cos, sin)?;
+        let v = heads(&b.v, b.v_b.as_ref(), nkv)?;
+        let ck = self.precision.compute_kind();
+        let attn = Tensor::f_scaled_dot_product_attention::<Tensor>(
+            &q.f_to_kind(ck)?,
+            &k.f_to_kind(ck)?,
+            &v.f_to_kind(ck)?,
+            None,
+            0.0,
+            true,
+            None,
+            nh != nkv,
+        )?;
+        let attn = attn.f_transpose(1, 2)?.f_contiguous()?.f_view([bsz, t, nh * hd])?;
+        let h = h.f_add(&self.linear(&attn, &b.o, b.o_b.as_ref())?)?;
+        let x = self.rms_norm(&h, &b.post_norm)?;
+        let gate = self.linear(&x, &b.gate, b.gate_b.as_ref())?.f_silu()?;
+        let up = self.linear(&x, &b.up, b.up_b.as_ref())?;
+        let mlp = self.linear(&gate.f_mul(&up)?, &b.down, b.down_b.as_ref())?;
+        h.f_add(&mlp)
+    }
+
+    /// `x @ w.T + b` in the compute precision.
+    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, tch::TchError> {
+        match self.precision {
+            Precision::F32 => x.f_linear(w, b),
+            Precision::Bf16 => {
+                let k = Kind::BFloat16;
+                let b = b.map(|b| b.f_to_kind(k)).transpose()?;
+                x.f_to_kind(k)?.f_linear(&w.f_to_kind(k)?, b.as_ref())
+            }
+        }
+    }
+
+    /// Hugging Face's LlamaRMSNorm: normalise in float32, scale by the weight.
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor, tch::TchError> {
+        let x = x.f_to_kind(Kind::Float)?;
+        let var = x.f_pow_tensor_scalar(2)?.f_mean_dim(-1, true, None)?;
+        let x = x.f_mul(&var.f_add_scalar(self.config.rms_norm_eps)?.f_rsqrt()?)?;
+        w.f_mul(&x)
+    }
+
+    /// cos and sin `[1, 1, T, head_dim]` for positions 0..T (float32).
+    fn rope(&self, t: i64) -> Result<(Tensor, Tensor)> {
+        let f = || -> Result<(Tensor, Tensor), tch::TchError> {
+            let pos = Tensor::f_arange(t, (Kind::Float, self.device))?;
+            let freqs = pos.f_unsqueeze(1)?.f_mul(&self.inv_freq.f_unsqueeze(0)?)?;
+            let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_view([1, 1, t, -1])?;
+            Ok((emb.f_cos()?, emb.f_sin()?))
+        };
+        f().ctx("RoPE tables")
+    }
+}
+
+/// `1 / theta^(2i/d)` as Hugging Face computes it (float32).
+fn inv_freq(head_dim: i64, theta: f64, device: Device) -> Result<Tensor> {
+    let f = || -> Result<Tensor, tch::TchError> {
+        let exps = Tensor::f_arange_start_step(0, head_dim, 2, (Kind::Float, device))?.f_div_scalar(head_dim as f64)?;
+        Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()
+    };
+    f().ctx("RoPE frequencies")
+}
+
+/// `x * cos + rotate_half(x) * sin`, rotate_half(x) = cat(-x2, x1).
+fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor, tch::TchError> {
+    let half = x.size().last().copied().unwrap_or(0) / 2;
+    let x1 = x.f_narrow(-1, 0, half)?;
+    let x2 = x.f_narrow(-1, half, half)?;
+    let rot = Tensor::f_cat(&[&x2.f_neg()?, &x1], -1)?;
+    x.f_mul(cos)?.f_add(&rot.f_mul(sin)?)
+}
+
+/// Token ids as an int64 tensor `[rows, len]` on `device`.
+pub(crate) fn ids_tensor(rows: &[&[i64]], device: Device) -> Result<Tensor> {
+    let len = rows.first().map_or(0, |r| r.len());
+    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Tensor::f_from_slice(&flat)
+        .and_then(|t| t.f_view([rows.len() as i64, len as i64]))
+        .and_then(|t| t.f_to_device(device))
+        .ctx("building the token tensor")
+}

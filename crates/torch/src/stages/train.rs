@@ -1,0 +1,281 @@
+//! The train stage: the glue between the mix shard, the held-out shards and the built-in
+//! engine: checkpoints, resume, evaluations during training, and a complete Hugging Face
+//! folder as its output. Its parameters are `cptc::stages::train::Params`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cptc::data::shard::ShardReader;
+use cptc::recipe::{Amount, StepGeometry};
+use cptc::stages::train::Params;
+use cptc::stages::{Input, StageCtx, StageFailure, model_dir, write_json};
+use serde_json::{Value, json};
+
+use super::eval::{eval_sets, threads};
+use crate::backend::metrics::JsonlWriter;
+use crate::backend::train::{DataSource, Example, TrainConfig, TrainHooks, Trainer};
+use crate::backend::{BackendError, Llama, SaveDtype};
+use crate::device;
+
+/// Training sequences from a mix shard, in order; the position is the sampler state.
+struct MixSource {
+    shard: ShardReader,
+    next: usize,
+}
+
+impl DataSource for MixSource {
+    type Error = cptc::data::DataError;
+
+    fn next_example(&mut self) -> Result<Option<Example>, Self::Error> {
+        if self.next >= self.shard.len() {
+            return Ok(None);
+        }
+        let ids = self.shard.read_doc(self.next)?;
+        self.next += 1;
+        Ok(Some(Example::from_tokens(&ids)))
+    }
+
+    fn sampler_state(&self) -> Vec<u8> {
+        (self.next as u64).to_le_bytes().to_vec()
+    }
+}
+
+struct Hooks<'c, 'a> {
+    ctx: &'c StageCtx<'a>,
+    log: JsonlWriter,
+    seq_len: usize,
+    eval_bytes: u64,
+    eval_steps: Vec<u64>,
+    total_steps: u64,
+    evals: Vec<Value>,
+    /// Each evaluation as it is made, so a resumed run has those before its checkpoint.
+    evals_log: JsonlWriter,
+}
+
+impl Hooks<'_, '_> {
+    fn record_eval(&mut self, step: u64, sets: BTreeMap<String, Value>) -> crate::backend::Result<()> {
+        let eval = json!({ "step": step, "sets": sets });
+        self.evals_log.write(&eval)?;
+        self.evals.push(eval);
+        Ok(())
+    }
+}
+
+/// Where a train stage logs: its own folder, or the resume folder when it checkpoints (the
+/// logs must outlive a killed run as its checkpoints do).
+struct RunFiles {
+    metrics: std::path::PathBuf,
+    evals: std::path::PathBuf,
+    checkpoints: Option<std::path::PathBuf>,
+}
+
+impl RunFiles {
+    fn of(ctx: &StageCtx<'_>) -> Result<Self, StageFailure> {
+        if ctx.checkpoint_every.is_none() {
+            return Ok(RunFiles {
+                metrics: ctx.out.join("metrics.jsonl"),
+                evals: ctx.out.join("evals.jsonl"),
+                checkpoints: None,
+            });
+        };
+        let dir = &ctx.resume_dir;
+        fs_err::create_dir_all(dir)?;
+        Ok(RunFiles {
+            metrics: dir.join("metrics.jsonl"),
+            evals: dir.join("evals.jsonl"),
+            checkpoints: Some(dir.join("checkpoints")),
+        })
+    }
+
+    /// The newest checkpoint, if a run of this key was cut short after writing one.
+    fn latest_checkpoint(&self) -> Option<std::path::PathBuf> {
+        crate::backend::train::checkpoints(self.checkpoints.as_ref()?).ok()?.pop()
+    }
+
+    /// Keeps the log lines of steps up to `step` (what happened before the checkpoint resumed
+    /// from; a line cut by the kill goes too) and returns them.
+    fn rewind(path: &Path, step: Option<u64>) -> Result<Vec<Value>, StageFailure> {
+        let kept: Vec<Value> = match (step, std::fs::read_to_string(path)) {
+            (Some(step), Ok(text)) => text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v.get("step").and_then(Value::as_u64).is_some_and(|s| s <= step))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let text: String = kept.iter().map(|v| format!("{v}\n")).collect();
+        // Aside, then renamed: a kill here must not leave the log emptied beside a checkpoint.
+        cptc::store::write_atomic(path, text.as_bytes())?;
+        Ok(kept)
+    }
+}
+
+impl TrainHooks for Hooks<'_, '_> {
+    fn on_step(&mut self, record: &crate::backend::metrics::TrainRecord) -> crate::backend::Result<()> {
+        self.log.write(record)?;
+        self.ctx.progress.set_position(record.step);
+        self.ctx
+            .progress
+            .set_message(format!("loss {:.3} lr {:.2e} {:.0} tok/s", record.loss, record.lr, record.tokens_per_s));
+        Ok(())
+    }
+
+    fn on_eval(&mut self, step: u64, model: &Llama) -> crate::backend::Result<()> {
+        if !self.eval_steps.contains(&step) && step != self.total_steps {
+            return Ok(());
+        }
+        match eval_sets(self.ctx, model, self.seq_len, self.eval_bytes, step, &mut self.log) {
+            Ok(sets) => self.record_eval(step, sets),
+            Err(e) => Err(BackendError::Hook { hook: "held-out evaluation", source: e.diagnostic }),
+        }
+    }
+}
+
+pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    crate::backend::set_num_threads(threads()?);
+    let (tokens, seq_len, batch_tokens) = (p.tokens, p.seq_len, p.batch_tokens);
+    let (model_art, model_meta) = ctx.input(&Input::Model)?;
+    let dir = model_dir(model_art)?;
+    // The trained model is saved with this tokenizer: missing, it would fail only after training.
+    if !dir.join("tokenizer.json").is_file() {
+        return Err(StageFailure::input(
+            format!("{} has no tokenizer.json", dir.display()),
+            Some("a model to train needs its tokenizer beside it (a Hugging Face folder)".into()),
+        ));
+    }
+    let device = device(p.device);
+    let rope_theta = p.long_context.and_then(|l| l.rope_theta);
+
+    let seq = seq_len as usize;
+    let mut cfg = TrainConfig::new(seq, batch_tokens, 0, p.schedule);
+    let geometry = StepGeometry::new(tokens, seq_len, batch_tokens);
+    let tokens_per_step = geometry.tokens_per_step();
+    cfg.total_steps = geometry.steps;
+    cfg.adamw.weight_decay = p.weight_decay;
+    cfg.grad_clip = p.grad_clip;
+    cfg.divergence = Some(p.divergence);
+    cfg.seed = p.seed;
+    cfg.groups = p.groups.clone();
+    cfg.precision = Some(p.precision.into());
+    cfg.old_vocab = model_meta.values.get("old_vocab").and_then(Value::as_i64);
+    cfg.eval_every = Some(1); // the hooks decide which steps evaluate
+    let total = cfg.total_steps;
+    let mut eval_steps: Vec<u64> =
+        p.eval_at.iter().map(|f| ((f * total as f64).round() as u64).clamp(1, total)).collect();
+    if let Some(every) = p.eval_every {
+        let k = match every {
+            Amount::Fraction(f) => ((f * total as f64).round() as u64).max(1),
+            Amount::Steps(s) => s.max(1),
+            Amount::Tokens(t) => t.div_ceil(tokens_per_step).max(1),
+        };
+        eval_steps.extend((1..=total).filter(|s| s % k == 0));
+    }
+    eval_steps.sort_unstable();
+    eval_steps.dedup();
+
+    if let Some(every) = ctx.checkpoint_every {
+        // The newest checkpoint only: it is what a resume needs, and a model's optimizer state
+        // is twice its size.
+        cfg.checkpoint_interval = Some(every);
+        cfg.checkpoint_last = false;
+        cfg.keep_checkpoints = 1;
+    }
+    let files = RunFiles::of(ctx)?;
+    cfg.checkpoint_dir.clone_from(&files.checkpoints);
+
+    let (mix_dir, _) = ctx.input(&Input::Data)?;
+    let mut source = MixSource { shard: ShardReader::open(&mix_dir.join("train"))?, next: 0 };
+    let eval_bytes = p.eval_bytes;
+    // A run of this key cut short resumes from its checkpoint: weights, AdamW state, RNG and
+    // data position, so it ends as an uninterrupted run would (bit for bit on CPU).
+    let resumed = match files.latest_checkpoint() {
+        Some(checkpoint) => match Trainer::resume(&checkpoint, cfg.clone(), device) {
+            Ok((trainer, sampler)) => {
+                let next = sampler.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+                if next.is_none() {
+                    ctx.notice(&format!("not resuming from {}: its data position is unreadable", checkpoint.display()));
+                }
+                next.map(|next| (trainer, next as usize))
+            }
+            Err(e) => {
+                ctx.notice(&format!("not resuming from {}: {e}", checkpoint.display()));
+                None
+            }
+        },
+        None => None,
+    };
+    let resumed_at = resumed.as_ref().map(|(t, _)| t.step_index());
+    let evals = RunFiles::rewind(&files.evals, resumed_at)?;
+    RunFiles::rewind(&files.metrics, resumed_at)?;
+    let log = JsonlWriter::append(&files.metrics)?;
+    let evals_log = JsonlWriter::append(&files.evals)?;
+    let mut hooks = Hooks { ctx, log, seq_len: seq, eval_bytes, eval_steps, total_steps: total, evals, evals_log };
+    let mut trainer = match resumed {
+        Some((trainer, next)) => {
+            ctx.notice(&format!("resuming at step {} from its checkpoint", trainer.step_index()));
+            source.next = next;
+            trainer
+        }
+        None => {
+            // A checkpoint that could not be resumed from (or a save cut short) must not
+            // outrank the fresh run's: they are pruned by name.
+            if let Some(root) = &files.checkpoints
+                && root.exists()
+            {
+                fs_err::remove_dir_all(root)?;
+            }
+            let mut model = Llama::load(&dir, device)?;
+            model.set_precision(p.precision.into());
+            // Step 0: the starting model, so gain and forgetting have a baseline.
+            let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut hooks.log)?;
+            hooks.record_eval(0, initial)?;
+            // Long-context CPT trains (and saves) the model with its new RoPE base, after the
+            // baseline measured the base model as it was; its config then covers the trained length.
+            if let Some(theta) = rope_theta {
+                model.set_rope_theta(theta)?;
+            }
+            model.cover_positions(seq_len as i64);
+            Trainer::new(model, cfg)?
+        }
+    };
+    let n_params = trainer.model().n_params();
+    ctx.progress.set_length(total);
+    ctx.progress.set_position(trainer.step_index());
+    ctx.progress.reset_eta();
+    let summary = trainer.run(&mut source, &mut hooks)?;
+    // The finished state is checkpointed before the export: an export that fails (a full disk)
+    // resumes at the last step and only exports again.
+    if let Some(root) = &files.checkpoints
+        && trainer.step_index() > 0
+        && files.latest_checkpoint().is_none_or(|c| !c.ends_with(format!("step-{:08}", trainer.step_index())))
+    {
+        trainer.save_checkpoint(root, &source.sampler_state())?;
+    }
+    let model = trainer.into_model();
+    // Data that ran out early still gets its final evaluation: the report needs an "after".
+    let last_eval = hooks.evals.last().and_then(|e| e.get("step")).and_then(Value::as_u64);
+    if summary.data_exhausted && summary.steps > 0 && last_eval != Some(summary.steps) {
+        let sets = eval_sets(ctx, &model, seq, eval_bytes, summary.steps, &mut hooks.log)?;
+        hooks.record_eval(summary.steps, sets)?;
+    }
+    // The tokenizer files come from the starting model's folder (a resized model's carry the
+    // expanded tokenizer).
+    model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&dir))?;
+    if files.metrics != ctx.out.join("metrics.jsonl") {
+        fs_err::copy(&files.metrics, ctx.out.join("metrics.jsonl"))?;
+    }
+    // The evaluations are in evals.json; the log of them is only for resuming.
+    let _ = std::fs::remove_file(ctx.out.join("evals.jsonl"));
+    let evals = std::mem::take(&mut hooks.evals);
+    write_json(&ctx.out.join("evals.json"), &evals)?;
+    Ok(json!({
+        "params": n_params,
+        "tokens_per_step": tokens_per_step,
+        "domain_share": p.domain_share,
+        "roles": p.roles,
+        "steps": summary.steps,
+        "tokens": summary.tokens_seen,
+        "last_loss": summary.last_loss,
+        "evals": evals,
+    }))
+}
