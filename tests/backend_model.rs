@@ -203,3 +203,23 @@ fn rope_theta_changes_logits_and_is_saved() {
     assert_eq!(loaded.config().rope_theta(), 500_000.0);
     assert_eq!(loaded.config().max_position_embeddings, 1024);
 }
+
+#[test]
+fn a_full_disk_while_saving_is_the_environment_and_names_the_file() {
+    init();
+    // /dev/full fails every write with ENOSPC: a real full disk, on any Linux.
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("model.safetensors")).unwrap();
+    let err = tiny_model(64, false, 1).save(dir.path(), SaveDtype::F32, None).unwrap_err();
+    match &err {
+        BackendError::Io { action, path, source } => {
+            assert_eq!(*action, "write");
+            assert!(path.ends_with("model.safetensors"), "{}", path.display());
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
+        }
+        other => panic!("expected an IO error, got {other:?}"),
+    }
+    let failure = cptc::stages::StageFailure::from(err);
+    assert_eq!(failure.tier, cptc::stages::Tier::Environment, "{}", failure.message());
+    assert!(failure.message().contains("cannot write"), "{}", failure.message());
+}

@@ -81,6 +81,57 @@ pub fn load_tokenizer(path: &Path) -> Result<Encoder, DataError> {
 /// SmolLM), `</s>` (Llama 2, Mistral), `<|end_of_text|>` (Llama 3), `<eos>` (Gemma).
 pub const EOS_TOKENS: [&str; 4] = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"];
 
+/// Bytes a byte-level BPE vocabulary cannot encode: a BPE without an unknown token or byte
+/// fallback drops a character it lacks, so those bytes reach no token, and counting them in
+/// bits per byte would make the loss look smaller than it is (SmolLM2 lacks 8 byte values).
+/// `None` when every byte is encoded (other tokenizers, or a complete byte alphabet).
+pub fn unencodable_bytes(tok: &Tokenizer) -> Option<[bool; 256]> {
+    let pre = serde_json::to_value(tok.get_pre_tokenizer()?).ok()?;
+    let model = serde_json::to_value(tok.get_model()).ok()?;
+    let drops = model["type"] == "BPE" && model["unk_token"].is_null() && model["byte_fallback"] != true;
+    if !drops || !mentions_type(&pre, "ByteLevel") {
+        return None;
+    }
+    let vocab = tok.get_vocab(false);
+    let chars = byte_chars();
+    let mut missing = [false; 256];
+    for (b, c) in chars.iter().enumerate() {
+        missing[b] = !vocab.contains_key(c.to_string().as_str());
+    }
+    missing.contains(&true).then_some(missing)
+}
+
+/// Whether a serialized component (or one nested in a `Sequence`) has `"type": ty`.
+fn mentions_type(v: &serde_json::Value, ty: &str) -> bool {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.get("type").is_some_and(|t| t == ty) || m.values().any(|x| mentions_type(x, ty))
+        }
+        serde_json::Value::Array(a) => a.iter().any(|x| mentions_type(x, ty)),
+        _ => false,
+    }
+}
+
+/// The character the byte-level pre-tokenizer writes for each byte (GPT-2's `bytes_to_unicode`,
+/// which `tokenizers` keeps private): printable Latin-1 bytes stand for themselves, the other
+/// 68 take the code points from 256 on, in byte order.
+pub fn byte_chars() -> [char; 256] {
+    let keeps = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut out = ['\0'; 256];
+    let mut next = 256u32;
+    for (b, slot) in out.iter_mut().enumerate() {
+        let b = b as u32;
+        let code = if keeps(b) {
+            b
+        } else {
+            next += 1;
+            next - 1
+        };
+        *slot = char::from_u32(code).unwrap_or('\u{FFFD}');
+    }
+    out
+}
+
 /// The id of the first of [`EOS_TOKENS`] that `tok` has.
 pub fn eos_token(tok: &Tokenizer) -> Option<u32> {
     EOS_TOKENS.iter().find_map(|t| tok.token_to_id(t))

@@ -44,6 +44,13 @@ pub struct SetMetrics {
     pub bpb: f64,
     pub tokens: u64,
     pub bytes: u64,
+    /// Bytes of the set no token covers, left out of `bytes` and of the bits per byte.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unencodable_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One `train` stage: its curves and its mixture as drawn.
@@ -248,6 +255,16 @@ impl ReportData {
                 100.0 * v.domain.change,
                 100.0 * v.general.change
             );
+        }
+        for e in &self.evals {
+            for m in e.sets.iter().filter(|m| m.unencodable_bytes > 0) {
+                let share = 100.0 * m.unencodable_bytes as f64 / (m.unencodable_bytes + m.bytes).max(1) as f64;
+                let _ = writeln!(
+                    s,
+                    "warning: eval {}: {} bytes ({share:.2}%) of `{}` have no token in the vocabulary; bits per byte leave them out",
+                    e.name, m.unencodable_bytes, m.set
+                );
+            }
         }
         for (stage, ratio) in self.laws.iter().filter_map(|l| Some((&l.stage, l.ratio?))) {
             let _ = writeln!(s, "{stage}: domain ratio {ratio:.4}");

@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::{StageCtx, StageFailure};
 
 /// v2: the folder's files linked into the artifact, not its path recorded.
-/// v3: a tokenizer with ids past the config's `vocab_size` is refused here.
+/// v3: a config the engine cannot load, or a tokenizer with ids past its `vocab_size`, is
+/// refused here, naming the user's files.
 pub const VERSION: u64 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -42,22 +43,36 @@ pub fn run(_: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             Some("a `model` block's `hf` must be a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)".into()),
         ));
     }
-    check_token_ids(ctx.files, &model)?;
+    check_model(ctx.files, &model)?;
     Ok(Value::Null)
 }
 
-/// Every id the tokenizer can give must have an embedding row: a tokenizer from another model
-/// would otherwise tokenize and cache fine and fail (or read garbage rows) only in training.
-/// Names the user's files, not the artifact's copies.
-fn check_token_ids(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFailure> {
+/// The config must be one the engine loads, and every id the tokenizer can give must have an
+/// embedding row: a tokenizer from another model would otherwise tokenize and cache fine and
+/// fail (or read garbage rows) only in training. Names the user's files, not the artifact's.
+fn check_model(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFailure> {
     let user = |name: &str| {
         files.iter().find(|f| f.file_name().is_some_and(|n| n == name)).map_or_else(|| model.join(name), Clone::clone)
     };
+    let config: Value = super::read_json(&model.join("config.json"))?;
+    // The engine reads this config at every train and eval: refused here, an error names the
+    // user's file (not the store's copy) before anything is built on it.
+    if let Err(e) = crate::backend::LlamaConfig::from_value(config.clone(), &user("config.json")) {
+        return Err(match e {
+            crate::backend::BackendError::Unsupported { feature } => StageFailure::input(
+                format!(
+                    "{} describes a model the built-in engine does not support: {feature}",
+                    user("config.json").display()
+                ),
+                Some("it implements Llama, Mistral (no sliding window) and Qwen2 decoders with default RoPE".into()),
+            ),
+            other => StageFailure::of(other),
+        });
+    }
     let tokenizer_path = model.join("tokenizer.json");
     if !tokenizer_path.is_file() {
         return Ok(()); // a model to train says so itself (train needs its tokenizer)
     }
-    let config: Value = super::read_json(&model.join("config.json"))?;
     let Some(vocab_size) = config.get("vocab_size").and_then(Value::as_u64) else {
         return Err(StageFailure::input(
             format!("{} has no `vocab_size`", user("config.json").display()),

@@ -159,6 +159,7 @@ fn gather(p: &Params, ctx: &StageCtx<'_>) -> Result<ReportData, StageFailure> {
                             bpb: m.bpb.unwrap_or(f64::NAN),
                             tokens: m.tokens,
                             bytes: m.bytes,
+                            unencodable_bytes: m.unencodable_bytes,
                         })
                         .collect(),
                 });

@@ -1,5 +1,6 @@
 //! The tokenize stage: both sides of a split into Megatron shards (`train`, `heldout`), with
-//! statistics and each document's byte count (evaluation divides by them).
+//! statistics and each document's byte count (evaluation divides by them, less the held-out
+//! bytes the vocabulary cannot encode, `heldout.unencodable.json`).
 
 use std::path::Path;
 
@@ -11,7 +12,8 @@ use crate::data;
 
 /// v2: per-document byte counts of each side, for bits per byte.
 /// v3: a tokenizer.json's truncation and padding ignored; dtype from the largest id.
-pub const VERSION: u64 = 3;
+/// v4: held-out bytes the vocabulary cannot encode, per document (written only when any).
+pub const VERSION: u64 = 4;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Params {
@@ -27,6 +29,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut tokenizer = data::tokenize::load_tokenizer(&tokenizer_path(tok_dir)?)?;
     let eos = if p.eos { Some(eos_id(tok_dir, &tokenizer)?) } else { None };
     let options = data::tokenize::TokenizeOptions { eos, ..Default::default() };
+    let unencodable = data::tokenize::unencodable_bytes(tokenizer.reference());
     let mut stats = serde_json::Map::new();
     for side in ["train", "heldout"] {
         ctx.progress.set_message(format!("{side} side"));
@@ -42,6 +45,19 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             tokenizer = tokenizer.without_fast(reason);
         }
         let mut value = serde_json::to_value(&s).map_err(|e| StageFailure::internal(e.to_string()))?;
+        // Bits per byte leave out what no token covers: counted per held-out document, and
+        // written only when there is any, so a complete vocabulary's artifact is unchanged.
+        if let (Some(missing), "heldout") = (&unencodable, side) {
+            let per_doc: Vec<u64> =
+                texts.iter().map(|t| t.bytes().filter(|&b| missing[usize::from(b)]).count() as u64).collect();
+            let total: u64 = per_doc.iter().sum();
+            if total > 0 {
+                write_json(&ctx.out.join("heldout.unencodable.json"), &per_doc)?;
+                if let Value::Object(map) = &mut value {
+                    map.insert("unencodable_bytes".to_string(), json!(total));
+                }
+            }
+        }
         // The staging folder's path must not leak into the output: keep file names only.
         if let Value::Object(map) = &mut value {
             map.insert("bin".to_string(), json!(format!("{side}.bin")));

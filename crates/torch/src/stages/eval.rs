@@ -42,21 +42,26 @@ pub(super) fn threads() -> Result<i32, StageFailure> {
 }
 
 /// The first held-out documents of a tokenized corpus, up to `budget` bytes of text, cut into
-/// `seq_len + 1` windows; the bytes of the chosen documents ride on the first example.
-/// Choosing by bytes picks the same documents whatever the tokenizer, so a base and an
-/// expanded vocabulary are measured on the same text.
-fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec<EvalExample>, StageFailure> {
+/// `seq_len + 1` windows; the bytes of the chosen documents that tokens cover ride on the first
+/// example, and the bytes no token covers are returned beside. Choosing by bytes picks the same
+/// documents whatever the tokenizer, so a base and an expanded vocabulary are measured on the
+/// same text.
+fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<(Vec<EvalExample>, u64), StageFailure> {
     let shard = ShardReader::open(&tokenized.join("heldout"))?;
     let doc_bytes: Vec<u64> = read_json(&tokenized.join("heldout.doc_bytes.json"))?;
+    let unencodable_path = tokenized.join("heldout.unencodable.json");
+    let unencodable: Vec<u64> = if unencodable_path.is_file() { read_json(&unencodable_path)? } else { Vec::new() };
     let mut tokens: Vec<u32> = Vec::new();
-    let mut bytes = 0u64;
+    let (mut bytes, mut missing) = (0u64, 0u64);
     for i in 0..shard.len() {
         if bytes >= budget && !tokens.is_empty() {
             break;
         }
         tokens.extend(shard.read_doc(i)?);
         bytes += doc_bytes.get(i).copied().unwrap_or(0);
+        missing += unencodable.get(i).copied().unwrap_or(0);
     }
+    let covered = bytes - missing.min(bytes);
     let mut examples = Vec::new();
     let mut start = 0;
     while start + 1 < tokens.len() {
@@ -66,10 +71,11 @@ fn heldout_examples(tokenized: &Path, seq_len: usize, budget: u64) -> Result<Vec
         let mut target: Vec<i64> = chunk[1..].iter().map(|&t| i64::from(t)).collect();
         input.resize(seq_len, 0);
         target.resize(seq_len, IGNORE_INDEX);
-        examples.push(EvalExample { example: Example::pair(input, target), bytes: if start == 0 { bytes } else { 0 } });
+        examples
+            .push(EvalExample { example: Example::pair(input, target), bytes: if start == 0 { covered } else { 0 } });
         start = end - 1;
     }
-    Ok(examples)
+    Ok((examples, missing))
 }
 
 /// Sequences per evaluation pass: 4 up to 2k tokens, fewer beyond, so the logits of a pass
@@ -93,8 +99,9 @@ pub(super) fn eval_sets(
         _ => None,
     }) {
         ctx.progress.set_message(format!("eval {set} at step {step}"));
-        let examples = heldout_examples(dir, seq_len, budget)?;
-        let result = evaluate(model, examples, eval_batch(seq_len))?;
+        let (examples, unencodable) = heldout_examples(dir, seq_len, budget)?;
+        let mut result = evaluate(model, examples, eval_batch(seq_len))?;
+        result.unencodable_bytes = unencodable;
         if result.tokens == 0 {
             return Err(StageFailure::input(
                 format!("the held-out set of `{set}` has no tokens to evaluate"),
@@ -107,10 +114,17 @@ pub(super) fn eval_sets(
                 Some("the model's weights or the run's arithmetic broke: lower the LR, or try fp32".into()),
             ));
         }
-        if step == 0 && result.bytes < budget {
+        if step == 0 && unencodable > 0 {
+            let share = 100.0 * unencodable as f64 / (unencodable + result.bytes).max(1) as f64;
+            ctx.notice(&format!(
+                "`{set}`: {unencodable} bytes ({share:.2}%) of the held-out text have no token in this vocabulary; \
+                 bits per byte leave them out"
+            ));
+        }
+        if step == 0 && result.bytes + unencodable < budget {
             ctx.notice(&format!(
                 "`{set}` has {} bytes of held-out text, fewer than the {budget} asked: its loss is noisier",
-                result.bytes
+                result.bytes + unencodable
             ));
         }
         log.write(&result.record(step, set))?;

@@ -143,6 +143,18 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             Some("a model to train needs its tokenizer beside it (a Hugging Face folder)".into()),
         ));
     }
+    // Past the positions the base was trained on, RoPE still computes, but the model has never
+    // seen those distances: that is long-context training, which the recipe must say it is.
+    let config = crate::backend::LlamaConfig::from_file(&dir.join("config.json"))?;
+    if p.long_context.is_none() && seq_len > config.max_position_embeddings as u64 {
+        return Err(StageFailure::input(
+            format!(
+                "`seq_len` {seq_len} is past the {} positions the model was trained on (`max_position_embeddings`)",
+                config.max_position_embeddings
+            ),
+            Some("train at most that long, or add a `long_context { ... }` block (with a larger `rope_theta`)".into()),
+        ));
+    }
     let device = device(p.device);
     let rope_theta = p.long_context.and_then(|l| l.rope_theta);
 
