@@ -174,10 +174,32 @@ fn a_killed_training_run_resumes_and_ends_as_an_uninterrupted_one() {
     child.kill().expect("kill");
     child.wait().expect("reap");
 
+    // Resumed, then killed again once training is over and its last checkpoint written, before
+    // the export publishes: a failed export (a full disk) costs only the export, not the run.
+    let meta = trained_models(reference.to_str().expect("utf-8"))[0].with_file_name("meta.json");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(meta).expect("meta")).expect("json");
+    let steps = meta["values"]["steps"].as_u64().expect("steps");
+    assert!(steps > 1, "the fixture trains {steps} step(s)");
+    let mut child = cli_support::cptc(&killed_args)
+        .env("CPTC_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cptc");
+    let started = std::time::Instant::now();
+    while checkpoint_at(&killed, steps).is_none() {
+        assert!(child.try_wait().expect("poll").is_none(), "the run ended before its last checkpoint");
+        assert!(started.elapsed().as_secs() < 600, "no last checkpoint after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    let output = child.wait_with_output().expect("reap");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("resuming at step 1"));
+
     let resumed = cptc(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
     let (_, stderr) = text(&resumed);
     assert_eq!(resumed.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("resuming at step 1"), "{stderr}");
+    assert!(stderr.contains(&format!("resuming at step {steps}")), "{stderr}");
     let (a, b) = (trained_models(reference.to_str().expect("utf-8")), trained_models(killed.to_str().expect("utf-8")));
     assert_eq!((a.len(), b.len()), (1, 1));
     for file in ["model.safetensors", "config.json", "../evals.json"] {
