@@ -169,7 +169,7 @@ fn malformed_checkpoints_are_errors_naming_the_tensor() {
 
     // Unsupported RoPE scaling and a truncated file.
     cfg["num_hidden_layers"] = 2.into();
-    cfg["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0});
+    cfg["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
     std::fs::write(wrong.join("config.json"), cfg.to_string()).unwrap();
     let err = Llama::load(&wrong, Device::Cpu).err().unwrap();
     assert!(matches!(err, BackendError::Unsupported { .. }), "{err:?}");
@@ -222,4 +222,29 @@ fn a_full_disk_while_saving_is_the_environment_and_names_the_file() {
     let failure = cptc::stages::StageFailure::from(err);
     assert_eq!(failure.tier, cptc::stages::Tier::Environment, "{}", failure.message());
     assert!(failure.message().contains("cannot write"), "{}", failure.message());
+}
+
+#[test]
+fn llama3_rope_scaling_matches_transformers_past_the_original_context_and_round_trips() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama3");
+    python(&["make-llama3", dir.to_str().unwrap(), "5"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    // 80 positions: past the original context (64), where the scaled frequencies matter.
+    let ids = ids(2, 80, 320, 13);
+    let ours = rust_logits(&model, &ids);
+    let theirs = python_logits(&dir, &ids, tmp.path());
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("random Llama 3-scaled fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+
+    // Saved by cptc: the scaling is written back, so transformers computes the same model.
+    let saved = tmp.path().join("saved");
+    model.save(&saved, SaveDtype::F32, None).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["rope_parameters"]["rope_type"], "llama3");
+    let reloaded = python_logits(&saved, &ids, tmp.path());
+    assert!(max_abs_diff(&ours, &reloaded) <= 1e-5);
 }

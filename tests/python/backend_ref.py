@@ -5,6 +5,8 @@ Subcommands (each prints one JSON line on stdout):
                                (safetensors, tensor "logits"), and the mean loss of the shifted ids
   make-qwen2 DIR SEED          a small random Qwen2ForCausalLM (non-zero q/k/v biases, untied
                                head, rope_theta 1e6) saved with save_pretrained
+  make-llama3 DIR SEED         a small random LlamaForCausalLM with Llama 3.x RoPE scaling (factor 8,
+                               frequency factors 1 and 4, original context 64: every band of the rule is used), GQA, untied head
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
                                seq_len+1 ids; SPEC is JSON {lrs, micro_batch, seqs_per_step,
                                weight_decay, betas, eps, grad_clip}; final weights -> OUT
@@ -15,7 +17,7 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 torch.set_num_threads(1)
 
@@ -65,6 +67,36 @@ def cmd_make_qwen2(path, seed):
     print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
 
 
+def cmd_make_llama3(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = LlamaConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 500_000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+    )
+    model = LlamaForCausalLM(cfg).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path, safe_serialization=True)
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+
+
 def cmd_train(path, ids_json, out, spec_json):
     spec = json.loads(spec_json)
     model = load(path).train()
@@ -106,4 +138,4 @@ def cmd_train(path, ids_json, out, spec_json):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "train": cmd_train}[cmd](*args)
+    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "train": cmd_train}[cmd](*args)

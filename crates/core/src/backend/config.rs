@@ -7,6 +7,17 @@ use serde_json::{Map, Value};
 
 use super::error::{BackendError, Result};
 
+/// How RoPE frequencies follow from the base (transformers' `rope_type`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// `1 / theta^(2i/d)`.
+    Default,
+    /// Llama 3.x: wavelengths longer than `original / low_freq_factor` are stretched by
+    /// `factor`, those shorter than `original / high_freq_factor` kept, the band between
+    /// blended smoothly.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+}
+
 /// The fields of `config.json` that shape a Llama-family decoder, with Hugging Face's defaults.
 ///
 /// Unknown fields are kept in [`LlamaConfig::raw`] so a saved model round-trips its config.
@@ -138,13 +149,8 @@ impl LlamaConfig {
         if self.hidden_act != "silu" {
             return unsupported(format!("hidden_act `{}` (only silu)", self.hidden_act));
         }
-        for (field, v) in [("rope_scaling", &self.rope_scaling), ("rope_parameters", &self.rope_parameters)] {
-            if let Some(Value::Object(m)) = v {
-                let ty = m.get("rope_type").or_else(|| m.get("type")).and_then(Value::as_str);
-                if !matches!(ty, None | Some("default")) {
-                    return unsupported(format!("{field} of type `{}`", ty.unwrap_or("?")));
-                }
-            }
+        if let Err(feature) = self.rope_scaling() {
+            return unsupported(feature);
         }
         // A window only matters past its length, but silently ignoring it would train a
         // different model than the one the config describes.
@@ -172,6 +178,41 @@ impl LlamaConfig {
         self.rope_theta
             .or_else(|| self.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(Value::as_f64))
             .unwrap_or(10_000.0)
+    }
+
+    /// How the RoPE frequencies follow from the base: the `rope_type` of `rope_scaling`
+    /// (transformers 4) or `rope_parameters` (transformers 5). `Err` names what is unsupported.
+    pub fn rope_scaling(&self) -> std::result::Result<RopeScaling, String> {
+        for (field, v) in [("rope_scaling", &self.rope_scaling), ("rope_parameters", &self.rope_parameters)] {
+            let Some(Value::Object(m)) = v else { continue };
+            match m.get("rope_type").or_else(|| m.get("type")).and_then(Value::as_str) {
+                None | Some("default") => {}
+                Some("llama3") => {
+                    let num = |key: &str| {
+                        m.get(key)
+                            .and_then(Value::as_f64)
+                            .filter(|x| x.is_finite() && *x > 0.0)
+                            .ok_or_else(|| format!("{field} of type `llama3` without a positive `{key}`"))
+                    };
+                    let scaling = RopeScaling::Llama3 {
+                        factor: num("factor")?,
+                        low_freq_factor: num("low_freq_factor")?,
+                        high_freq_factor: num("high_freq_factor")?,
+                        original_max_position_embeddings: num("original_max_position_embeddings")?,
+                    };
+                    if let RopeScaling::Llama3 { low_freq_factor: lo, high_freq_factor: hi, .. } = scaling
+                        && hi <= lo
+                    {
+                        return Err(format!(
+                            "{field} of type `llama3` with high_freq_factor {hi} <= low_freq_factor {lo}"
+                        ));
+                    }
+                    return Ok(scaling);
+                }
+                Some(other) => return Err(format!("{field} of type `{other}`")),
+            }
+        }
+        Ok(RopeScaling::Default)
     }
 
     /// Sets the RoPE base in both places transformers may look (long-context training).

@@ -44,7 +44,9 @@ pub enum BackendError {
     #[error("unsupported model: {feature}")]
     #[diagnostic(
         code(cptc::backend::unsupported),
-        help("the backend implements Llama, Mistral (no sliding window) and Qwen2 decoders with default RoPE")
+        help(
+            "the backend implements Llama, Mistral (no sliding window) and Qwen2 decoders with default or Llama 3 RoPE"
+        )
     )]
     Unsupported { feature: String },
 

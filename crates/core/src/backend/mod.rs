@@ -18,5 +18,5 @@ pub mod eval;
 pub mod metrics;
 pub mod schedule;
 
-pub use config::LlamaConfig;
+pub use config::{LlamaConfig, RopeScaling};
 pub use error::{BackendError, Result, is_environment_error};

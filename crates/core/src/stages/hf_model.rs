@@ -64,7 +64,10 @@ fn check_model(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFa
                     "{} describes a model the built-in engine does not support: {feature}",
                     user("config.json").display()
                 ),
-                Some("it implements Llama, Mistral (no sliding window) and Qwen2 decoders with default RoPE".into()),
+                Some(
+                    "it implements Llama, Mistral (no sliding window) and Qwen2 decoders with default or Llama 3 RoPE"
+                        .into(),
+                ),
             ),
             other => StageFailure::of(other),
         });

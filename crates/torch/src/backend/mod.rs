@@ -9,7 +9,8 @@
 //!   `model.safetensors` and copies `tokenizer.json` (+ config files) so transformers loads it.
 //!   [`Llama::random`] builds seeded random weights for tests ([`Llama::random_torch`] draws
 //!   big ones on the device, for benchmarks). [`Llama::logits`],
-//!   [`Llama::loss_sum`] run the forward pass (causal SDPA, GQA, RoPE with the config's theta,
+//!   [`Llama::loss_sum`] run the forward pass (causal SDPA, GQA, RoPE with the config's theta and
+//!   Llama 3.x scaling,
 //!   Qwen2 q/k/v biases, tied or untied head) in float32 or bf16 ([`Precision`]).
 //! - Training: [`train::Trainer::new(model, TrainConfig)`](train::Trainer::new), then
 //!   [`Trainer::run(&mut data, &mut hooks)`](train::Trainer::run) with a caller's

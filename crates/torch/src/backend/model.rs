@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use cptc::backend::LlamaConfig;
 use cptc::backend::{BackendError, Result};
+use cptc::backend::{LlamaConfig, RopeScaling};
 
 use super::tch_error::TchContext;
 
@@ -215,7 +215,7 @@ impl Llama {
         let embed = find("model.embed_tokens.weight")?;
         let head = if config.tie_word_embeddings { embed.shallow_clone() } else { find("lm_head.weight")? };
         let norm = find("model.norm.weight")?;
-        let inv_freq = inv_freq(config.head_dim(), config.rope_theta(), device)?;
+        let inv_freq = inv_freq(&config, device)?;
         Ok(Self {
             precision: Precision::for_device(device),
             config,
@@ -300,7 +300,7 @@ impl Llama {
     /// Changes the RoPE base (long-context training); saved checkpoints carry the new value.
     pub fn set_rope_theta(&mut self, theta: f64) -> Result<()> {
         self.config.set_rope_theta(theta);
-        self.inv_freq = inv_freq(self.config.head_dim(), theta, self.device)?;
+        self.inv_freq = inv_freq(&self.config, self.device)?;
         Ok(())
     }
 
@@ -396,11 +396,37 @@ impl Llama {
     }
 }
 
-/// `1 / theta^(2i/d)` as Hugging Face computes it (float32).
-fn inv_freq(head_dim: i64, theta: f64, device: Device) -> Result<Tensor> {
+/// The RoPE frequencies as transformers computes them, op for op in float32: `1 / theta^(2i/d)`,
+/// then the config's scaling.
+fn inv_freq(config: &LlamaConfig, device: Device) -> Result<Tensor> {
+    let (head_dim, theta) = (config.head_dim(), config.rope_theta());
+    let scaling = config.rope_scaling().map_err(|feature| BackendError::Unsupported { feature })?;
     let f = || -> Result<Tensor, tch::TchError> {
         let exps = Tensor::f_arange_start_step(0, head_dim, 2, (Kind::Float, device))?.f_div_scalar(head_dim as f64)?;
-        Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()
+        let inv = Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()?;
+        match scaling {
+            RopeScaling::Default => Ok(inv),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: lo,
+                high_freq_factor: hi,
+                original_max_position_embeddings: old,
+            } => {
+                let (low_wavelen, high_wavelen) = (old / lo, old / hi);
+                // `2 * pi / inv` is `inv.reciprocal() * (2 * pi)` in PyTorch.
+                let wavelen = inv.f_reciprocal()?.f_mul_scalar(2.0 * std::f64::consts::PI)?;
+                let stretched = inv.f_div_scalar(factor)?.f_where_self(&wavelen.f_gt(low_wavelen)?, &inv)?;
+                let smooth = wavelen.f_reciprocal()?.f_mul_scalar(old)?.f_sub_scalar(lo)?.f_div_scalar(hi - lo)?;
+                let smoothed = smooth
+                    .f_ones_like()?
+                    .f_sub(&smooth)?
+                    .f_mul(&stretched)?
+                    .f_div_scalar(factor)?
+                    .f_add(&smooth.f_mul(&stretched)?)?;
+                let medium = wavelen.f_ge(high_wavelen)?.f_logical_and(&wavelen.f_le(low_wavelen)?)?;
+                smoothed.f_where_self(&medium, &stretched)
+            }
+        }
     };
     f().ctx("RoPE frequencies")
 }
