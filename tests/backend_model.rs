@@ -248,3 +248,32 @@ fn llama3_rope_scaling_matches_transformers_past_the_original_context_and_round_
     let reloaded = python_logits(&saved, &ids, tmp.path());
     assert!(max_abs_diff(&ours, &reloaded) <= 1e-5);
 }
+
+#[test]
+fn random_qwen3_logits_match_transformers_and_round_trip() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qwen3");
+    python(&["make-qwen3", dir.to_str().unwrap(), "4"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(model.config().model_type, "qwen3");
+    assert_eq!(model.config().head_dim(), 32, "head_dim apart from hidden / heads (16)");
+    assert!(model.parameters().iter().any(|(n, _)| n == "model.layers.1.self_attn.k_norm.weight"));
+    assert_eq!(model.n_params(), model.config().n_params(), "the planner counts the q/k norms too");
+    let ids = ids(2, 40, 320, 17);
+    let ours = rust_logits(&model, &ids);
+    let theirs = python_logits(&dir, &ids, tmp.path());
+    let diff = max_abs_diff(&ours, &theirs);
+    eprintln!("random Qwen3 fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+
+    let saved = tmp.path().join("saved");
+    model.save(&saved, SaveDtype::F32, None).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "Qwen3ForCausalLM");
+    let reloaded = python_logits(&saved, &ids, tmp.path());
+    assert!(max_abs_diff(&ours, &reloaded) <= 1e-5);
+    let again = Llama::load(&saved, Device::Cpu).unwrap();
+    assert_eq!(param_bits(&again), param_bits(&model));
+}

@@ -7,6 +7,8 @@ Subcommands (each prints one JSON line on stdout):
                                head, rope_theta 1e6) saved with save_pretrained
   make-llama3 DIR SEED         a small random LlamaForCausalLM with Llama 3.x RoPE scaling (factor 8,
                                frequency factors 1 and 4, original context 64: every band of the rule is used), GQA, untied head
+  make-qwen3 DIR SEED          a small random Qwen3ForCausalLM (q/k norms moved off 1, head_dim 32
+                               apart from hidden/heads, GQA, untied head)
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
                                seq_len+1 ids; SPEC is JSON {lrs, micro_batch, seqs_per_step,
                                weight_decay, betas, eps, grad_clip}; final weights -> OUT
@@ -17,7 +19,15 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 torch.set_num_threads(1)
 
@@ -97,6 +107,31 @@ def cmd_make_llama3(path, seed):
     print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
 
 
+def cmd_make_qwen3(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = Qwen3Config(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=512,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+    )
+    model = Qwen3ForCausalLM(cfg).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path, safe_serialization=True)
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+
+
 def cmd_train(path, ids_json, out, spec_json):
     spec = json.loads(spec_json)
     model = load(path).train()
@@ -138,4 +173,4 @@ def cmd_train(path, ids_json, out, spec_json):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "train": cmd_train}[cmd](*args)
+    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3, "train": cmd_train}[cmd](*args)

@@ -143,7 +143,7 @@ impl LlamaConfig {
 
     fn check_supported(&self) -> Result<()> {
         let unsupported = |feature: String| Err(BackendError::Unsupported { feature });
-        if !matches!(self.model_type.as_str(), "llama" | "mistral" | "qwen2") {
+        if !matches!(self.model_type.as_str(), "llama" | "mistral" | "qwen2" | "qwen3") {
             return unsupported(format!("model_type `{}`", self.model_type));
         }
         if self.hidden_act != "silu" {
@@ -152,10 +152,16 @@ impl LlamaConfig {
         if let Err(feature) = self.rope_scaling() {
             return unsupported(feature);
         }
+        // Per-layer attention kinds (Qwen3, Gemma): only full attention is implemented.
+        if let Some(Value::Array(kinds)) = self.raw.get("layer_types")
+            && let Some(kind) = kinds.iter().find(|k| k.as_str() != Some("full_attention"))
+        {
+            return unsupported(format!("layer_types with {kind} layers"));
+        }
         // A window only matters past its length, but silently ignoring it would train a
         // different model than the one the config describes.
         let window_used = match self.model_type.as_str() {
-            "qwen2" => self.use_sliding_window,
+            "qwen2" | "qwen3" => self.use_sliding_window,
             "mistral" => self.sliding_window.as_ref().is_some_and(|w| !w.is_null()),
             _ => false,
         };
@@ -223,6 +229,11 @@ impl LlamaConfig {
         }
     }
 
+    /// Whether queries and keys are RMS-normalised per head before RoPE (Qwen3).
+    pub fn qk_norm(&self) -> bool {
+        self.model_type == "qwen3"
+    }
+
     /// Whether q/k/v projections carry a bias.
     pub fn qkv_bias(&self) -> bool {
         self.model_type == "qwen2" || self.attention_bias
@@ -268,6 +279,7 @@ impl LlamaConfig {
     pub fn architecture(&self) -> &'static str {
         match self.model_type.as_str() {
             "qwen2" => "Qwen2ForCausalLM",
+            "qwen3" => "Qwen3ForCausalLM",
             "mistral" => "MistralForCausalLM",
             _ => "LlamaForCausalLM",
         }
@@ -287,6 +299,9 @@ impl LlamaConfig {
         let mut mlp = 3 * d * f;
         if self.mlp_bias {
             mlp += 2 * f + d;
+        }
+        if self.qk_norm() {
+            attn += 2 * self.head_dim();
         }
         let layer = attn + mlp + 2 * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };

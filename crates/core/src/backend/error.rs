@@ -45,7 +45,7 @@ pub enum BackendError {
     #[diagnostic(
         code(cptc::backend::unsupported),
         help(
-            "the backend implements Llama, Mistral (no sliding window) and Qwen2 decoders with default or Llama 3 RoPE"
+            "the backend implements Llama, Mistral, Qwen2 and Qwen3 decoders (no sliding window) with default or Llama 3 RoPE"
         )
     )]
     Unsupported { feature: String },

@@ -61,6 +61,9 @@ struct Block {
     k_b: Option<Tensor>,
     v_b: Option<Tensor>,
     o_b: Option<Tensor>,
+    /// Qwen3's per-head RMSNorm of queries and keys, before RoPE.
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
     gate: Tensor,
     up: Tensor,
     down: Tensor,
@@ -109,6 +112,10 @@ pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
         out.push((p("self_attn.o_proj.weight"), vec![d, q], ParamKind::Matrix));
         if cfg.o_bias() {
             out.push((p("self_attn.o_proj.bias"), vec![d], ParamKind::Bias));
+        }
+        if cfg.qk_norm() {
+            out.push((p("self_attn.q_norm.weight"), vec![cfg.head_dim()], ParamKind::Norm));
+            out.push((p("self_attn.k_norm.weight"), vec![cfg.head_dim()], ParamKind::Norm));
         }
         out.push((p("post_attention_layernorm.weight"), vec![d], ParamKind::Norm));
         out.push((p("mlp.gate_proj.weight"), vec![f, d], ParamKind::Matrix));
@@ -204,6 +211,8 @@ impl Llama {
                 k_b: opt(p("self_attn.k_proj.bias"), qkv_b)?,
                 v_b: opt(p("self_attn.v_proj.bias"), qkv_b)?,
                 o_b: opt(p("self_attn.o_proj.bias"), o_b)?,
+                q_norm: opt(p("self_attn.q_norm.weight"), config.qk_norm())?,
+                k_norm: opt(p("self_attn.k_norm.weight"), config.qk_norm())?,
                 gate: find(&p("mlp.gate_proj.weight"))?,
                 up: find(&p("mlp.up_proj.weight"))?,
                 down: find(&p("mlp.down_proj.weight"))?,
@@ -341,8 +350,12 @@ impl Llama {
         let heads = |w: &Tensor, bias: Option<&Tensor>, n: i64| -> Result<Tensor, tch::TchError> {
             self.linear(&x, w, bias)?.f_view([bsz, t, n, hd])?.f_transpose(1, 2)
         };
-        let q = apply_rope(&heads(&b.q, b.q_b.as_ref(), nh)?, cos, sin)?;
-        let k = apply_rope(&heads(&b.k, b.k_b.as_ref(), nkv)?, cos, sin)?;
+        let norm = |x: Tensor, w: Option<&Tensor>| match w {
+            Some(w) => self.rms_norm(&x, w),
+            None => Ok(x),
+        };
+        let q = apply_rope(&norm(heads(&b.q, b.q_b.as_ref(), nh)?, b.q_norm.as_ref())?, cos, sin)?;
+        let k = apply_rope(&norm(heads(&b.k, b.k_b.as_ref(), nkv)?, b.k_norm.as_ref())?, cos, sin)?;
         let v = heads(&b.v, b.v_b.as_ref(), nkv)?;
         let ck = self.precision.compute_kind();
         let attn = Tensor::f_scaled_dot_product_attention::<Tensor>(
