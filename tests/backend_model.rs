@@ -277,3 +277,16 @@ fn random_qwen3_logits_match_transformers_and_round_trip() {
     let again = Llama::load(&saved, Device::Cpu).unwrap();
     assert_eq!(param_bits(&again), param_bits(&model));
 }
+
+#[test]
+fn linear_rope_scaling_matches_transformers() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("linear");
+    python(&["make-llama3", dir.to_str().unwrap(), "6", "linear"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    let ids = ids(2, 80, 320, 19);
+    let diff = max_abs_diff(&rust_logits(&model, &ids), &python_logits(&dir, &ids, tmp.path()));
+    eprintln!("random Llama with linear RoPE scaling fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+}

@@ -5,8 +5,9 @@ Subcommands (each prints one JSON line on stdout):
                                (safetensors, tensor "logits"), and the mean loss of the shifted ids
   make-qwen2 DIR SEED          a small random Qwen2ForCausalLM (non-zero q/k/v biases, untied
                                head, rope_theta 1e6) saved with save_pretrained
-  make-llama3 DIR SEED         a small random LlamaForCausalLM with Llama 3.x RoPE scaling (factor 8,
-                               frequency factors 1 and 4, original context 64: every band of the rule is used), GQA, untied head
+  make-llama3 DIR SEED [TYPE]  a small random LlamaForCausalLM with Llama 3.x RoPE scaling (factor 8,
+                               frequency factors 1 and 4, original context 64: every band of the rule is used), GQA, untied head;
+                               TYPE `linear`: linear scaling by 4 instead
   make-qwen3 DIR SEED          a small random Qwen3ForCausalLM (q/k norms moved off 1, head_dim 32
                                apart from hidden/heads, GQA, untied head)
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
@@ -77,7 +78,7 @@ def cmd_make_qwen2(path, seed):
     print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
 
 
-def cmd_make_llama3(path, seed):
+def cmd_make_llama3(path, seed, rope_type="llama3"):
     torch.manual_seed(int(seed))
     cfg = LlamaConfig(
         vocab_size=320,
@@ -96,7 +97,9 @@ def cmd_make_llama3(path, seed):
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,
             "original_max_position_embeddings": 64,
-        },
+        }
+        if rope_type == "llama3"
+        else {"rope_type": "linear", "rope_theta": 500_000.0, "factor": 4.0},
     )
     model = LlamaForCausalLM(cfg).float()
     with torch.no_grad():

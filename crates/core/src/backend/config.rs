@@ -12,6 +12,8 @@ use super::error::{BackendError, Result};
 pub enum RopeScaling {
     /// `1 / theta^(2i/d)`.
     Default,
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear { factor: f64 },
     /// Llama 3.x: wavelengths longer than `original / low_freq_factor` are stretched by
     /// `factor`, those shorter than `original / high_freq_factor` kept, the band between
     /// blended smoothly.
@@ -214,6 +216,12 @@ impl LlamaConfig {
                         ));
                     }
                     return Ok(scaling);
+                }
+                Some("linear") => {
+                    let factor = m.get("factor").and_then(Value::as_f64).filter(|x| x.is_finite() && *x > 0.0);
+                    let factor =
+                        factor.ok_or_else(|| format!("{field} of type `linear` without a positive `factor`"))?;
+                    return Ok(RopeScaling::Linear { factor });
                 }
                 Some(other) => return Err(format!("{field} of type `{other}`")),
             }

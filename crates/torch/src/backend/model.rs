@@ -419,6 +419,7 @@ fn inv_freq(config: &LlamaConfig, device: Device) -> Result<Tensor> {
         let inv = Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()?;
         match scaling {
             RopeScaling::Default => Ok(inv),
+            RopeScaling::Linear { factor } => inv.f_div_scalar(factor),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor: lo,
