@@ -290,3 +290,29 @@ fn linear_rope_scaling_matches_transformers() {
     eprintln!("random Llama with linear RoPE scaling fp32 max |logit diff| vs transformers: {diff:e}");
     assert!(diff <= 1e-5, "max abs logit diff {diff}");
 }
+
+#[test]
+fn mistral_sliding_window_matches_transformers_past_the_window() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mistral");
+    python(&["make-mistral", dir.to_str().unwrap(), "8"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(model.config().sliding_window(), Some(16));
+    // 48 positions, three windows long: the window changes what every later position sees.
+    let ids = ids(2, 48, 320, 23);
+    let ours = rust_logits(&model, &ids);
+    let diff = max_abs_diff(&ours, &python_logits(&dir, &ids, tmp.path()));
+    eprintln!("random Mistral (window 16) fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+    // The window matters at this length: the same weights without it give other logits.
+    let unwindowed = tmp.path().join("unwindowed");
+    std::fs::create_dir_all(&unwindowed).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    cfg["sliding_window"] = serde_json::Value::Null;
+    std::fs::write(unwindowed.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(dir.join("model.safetensors"), unwindowed.join("model.safetensors")).unwrap();
+    let plain = Llama::load(&unwindowed, Device::Cpu).unwrap();
+    assert!(max_abs_diff(&ours, &rust_logits(&plain, &ids)) > 1e-3, "the window changed nothing");
+}

@@ -10,6 +10,7 @@ Subcommands (each prints one JSON line on stdout):
                                TYPE `linear`: linear scaling by 4 instead
   make-qwen3 DIR SEED          a small random Qwen3ForCausalLM (q/k norms moved off 1, head_dim 32
                                apart from hidden/heads, GQA, untied head)
+  make-mistral DIR SEED        a small random MistralForCausalLM with a 16-token sliding window
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
                                seq_len+1 ids; SPEC is JSON {lrs, micro_batch, seqs_per_step,
                                weight_decay, betas, eps, grad_clip}; final weights -> OUT
@@ -24,6 +25,8 @@ from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
@@ -135,6 +138,29 @@ def cmd_make_qwen3(path, seed):
     print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
 
 
+def cmd_make_mistral(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = MistralConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        sliding_window=16,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    )
+    model = MistralForCausalLM(cfg).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path, safe_serialization=True)
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+
+
 def cmd_train(path, ids_json, out, spec_json):
     spec = json.loads(spec_json)
     model = load(path).train()
@@ -176,4 +202,5 @@ def cmd_train(path, ids_json, out, spec_json):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3, "train": cmd_train}[cmd](*args)
+    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3,
+        "make-mistral": cmd_make_mistral, "train": cmd_train}[cmd](*args)

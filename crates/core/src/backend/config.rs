@@ -161,16 +161,26 @@ impl LlamaConfig {
             return unsupported(format!("layer_types with {kind} layers"));
         }
         // A window only matters past its length, but silently ignoring it would train a
-        // different model than the one the config describes.
-        let window_used = match self.model_type.as_str() {
-            "qwen2" | "qwen3" => self.use_sliding_window,
-            "mistral" => self.sliding_window.as_ref().is_some_and(|w| !w.is_null()),
-            _ => false,
-        };
-        if window_used {
-            return unsupported("sliding-window attention".to_owned());
+        // different model than the one the config describes. Mistral's (every layer) is
+        // implemented; Qwen's (some layers, by `max_window_layers`) is not yet.
+        if matches!(self.model_type.as_str(), "qwen2" | "qwen3") && self.use_sliding_window {
+            return unsupported("sliding-window attention of Qwen (`use_sliding_window`)".to_owned());
+        }
+        if self.model_type == "mistral"
+            && let Some(w) = self.sliding_window.as_ref().filter(|w| !w.is_null())
+            && w.as_i64().is_none_or(|w| w <= 0)
+        {
+            return unsupported(format!("`sliding_window` {w}"));
         }
         Ok(())
+    }
+
+    /// Mistral's attention window: each position attends to itself and the `w - 1` before it.
+    pub fn sliding_window(&self) -> Option<i64> {
+        if self.model_type != "mistral" {
+            return None;
+        }
+        self.sliding_window.as_ref().and_then(Value::as_i64).filter(|&w| w > 0)
     }
 
     pub fn kv_heads(&self) -> i64 {

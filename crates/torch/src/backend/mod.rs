@@ -11,7 +11,8 @@
 //!   big ones on the device, for benchmarks). [`Llama::logits`],
 //!   [`Llama::loss_sum`] run the forward pass (causal SDPA, GQA, RoPE with the config's theta and
 //!   Llama 3.x scaling,
-//!   Qwen2 q/k/v biases, Qwen3 per-head q/k norms, tied or untied head) in float32 or bf16
+//!   Qwen2 q/k/v biases, Qwen3 per-head q/k norms, Mistral's sliding window, tied or untied
+//!   head) in float32 or bf16
 //!   ([`Precision`]).
 //! - Training: [`train::Trainer::new(model, TrainConfig)`](train::Trainer::new), then
 //!   [`Trainer::run(&mut data, &mut hooks)`](train::Trainer::run) with a caller's

@@ -318,8 +318,9 @@ impl Llama {
         let (_, t) = input.size2().ctx("reading the input shape (expected [batch, seq])")?;
         let mut h = Tensor::f_embedding(&self.embed, input, -1, false, false).ctx("embedding")?;
         let (cos, sin) = self.rope(t)?;
+        let window = self.window_mask(t).ctx("the sliding-window mask")?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = self.block(layer, &h, &cos, &sin).ctx(&format!("decoder layer {i}"))?;
+            h = self.block(layer, &h, &cos, &sin, window.as_ref()).ctx(&format!("decoder layer {i}"))?;
         }
         self.rms_norm(&h, &self.norm).ctx("final norm")
     }
@@ -342,7 +343,23 @@ impl Llama {
             .ctx("cross-entropy")
     }
 
-    fn block(&self, b: &Block, h: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor, tch::TchError> {
+    /// Where position `i` may attend when a sliding window reaches back less far than `t`:
+    /// `j <= i` and `i - j < window` (`true` attends). `None`: plain causal attention.
+    fn window_mask(&self, t: i64) -> Result<Option<Tensor>, tch::TchError> {
+        let Some(w) = self.config.sliding_window().filter(|&w| w < t) else { return Ok(None) };
+        let pos = Tensor::f_arange(t, (Kind::Int64, self.device))?;
+        let back = pos.f_unsqueeze(1)?.f_sub(&pos.f_unsqueeze(0)?)?;
+        Ok(Some(back.f_ge(0)?.f_logical_and(&back.f_lt(w)?)?))
+    }
+
+    fn block(
+        &self,
+        b: &Block,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        window: Option<&Tensor>,
+    ) -> Result<Tensor, tch::TchError> {
         let cfg = &self.config;
         let (bsz, t, _) = h.size3()?;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
@@ -358,13 +375,14 @@ impl Llama {
         let k = apply_rope(&norm(heads(&b.k, b.k_b.as_ref(), nkv)?, b.k_norm.as_ref())?, cos, sin)?;
         let v = heads(&b.v, b.v_b.as_ref(), nkv)?;
         let ck = self.precision.compute_kind();
-        let attn = Tensor::f_scaled_dot_product_attention::<Tensor>(
+        // A window is an explicit mask; without one, SDPA's own causal path.
+        let attn = Tensor::f_scaled_dot_product_attention::<&Tensor>(
             &q.f_to_kind(ck)?,
             &k.f_to_kind(ck)?,
             &v.f_to_kind(ck)?,
-            None,
+            window,
             0.0,
-            true,
+            window.is_none(),
             None,
             nh != nkv,
         )?;
