@@ -298,7 +298,7 @@ fn mistral_sliding_window_matches_transformers_past_the_window() {
     let dir = tmp.path().join("mistral");
     python(&["make-mistral", dir.to_str().unwrap(), "8"]);
     let model = Llama::load(&dir, Device::Cpu).unwrap();
-    assert_eq!(model.config().sliding_window(), Some(16));
+    assert_eq!((model.config().layer_window(0), model.config().layer_window(1)), (Some(16), Some(16)));
     // 48 positions, three windows long: the window changes what every later position sees.
     let ids = ids(2, 48, 320, 23);
     let ours = rust_logits(&model, &ids);
@@ -315,4 +315,19 @@ fn mistral_sliding_window_matches_transformers_past_the_window() {
     std::fs::copy(dir.join("model.safetensors"), unwindowed.join("model.safetensors")).unwrap();
     let plain = Llama::load(&unwindowed, Device::Cpu).unwrap();
     assert!(max_abs_diff(&ours, &rust_logits(&plain, &ids)) > 1e-3, "the window changed nothing");
+}
+
+#[test]
+fn qwen2_sliding_window_layers_match_transformers() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qwen2w");
+    python(&["make-qwen2", dir.to_str().unwrap(), "9", "window"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    let windows: Vec<Option<i64>> = (0..3).map(|i| model.config().layer_window(i)).collect();
+    assert_eq!(windows, vec![None, Some(16), Some(16)], "max_window_layers = 1");
+    let ids = ids(2, 48, 320, 29);
+    let diff = max_abs_diff(&rust_logits(&model, &ids), &python_logits(&dir, &ids, tmp.path()));
+    eprintln!("random Qwen2 (window 16 from layer 1) fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
 }

@@ -3,7 +3,7 @@
 Subcommands (each prints one JSON line on stdout):
   logits DIR IDS_JSON OUT      logits of AutoModelForCausalLM (fp32) for ids [[...], ...] -> OUT
                                (safetensors, tensor "logits"), and the mean loss of the shifted ids
-  make-qwen2 DIR SEED          a small random Qwen2ForCausalLM (non-zero q/k/v biases, untied
+  make-qwen2 DIR SEED [window] a small random Qwen2ForCausalLM (non-zero q/k/v biases, untied
                                head, rope_theta 1e6) saved with save_pretrained
   make-llama3 DIR SEED [TYPE]  a small random LlamaForCausalLM with Llama 3.x RoPE scaling (factor 8,
                                frequency factors 1 and 4, original context 64: every band of the rule is used), GQA, untied head;
@@ -53,7 +53,7 @@ def cmd_logits(path, ids_json, out):
     print(json.dumps({"shape": list(logits.shape), "loss": loss.item(), "class": type(model).__name__}))
 
 
-def cmd_make_qwen2(path, seed):
+def cmd_make_qwen2(path, seed, window=None):
     torch.manual_seed(int(seed))
     cfg = Qwen2Config(
         vocab_size=320,
@@ -66,7 +66,10 @@ def cmd_make_qwen2(path, seed):
         rope_theta=1_000_000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
-        use_sliding_window=False,
+        # `window`: a 16-token sliding window on the layers from 1 on.
+        use_sliding_window=window is not None,
+        sliding_window=16 if window is not None else None,
+        max_window_layers=1,
     )
     model = Qwen2ForCausalLM(cfg).float()
     with torch.no_grad():

@@ -154,18 +154,23 @@ impl LlamaConfig {
         if let Err(feature) = self.rope_scaling() {
             return unsupported(feature);
         }
-        // Per-layer attention kinds (Qwen3, Gemma): only full attention is implemented.
-        if let Some(Value::Array(kinds)) = self.raw.get("layer_types")
-            && let Some(kind) = kinds.iter().find(|k| k.as_str() != Some("full_attention"))
-        {
-            return unsupported(format!("layer_types with {kind} layers"));
+        // Per-layer attention kinds (Qwen2/3 write them; Gemma too): full attention, and for
+        // Qwen the sliding window of `sliding_window` tokens.
+        let qwen = matches!(self.model_type.as_str(), "qwen2" | "qwen3");
+        if let Some(Value::Array(kinds)) = self.raw.get("layer_types") {
+            if kinds.len() != self.num_hidden_layers as usize {
+                return unsupported(format!("layer_types of {} layers for {}", kinds.len(), self.num_hidden_layers));
+            }
+            let known = |k: &Value| k == "full_attention" || (qwen && k == "sliding_attention");
+            if let Some(kind) = kinds.iter().find(|k| !known(k)) {
+                return unsupported(format!("layer_types with {kind} layers"));
+            }
+        }
+        if qwen && (0..self.num_hidden_layers as usize).any(|i| self.sliding_layer(i)) && self.window().is_none() {
+            return unsupported("sliding-window layers without a positive `sliding_window`".to_owned());
         }
         // A window only matters past its length, but silently ignoring it would train a
-        // different model than the one the config describes. Mistral's (every layer) is
-        // implemented; Qwen's (some layers, by `max_window_layers`) is not yet.
-        if matches!(self.model_type.as_str(), "qwen2" | "qwen3") && self.use_sliding_window {
-            return unsupported("sliding-window attention of Qwen (`use_sliding_window`)".to_owned());
-        }
+        // different model than the one the config describes.
         if self.model_type == "mistral"
             && let Some(w) = self.sliding_window.as_ref().filter(|w| !w.is_null())
             && w.as_i64().is_none_or(|w| w <= 0)
@@ -175,12 +180,31 @@ impl LlamaConfig {
         Ok(())
     }
 
-    /// Mistral's attention window: each position attends to itself and the `w - 1` before it.
-    pub fn sliding_window(&self) -> Option<i64> {
-        if self.model_type != "mistral" {
-            return None;
-        }
+    /// The `sliding_window` length, when positive.
+    fn window(&self) -> Option<i64> {
         self.sliding_window.as_ref().and_then(Value::as_i64).filter(|&w| w > 0)
+    }
+
+    /// The attention window of decoder layer `layer`: each position attends to itself and the
+    /// `w - 1` before it. Mistral: every layer. Qwen2/3: the layers `layer_types` marks
+    /// `sliding_attention`, or without it, with `use_sliding_window`, those from
+    /// `max_window_layers` on (as transformers derives them).
+    pub fn layer_window(&self, layer: usize) -> Option<i64> {
+        if self.sliding_layer(layer) { self.window() } else { None }
+    }
+
+    fn sliding_layer(&self, layer: usize) -> bool {
+        match self.model_type.as_str() {
+            "mistral" => true,
+            "qwen2" | "qwen3" => match self.raw.get("layer_types") {
+                Some(Value::Array(kinds)) => kinds.get(layer).is_some_and(|k| k == "sliding_attention"),
+                _ => {
+                    let from = self.raw.get("max_window_layers").and_then(Value::as_i64).unwrap_or(0);
+                    self.use_sliding_window && layer as i64 >= from
+                }
+            },
+            _ => false,
+        }
     }
 
     pub fn kv_heads(&self) -> i64 {

@@ -45,7 +45,7 @@ pub enum BackendError {
     #[diagnostic(
         code(cptc::backend::unsupported),
         help(
-            "the backend implements Llama, Mistral (sliding window too), Qwen2 and Qwen3 decoders with default, Llama 3 or linear RoPE"
+            "the backend implements Llama, Mistral, Qwen2 and Qwen3 decoders (sliding windows too) with default, Llama 3 or linear RoPE"
         )
     )]
     Unsupported { feature: String },

@@ -65,7 +65,7 @@ fn check_model(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFa
                     user("config.json").display()
                 ),
                 Some(
-                    "it implements Llama, Mistral (sliding window too), Qwen2 and Qwen3 decoders with default, Llama 3 or linear RoPE"
+                    "it implements Llama, Mistral, Qwen2 and Qwen3 decoders (sliding windows too) with default, Llama 3 or linear RoPE"
                         .into(),
                 ),
             ),

@@ -318,9 +318,12 @@ impl Llama {
         let (_, t) = input.size2().ctx("reading the input shape (expected [batch, seq])")?;
         let mut h = Tensor::f_embedding(&self.embed, input, -1, false, false).ctx("embedding")?;
         let (cos, sin) = self.rope(t)?;
-        let window = self.window_mask(t).ctx("the sliding-window mask")?;
+        let windows: Vec<Option<Tensor>> = (0..self.layers.len())
+            .map(|i| self.window_mask(self.config.layer_window(i), t))
+            .collect::<Result<_, _>>()
+            .ctx("the sliding-window masks")?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = self.block(layer, &h, &cos, &sin, window.as_ref()).ctx(&format!("decoder layer {i}"))?;
+            h = self.block(layer, &h, &cos, &sin, windows[i].as_ref()).ctx(&format!("decoder layer {i}"))?;
         }
         self.rms_norm(&h, &self.norm).ctx("final norm")
     }
@@ -345,8 +348,8 @@ impl Llama {
 
     /// Where position `i` may attend when a sliding window reaches back less far than `t`:
     /// `j <= i` and `i - j < window` (`true` attends). `None`: plain causal attention.
-    fn window_mask(&self, t: i64) -> Result<Option<Tensor>, tch::TchError> {
-        let Some(w) = self.config.sliding_window().filter(|&w| w < t) else { return Ok(None) };
+    fn window_mask(&self, window: Option<i64>, t: i64) -> Result<Option<Tensor>, tch::TchError> {
+        let Some(w) = window.filter(|&w| w < t) else { return Ok(None) };
         let pos = Tensor::f_arange(t, (Kind::Int64, self.device))?;
         let back = pos.f_unsqueeze(1)?.f_sub(&pos.f_unsqueeze(0)?)?;
         Ok(Some(back.f_ge(0)?.f_logical_and(&back.f_lt(w)?)?))
