@@ -53,6 +53,19 @@ def cmd_logits(path, ids_json, out):
     print(json.dumps({"shape": list(logits.shape), "loss": loss.item(), "class": type(model).__name__}))
 
 
+def save_randomised(model, path, biases=False):
+    """Moves norms (and biases) off their init, so a test notices one that is read but not
+    applied, then saves the model and prints its parameter count."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if biases and name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+            elif "norm" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path, safe_serialization=True)
+    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+
+
 def cmd_make_qwen2(path, seed, window=None):
     torch.manual_seed(int(seed))
     cfg = Qwen2Config(
@@ -71,17 +84,7 @@ def cmd_make_qwen2(path, seed, window=None):
         sliding_window=16 if window is not None else None,
         max_window_layers=1,
     )
-    model = Qwen2ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            # Default init leaves biases at 0 and norms at 1: randomise them so the test
-            # would notice a bias or norm weight that is read but not applied.
-            if name.endswith("bias"):
-                p.normal_(0.0, 0.5)
-            elif "norm" in name:
-                p.uniform_(0.5, 1.5)
-    model.save_pretrained(path, safe_serialization=True)
-    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+    save_randomised(Qwen2ForCausalLM(cfg).float(), path, biases=True)
 
 
 def cmd_make_llama3(path, seed, rope_type="llama3"):
@@ -107,13 +110,7 @@ def cmd_make_llama3(path, seed, rope_type="llama3"):
         if rope_type == "llama3"
         else {"rope_type": "linear", "rope_theta": 500_000.0, "factor": 4.0},
     )
-    model = LlamaForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    model.save_pretrained(path, safe_serialization=True)
-    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+    save_randomised(LlamaForCausalLM(cfg).float(), path)
 
 
 def cmd_make_qwen3(path, seed):
@@ -132,13 +129,7 @@ def cmd_make_qwen3(path, seed):
         tie_word_embeddings=False,
         use_sliding_window=False,
     )
-    model = Qwen3ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    model.save_pretrained(path, safe_serialization=True)
-    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+    save_randomised(Qwen3ForCausalLM(cfg).float(), path)
 
 
 def cmd_make_mistral(path, seed):
@@ -155,13 +146,7 @@ def cmd_make_mistral(path, seed):
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
     )
-    model = MistralForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    model.save_pretrained(path, safe_serialization=True)
-    print(json.dumps({"params": sum(p.numel() for p in model.parameters())}))
+    save_randomised(MistralForCausalLM(cfg).float(), path)
 
 
 def cmd_train(path, ids_json, out, spec_json):
