@@ -13,6 +13,7 @@ pub mod data;
 pub mod diag;
 pub mod exec;
 pub mod fmt;
+pub mod fsdp;
 pub mod graph;
 pub mod law;
 pub mod random;

@@ -71,6 +71,7 @@ fn run(request: &Request, progress: &Progress) -> Event {
         progress,
         resume_dir: request.resume_dir.clone(),
         checkpoint_every: request.checkpoint_every,
+        topology: &cptc::fsdp::Topology::SINGLE,
     };
     // A panic is a bug: it fails the stage (tier internal) with its message, as in-process.
     let result = cptc::stages::catching_panics(|| crate::stages::run(&request.params, &ctx));

@@ -15,6 +15,10 @@
 mod config;
 mod error;
 pub mod eval;
+pub mod groups;
+pub mod guard;
+pub mod heldout;
+pub mod hf_files;
 pub mod metrics;
 pub mod schedule;
 

@@ -659,6 +659,7 @@ impl<'a> Builder<'a> {
         let precision = f.word("precision", "precision", &Precision::ALL);
         let divergence_ratio = f.number("divergence_ratio", Quantity::Plain);
         let divergence_steps = f.number("divergence_steps", Quantity::Count);
+        let engine = f.word("engine", "engine", &Engine::ALL).unwrap_or_default();
         for (key, example) in [
             ("model", "base"),
             ("mixture", "mix"),
@@ -764,6 +765,7 @@ impl<'a> Builder<'a> {
             groups,
             precision,
             divergence,
+            engine,
             origin: origin(block),
         })
     }

@@ -73,6 +73,8 @@ enum Command {
         tflops: Option<f64>,
         #[command(flatten)]
         stages: StageSelection,
+        #[command(flatten)]
+        topology: TopologyArgs,
     },
     /// Run a recipe: every stage not already cached, in dependency order.
     Run {
@@ -94,6 +96,8 @@ enum Command {
         /// run resumes where it was. Results do not depend on it.
         #[arg(long, value_name = "MINUTES", default_value_t = 30.0)]
         checkpoint_minutes: f64,
+        #[command(flatten)]
+        topology: TopologyArgs,
     },
     /// Inspect, verify and prune the artifact store.
     #[command(subcommand)]
@@ -104,6 +108,44 @@ enum Command {
     /// Fitted scaling laws.
     #[command(subcommand)]
     Law(LawCommand),
+}
+
+/// Where `engine = fsdp` trainings run, under torchrun's own names (not part of any key).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "FSDP topology (engine = fsdp)")]
+struct TopologyArgs {
+    /// Training processes on this node (one per GPU).
+    #[arg(long, value_name = "N", conflicts_with = "cluster")]
+    nproc_per_node: Option<u32>,
+    /// Nodes in the job.
+    #[arg(long, value_name = "M", conflicts_with = "cluster")]
+    nnodes: Option<u32>,
+    /// This node's rank, 0 to M-1.
+    #[arg(long, value_name = "R", conflicts_with = "cluster")]
+    node_rank: Option<u32>,
+    /// The c10d rendezvous, HOST:PORT (the same on every node).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "cluster")]
+    rdzv_endpoint: Option<String>,
+    /// A YAML file holding the same keys (nproc-per-node, nnodes, node-rank, rdzv-endpoint).
+    #[arg(long, value_name = "FILE.yaml")]
+    cluster: Option<PathBuf>,
+}
+
+impl TopologyArgs {
+    fn topology(self) -> Result<crate::fsdp::Topology, crate::fsdp::TopologyError> {
+        if let Some(file) = &self.cluster {
+            return crate::fsdp::Topology::from_file(file);
+        }
+        let d = crate::fsdp::Topology::SINGLE;
+        let topology = crate::fsdp::Topology {
+            nproc_per_node: self.nproc_per_node.unwrap_or(d.nproc_per_node),
+            nnodes: self.nnodes.unwrap_or(d.nnodes),
+            node_rank: self.node_rank.unwrap_or(d.node_rank),
+            rdzv_endpoint: self.rdzv_endpoint,
+        };
+        topology.validate()?;
+        Ok(topology)
+    }
 }
 
 /// Which stages `plan` and `run` consider, and which they (re)run.
@@ -223,7 +265,14 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::run(&files, format),
         Command::Fmt { files, check } => fmt::run(&files, check),
         Command::Import(ImportCommand::Gguf { file, out_dir, dtype }) => import::run(&file, &out_dir, dtype),
-        Command::Plan { file, format, store, tflops, stages: StageSelection { only, from, force } } => {
+        Command::Plan { file, format, store, tflops, stages: StageSelection { only, from, force }, topology } => {
+            let topology = match topology.topology() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprint!("{}", report(&e));
+                    return EXIT_USER;
+                }
+            };
             let tflops = match tflops {
                 Some(t) if !(t.is_finite() && t > 0.0) => {
                     eprintln!("error: --tflops must be a positive number of TFLOP/s, not {t}");
@@ -232,7 +281,7 @@ pub fn main() -> i32 {
                 Some(t) => t,
                 None => plan::default_tflops(),
             };
-            let options = crate::exec::Options { only, from, force, ..Default::default() };
+            let options = crate::exec::Options { only, from, force, topology, ..Default::default() };
             plan::run(&file, &store, format, tflops, &options)
         }
         Command::Run {
@@ -243,13 +292,28 @@ pub fn main() -> i32 {
             keep_going,
             verbose,
             checkpoint_minutes,
+            topology,
         } => {
+            let topology = match topology.topology() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprint!("{}", report(&e));
+                    return EXIT_USER;
+                }
+            };
             let Ok(every) = std::time::Duration::try_from_secs_f64(checkpoint_minutes * 60.0) else {
                 eprintln!("error: --checkpoint-minutes must be a number of minutes, 0 or more");
                 return EXIT_USER;
             };
-            let options =
-                crate::exec::Options { only, from, force, dry_run, keep_going, checkpoint_every: Some(every) };
+            let options = crate::exec::Options {
+                only,
+                from,
+                force,
+                dry_run,
+                keep_going,
+                checkpoint_every: Some(every),
+                topology,
+            };
             run::run(&file, &store, &options, verbose)
         }
         Command::Law(LawCommand::Show { file, store }) => law::show(&file, &store),

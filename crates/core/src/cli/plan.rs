@@ -8,7 +8,9 @@ use serde_json::json;
 
 use super::{EXIT_INTERNAL, PlanFormat, planned};
 use crate::exec::{Options, Status};
+use crate::fsdp::Topology;
 use crate::graph::{Graph, StageKind, StageParams};
+use crate::recipe::Engine;
 
 /// Effective training throughput of this machine when `--tflops` is not given: 100 TFLOP/s on
 /// a CUDA GPU (bf16 at ~40% of an A100/H100's peak), else what cptc measures on CPU in fp32,
@@ -39,10 +41,11 @@ pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64
         Ok(p) => p,
         Err(code) => return code,
     };
+    let topology = &options.topology;
     let text = match format {
-        PlanFormat::Text => text(&graph, &statuses, file, store_dir, tflops),
+        PlanFormat::Text => text(&graph, &statuses, file, store_dir, tflops, topology),
         PlanFormat::Dot => dot(&graph, &statuses),
-        PlanFormat::Json => match serde_json::to_string_pretty(&to_json(&graph, &statuses, tflops)) {
+        PlanFormat::Json => match serde_json::to_string_pretty(&to_json(&graph, &statuses, tflops, topology)) {
             Ok(t) => t + "\n",
             Err(e) => {
                 eprintln!("error: {e}");
@@ -57,8 +60,31 @@ pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64
 /// The plan in each format `cptc plan` prints (text, dot, JSON), without reading a store:
 /// the fuzz target renders every checked recipe this way.
 pub fn render(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, tflops: f64) -> [String; 3] {
-    let json = serde_json::to_string_pretty(&to_json(graph, statuses, tflops)).unwrap_or_default();
-    [text(graph, statuses, file, Path::new(".cptc"), tflops), dot(graph, statuses), json]
+    let single = &Topology::SINGLE;
+    let json = serde_json::to_string_pretty(&to_json(graph, statuses, tflops, single)).unwrap_or_default();
+    [text(graph, statuses, file, Path::new(".cptc"), tflops, single), dot(graph, statuses), json]
+}
+
+/// Bytes of training state per device: fp32 weights, gradients and AdamW's two moments (16
+/// bytes per parameter), on one device for the built-in engine, sharded over every process
+/// for FSDP. Activations come on top.
+fn state_bytes_per_device(params: &StageParams, model_params: u64, topology: &Topology) -> Option<u64> {
+    let StageParams::Train(p) = params else { return None };
+    let devices = match p.engine {
+        Engine::Builtin => 1,
+        Engine::Fsdp => u64::from(topology.world_size()),
+    };
+    Some((16 * model_params).div_ceil(devices))
+}
+
+/// 1.5e9 bytes as `1.5 GB`.
+fn bytes_text(bytes: u64) -> String {
+    let b = bytes as f64;
+    match b {
+        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.0} MB", b / 1e6),
+        b => format!("{:.0} kB", (b / 1e3).max(1.0)),
+    }
 }
 
 fn status_word(status: &Status) -> &'static str {
@@ -101,7 +127,14 @@ fn count_text(x: u64) -> String {
     }
 }
 
-fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir: &Path, tflops: f64) -> String {
+fn text(
+    graph: &Graph,
+    statuses: &[(NodeIndex, Status)],
+    file: &Path,
+    store_dir: &Path,
+    tflops: f64,
+    topology: &Topology,
+) -> String {
     let mut out = format!("plan for {} (store {})\n\n", file.display(), store_dir.display());
     // Ids are padded by hand: a format width panics past 65,535 characters.
     let ids: Vec<String> = statuses.iter().map(|(ix, _)| graph.stage(*ix).id.to_string()).collect();
@@ -125,13 +158,16 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
         let line = format!("{:>3}  {id}{pad}  {:<8}  {note}", n + 1, status_word(status));
         out.push_str(line.trim_end());
         out.push('\n');
-        if let Some(how) = how_it_runs(&stage.params) {
+        if let Some(how) = how_it_runs(&stage.params, topology) {
             out.push_str(&format!("       {how}\n"));
         }
         if let Some(est) = &stage.estimate {
             let mut line = format!("{} tokens in {} steps", count_text(est.tokens), est.steps);
             if let Some(params) = est.params {
                 line.push_str(&format!(", model {} params", count_text(params)));
+                if let Some(bytes) = state_bytes_per_device(&stage.params, params, topology) {
+                    line.push_str(&format!(" ({} of training state per device)", bytes_text(bytes)));
+                }
             }
             if let Some(flops) = est.flops {
                 if !matches!(status, Status::Cached(_)) {
@@ -182,10 +218,14 @@ fn text(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, store_dir:
 }
 
 /// Where and in which arithmetic a training or evaluation stage runs (all in its key).
-fn how_it_runs(params: &StageParams) -> Option<String> {
+fn how_it_runs(params: &StageParams, topology: &Topology) -> Option<String> {
     match params {
         StageParams::Train(p) => {
-            Some(format!("{} on {}, {} engine", word(&p.precision), word(&p.device), word(&p.engine)))
+            let mut how = format!("{} on {}, {} engine", word(&p.precision), word(&p.device), word(&p.engine));
+            if p.engine == Engine::Fsdp {
+                how.push_str(&format!(" over {} (torchrun)", topology.describe()));
+            }
+            Some(how)
         }
         StageParams::Eval(p) => Some(format!("{} on {}", word(&p.precision), word(&p.device))),
         _ => None,
@@ -229,7 +269,7 @@ fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
     out
 }
 
-fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serde_json::Value {
+fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64, topology: &Topology) -> serde_json::Value {
     let stages: Vec<serde_json::Value> = statuses
         .iter()
         .map(|(ix, status)| {
@@ -245,6 +285,11 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serd
                 Status::Pending { waiting_for } => (None, json!({ "waiting_for": waiting_for })),
             };
             let seconds = stage.estimate.as_ref().and_then(|e| e.flops).map(|f| f / (tflops * 1e12));
+            let memory = stage
+                .estimate
+                .as_ref()
+                .and_then(|e| e.params)
+                .and_then(|n| state_bytes_per_device(&stage.params, n, topology));
             json!({
                 "id": stage.id,
                 "kind": stage.kind(),
@@ -255,6 +300,7 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serd
                 "params": stage.params,
                 "estimate": stage.estimate,
                 "estimated_seconds": seconds,
+                "state_bytes_per_device": memory,
             })
         })
         .collect();
@@ -263,5 +309,5 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64) -> serd
         .filter(|(ix, _)| graph.stage(*ix).kind() == StageKind::Train)
         .filter_map(|(ix, _)| graph.stage(*ix).estimate.as_ref()?.flops)
         .sum();
-    json!({ "tflops": tflops, "train_flops": train_flops, "stages": stages })
+    json!({ "tflops": tflops, "train_flops": train_flops, "topology": topology, "stages": stages })
 }

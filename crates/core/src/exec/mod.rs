@@ -69,6 +69,8 @@ pub struct Options {
     /// How often a long stage (training) checkpoints, so a failed or killed run resumes where
     /// it was; `None` never. Results do not depend on it, so it is not part of any key.
     pub checkpoint_every: Option<std::time::Duration>,
+    /// Where FSDP trainings run; like checkpoints, not part of any key.
+    pub topology: crate::fsdp::Topology,
 }
 
 /// Stage implementations. The real one runs `crate::stages`; executor tests use a fake.
@@ -509,6 +511,7 @@ impl Job<'_> {
             progress: &progress,
             resume_dir: self.store.resume_dir(stage.kind(), &key),
             checkpoint_every: self.options.checkpoint_every,
+            topology: &self.options.topology,
         };
         let started = Instant::now();
         // A panic in a stage is a bug: it fails that stage (tier internal), not the process.

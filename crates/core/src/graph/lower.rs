@@ -106,7 +106,8 @@ impl<'r> Lowerer<'r> {
     /// The stage providing a declared base model (checking guarantees it is declared).
     fn model(&mut self, name: &str) -> NodeIndex {
         let Some(model) = self.recipe.model(name) else {
-            return self.g.add(Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(hf_model::Params {})));
+            let params = hf_model::Params { builtin: self.builtin_reads(name) };
+            return self.g.add(Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(params)));
         };
         if !self.model_info.contains_key(name) {
             self.model_info.insert(name.to_string(), self.probe.model_info(&model.source));
@@ -119,12 +120,21 @@ impl<'r> Lowerer<'r> {
                 s
             }
             ModelSource::Hf { files, .. } => {
-                let mut s = Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(hf_model::Params {}));
+                let params = hf_model::Params { builtin: self.builtin_reads(name) };
+                let mut s = Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(params));
                 s.files.clone_from(files);
                 s
             }
         };
         self.g.add(stage)
+    }
+
+    /// Whether the built-in engine reads model `name`: an eval of it, or a builtin training
+    /// from it. (An FSDP training's output is read by the builtin engine only if evaluated.)
+    fn builtin_reads(&self, name: &str) -> bool {
+        let this = ModelRef::Model(name.to_string());
+        self.recipe.evals().iter().any(|e| e.model == this)
+            || self.recipe.trains().iter().any(|t| t.model == this && t.engine == crate::recipe::Engine::Builtin)
     }
 
     /// The base model at the root of a chain of train stages.
@@ -338,7 +348,7 @@ impl<'r> Lowerer<'r> {
             long_context: train.long_context,
             precision: precision(train.precision, self.device),
             device: self.device,
-            engine: train::Engine::Builtin,
+            engine: train.engine,
         };
         let mut train_stage = Stage::new(spec.id.clone(), StageParams::Train(Box::new(params)));
         train_stage.estimate = Some(self.estimate(spec, mixture, &corpora));

@@ -377,7 +377,29 @@ pub struct Train {
     /// `None`: the device's default (see [`Precision`]).
     pub precision: Option<Precision>,
     pub divergence: Divergence,
+    pub engine: Engine,
     pub origin: Origin,
+}
+
+/// What trains: the built-in libtorch engine (one device) or torchrun + FSDP2 over the
+/// `transformers` model (any number of devices and nodes, any architecture transformers has).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    #[default]
+    Builtin,
+    Fsdp,
+}
+
+impl Engine {
+    pub const ALL: [(&'static str, Engine); 2] = [("builtin", Engine::Builtin), ("fsdp", Engine::Fsdp)];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Builtin => "builtin",
+            Engine::Fsdp => "fsdp",
+        }
+    }
 }
 
 /// When a training has diverged: its loss stayed above `ratio` x the first step's loss for

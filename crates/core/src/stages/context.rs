@@ -24,6 +24,8 @@ pub struct StageCtx<'a> {
     pub resume_dir: PathBuf,
     /// How often to checkpoint into `resume_dir` (`None`: never).
     pub checkpoint_every: Option<std::time::Duration>,
+    /// Where an FSDP training runs (`cptc run --nproc-per-node ...`); in no key.
+    pub topology: &'a crate::fsdp::Topology,
 }
 
 impl StageCtx<'_> {
@@ -268,5 +270,18 @@ impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for StageFailure
         );
         let tier = classify(boxed.as_ref());
         StageFailure { tier, diagnostic: Box::new(Message { message: chain_text(boxed.as_ref()), help: None }) }
+    }
+}
+
+/// Intra-op threads for the engines: `CPTC_THREADS` (a positive count), else the cores available.
+pub fn threads() -> Result<i32, StageFailure> {
+    match std::env::var("CPTC_THREADS") {
+        Ok(v) => v.trim().parse::<i32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            StageFailure::input(
+                format!("CPTC_THREADS={v} is not a positive number of threads"),
+                Some("unset it to use every core, or give a count such as CPTC_THREADS=4".into()),
+            )
+        }),
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as i32)),
     }
 }

@@ -19,9 +19,18 @@ use super::{StageCtx, StageFailure};
 pub const VERSION: u64 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Params {}
+pub struct Params {
+    /// The built-in engine reads this model (an eval, a builtin train): its architecture is
+    /// checked here. Only FSDP trainings read it: any architecture transformers has is fine.
+    #[serde(skip_serializing_if = "is_true")]
+    pub builtin: bool,
+}
 
-pub fn run(_: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     const LINK_FROM: u64 = 16 << 20;
     let model = ctx.out.join("model");
     fs_err::create_dir_all(&model)?;
@@ -43,21 +52,23 @@ pub fn run(_: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             Some("a `model` block's `hf` must be a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)".into()),
         ));
     }
-    check_model(ctx.files, &model)?;
+    check_model(ctx.files, &model, p.builtin)?;
     Ok(Value::Null)
 }
 
 /// The config must be one the engine loads, and every id the tokenizer can give must have an
 /// embedding row: a tokenizer from another model would otherwise tokenize and cache fine and
 /// fail (or read garbage rows) only in training. Names the user's files, not the artifact's.
-fn check_model(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFailure> {
+fn check_model(files: &[std::path::PathBuf], model: &Path, builtin: bool) -> Result<(), StageFailure> {
     let user = |name: &str| {
         files.iter().find(|f| f.file_name().is_some_and(|n| n == name)).map_or_else(|| model.join(name), Clone::clone)
     };
     let config: Value = super::read_json(&model.join("config.json"))?;
     // The engine reads this config at every train and eval: refused here, an error names the
     // user's file (not the store's copy) before anything is built on it.
-    if let Err(e) = crate::backend::LlamaConfig::from_value(config.clone(), &user("config.json")) {
+    if let Err(e) = crate::backend::LlamaConfig::from_value(config.clone(), &user("config.json"))
+        && builtin
+    {
         return Err(match e {
             crate::backend::BackendError::Unsupported { feature } => StageFailure::input(
                 format!(
@@ -65,7 +76,8 @@ fn check_model(files: &[std::path::PathBuf], model: &Path) -> Result<(), StageFa
                     user("config.json").display()
                 ),
                 Some(
-                    "it implements Llama, Mistral, Qwen2 and Qwen3 decoders (sliding windows too) with default, Llama 3 or linear RoPE"
+                    "it implements Llama, Mistral, Qwen2 and Qwen3 decoders (sliding windows too) with default, Llama 3 or linear RoPE; \
+                     `engine = fsdp` trains any architecture transformers has (its evaluation then runs during training)"
                         .into(),
                 ),
             ),

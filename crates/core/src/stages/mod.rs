@@ -29,7 +29,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use context::chain_text;
-pub use context::{Message, Progress, StageCtx, StageFailure, Tier};
+pub use context::{Message, Progress, StageCtx, StageFailure, Tier, threads};
 pub use files::{model_dir, read_json, tokenizer_path, write_json};
 
 /// What a stage does. Each kind has an implementation version (its file's `VERSION`): bump
@@ -332,6 +332,8 @@ pub fn run(params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value
         StageParams::Tokenize(p) => tokenize::run(p, ctx),
         StageParams::Mix(p) => mix::run(p, ctx),
         // libtorch's stages run in the worker process, the only one that links it.
+        // The FSDP engine is torchrun's: started from here, no libtorch in this process.
+        StageParams::Train(p) if p.engine == train::Engine::Fsdp => crate::fsdp::run(p, ctx),
         StageParams::Train(p) => worker::run(worker::WorkerParams::Train(p.clone()), ctx),
         StageParams::Eval(p) => worker::run(worker::WorkerParams::Eval(p.clone()), ctx),
         StageParams::Fit(p) => fit::run(p, ctx),

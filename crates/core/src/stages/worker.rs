@@ -164,6 +164,11 @@ impl Diagnostic for WorkerDiagnostic {
     }
 }
 
+/// A failure another process (the worker, the FSDP engine) reported as a diagnostic's parts.
+pub fn reported(tier: Tier, code: Option<String>, message: String, help: Option<String>) -> StageFailure {
+    StageFailure { tier, diagnostic: Box::new(WorkerDiagnostic { code, message, help }) }
+}
+
 /// The worker could not be started, or ended without a verdict.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum WorkerError {
@@ -268,10 +273,7 @@ fn apply(event: Event, ctx: &StageCtx<'_>) -> Option<Result<Value, StageFailure>
         Event::ResetEta => p.reset_eta(),
         Event::Notice { text } => p.notice(&text),
         Event::Done { output } => return Some(Ok(output)),
-        Event::Failed { tier, code, message, help } => {
-            let diagnostic = Box::new(WorkerDiagnostic { code, message, help });
-            return Some(Err(StageFailure { tier, diagnostic }));
-        }
+        Event::Failed { tier, code, message, help } => return Some(Err(reported(tier, code, message, help))),
     }
     None
 }

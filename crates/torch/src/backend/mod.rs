@@ -20,7 +20,7 @@
 //!   plus an opaque sampler state) and [`train::TrainHooks`] (per-step records, eval at
 //!   `eval_every`, checkpoint notices); or [`Trainer::train_step(&batch)`](train::Trainer::train_step)
 //!   directly. AdamW with decoupled decay (not on norms/biases), global-norm clipping,
-//!   accumulation to `batch_tokens`, parameter groups ([`groups::plan_params`]: frozen parts,
+//!   accumulation to `batch_tokens`, parameter groups ([`cptc::backend::groups::plan_params`]: frozen parts,
 //!   LR multipliers, new-embedding rows only). Checkpoints ([`Trainer::save_checkpoint`],
 //!   [`Trainer::resume`]) hold weights, AdamW moments, the step, the RNG and the sampler state; a
 //!   resumed CPU run is bit-identical. A NaN/inf loss or gradient norm stops with
@@ -40,7 +40,6 @@
 //! [`Trainer::resume`]: train::Trainer::resume
 
 pub mod eval;
-pub mod groups;
 mod model;
 pub mod optim;
 mod tch_error;

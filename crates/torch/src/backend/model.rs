@@ -13,7 +13,7 @@ use cptc::backend::{LlamaConfig, RopeScaling};
 use super::tch_error::TchContext;
 
 /// Target id whose position is left out of the loss (PyTorch's and Hugging Face's convention).
-pub const IGNORE_INDEX: i64 = -100;
+pub use cptc::backend::heldout::IGNORE_INDEX;
 
 /// Arithmetic of the forward pass. Parameters always stay float32 (the master weights).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -138,22 +138,7 @@ pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
     out
 }
 
-/// What a parameter is, for weight decay and parameter-group selection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamKind {
-    Embedding,
-    Head,
-    Norm,
-    Bias,
-    Matrix,
-}
-
-impl ParamKind {
-    /// Hugging Face's and Megatron's convention: no weight decay on norms and biases.
-    pub fn decays(self) -> bool {
-        matches!(self, Self::Embedding | Self::Head | Self::Matrix)
-    }
-}
+pub use cptc::backend::groups::ParamKind;
 
 impl Llama {
     /// Builds the model from a source of named tensors (checked against the config's shapes).

@@ -5,9 +5,9 @@ use tch::{Kind, Tensor};
 
 use cptc::backend::{BackendError, Result};
 
-use super::groups::ParamPlan;
 use super::model::Llama;
 use super::tch_error::TchContext;
+use cptc::backend::groups::ParamPlan;
 
 /// AdamW hyper-parameters other than the LR.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

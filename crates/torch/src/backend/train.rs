@@ -15,11 +15,12 @@ use cptc::recipe::{Divergence, LrSchedule, ParamGroup};
 
 use cptc::backend::{BackendError, Result};
 
-use super::groups::{ParamPlan, plan_params};
 use super::model::{IGNORE_INDEX, Llama, Precision, ids_tensor};
 use super::optim::{AdamW, AdamWConfig};
 use super::tch_error::TchContext;
 use super::weights::{SaveDtype, read_safetensors, write_safetensors};
+use cptc::backend::groups::{ParamList, ParamPlan, plan_params};
+use cptc::backend::guard::GuardState;
 use cptc::backend::metrics::{Throughput, TrainRecord};
 use cptc::backend::schedule::lr_at;
 
@@ -271,8 +272,7 @@ pub struct Trainer {
     last_checkpoint: Option<PathBuf>,
     throughput: Throughput,
     examples_seen: u64,
-    first_loss: Option<f64>,
-    above_since: Option<u64>,
+    guard: GuardState,
 }
 
 impl Trainer {
@@ -280,7 +280,12 @@ impl Trainer {
         cfg.validate()?;
         tch::manual_seed(cfg.seed as i64);
         model.set_precision(cfg.precision.unwrap_or_else(|| Precision::for_device(model.device())));
-        let plans = plan_params(&model, &cfg.groups, cfg.old_vocab)?;
+        let plans = {
+            let c = model.config();
+            let params = super::model::param_shapes(c);
+            let list = ParamList { params: &params, n_layers: c.num_hidden_layers, tied: c.tie_word_embeddings };
+            plan_params(&list, &cfg.groups, cfg.old_vocab)?
+        };
         let opt = AdamW::new(&model, &plans, cfg.adamw)?;
         let throughput = Throughput::new(model.config(), cfg.seq_len, cfg.peak_flops);
         Ok(Self {
@@ -295,8 +300,7 @@ impl Trainer {
             last_checkpoint: None,
             throughput,
             examples_seen: 0,
-            first_loss: None,
-            above_since: None,
+            guard: GuardState::default(),
         })
     }
 
@@ -324,8 +328,7 @@ impl Trainer {
         t.step = state.step;
         t.tokens_seen = state.tokens_seen;
         t.last_loss = state.last_loss;
-        t.first_loss = state.first_loss;
-        t.above_since = state.above_since;
+        t.guard = GuardState { first_loss: state.first_loss, above_since: state.above_since };
         t.rng = restore_rng(&state).ok_or_else(|| BackendError::checkpoint(&state_path, "bad RNG state"))?;
         t.last_checkpoint = Some(dir.to_owned());
         let sampler_path = dir.join("sampler_state.bin");
@@ -415,23 +418,7 @@ impl Trainer {
     /// The divergence guard: fails once the loss has stayed above the bound for its steps.
     fn watch_divergence(&mut self, loss: f64) -> Result<()> {
         let Some(guard) = self.cfg.divergence else { return Ok(()) };
-        let first = *self.first_loss.get_or_insert(loss);
-        if loss <= guard.ratio * first {
-            self.above_since = None;
-            return Ok(());
-        }
-        let since = *self.above_since.get_or_insert(self.step);
-        if self.step + 1 - since >= guard.steps {
-            return Err(BackendError::Diverged {
-                ratio: guard.ratio,
-                first,
-                since,
-                step: self.step,
-                loss,
-                last_checkpoint: self.last_checkpoint.clone(),
-            });
-        }
-        Ok(())
+        self.guard.observe(guard, self.step, loss, self.last_checkpoint.clone())
     }
 
     fn non_finite(&self, what: &'static str, value: f64) -> BackendError {
@@ -513,8 +500,8 @@ impl Trainer {
             rng_stream: self.rng.get_stream(),
             rng_word_pos: self.rng.get_word_pos().to_string(),
             last_loss: self.last_loss,
-            first_loss: self.first_loss,
-            above_since: self.above_since,
+            first_loss: self.guard.first_loss,
+            above_since: self.guard.above_since,
             config: serde_json::to_value(&self.cfg).unwrap_or_default(),
         };
         let state_path = tmp.join("trainer_state.json");
@@ -544,16 +531,7 @@ impl Trainer {
     }
 }
 
-/// The `step-NNNNNNNN` checkpoints written under `root`, oldest first (the names sort by step;
-/// a save cut short is a hidden `.step-*.tmp` and is not listed).
-pub fn checkpoints(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(root)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
-        .collect();
-    dirs.sort();
-    Ok(dirs)
-}
+pub use cptc::stages::train::checkpoints;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -3,26 +3,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tch::{Device, Kind, Tensor};
 
 use cptc::backend::LlamaConfig;
+use cptc::backend::hf_files::{copy_side_files, safetensors_files};
 use cptc::backend::{BackendError, Result};
 
 use super::model::{Llama, param_shapes};
 use super::tch_error::TchContext;
-
-/// Files copied next to saved weights when the source directory has them.
-const SIDE_FILES: [&str; 6] = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "generation_config.json",
-    "vocab.json",
-    "merges.txt",
-];
 
 /// Element type of saved weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,47 +99,11 @@ impl Llama {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no tokenizer.json in this folder"),
             ));
         }
-        let src = tokenizer_from.or(self.source_dir.as_deref());
-        if let Some(src) = src {
-            for f in SIDE_FILES {
-                let from = src.join(f);
-                if from.is_file() && src != dir {
-                    let to = dir.join(f);
-                    fs::copy(&from, &to).map_err(|e| BackendError::io("copy", &from, e))?;
-                }
-            }
+        match tokenizer_from.or(self.source_dir.as_deref()) {
+            Some(src) => copy_side_files(src, dir),
+            None => Ok(()),
         }
-        Ok(())
     }
-}
-
-/// The safetensors files of a model directory: the shards named by the index, else
-/// `model.safetensors`, else every `*.safetensors` file.
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let text = fs::read_to_string(&index).map_err(|e| BackendError::io("read", &index, e))?;
-        let bad = |reason: String| BackendError::Safetensors { path: index.clone(), reason };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let map =
-            v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no `weight_map` object".to_owned()))?;
-        let shards: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
-        return Ok(shards.into_iter().map(|f| dir.join(f)).collect());
-    }
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| BackendError::io("list", dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    found.sort();
-    if found.is_empty() {
-        return Err(BackendError::MissingTensor { name: "model.safetensors".to_owned(), dir: dir.to_owned() });
-    }
-    Ok(found)
 }
 
 /// Rejects tensors the config does not explain (a sign of the wrong architecture).

@@ -3,12 +3,11 @@
 //! folder as its output. Its parameters are `cptc::stages::train::Params`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use cptc::data::shard::ShardReader;
-use cptc::recipe::{Amount, StepGeometry};
-use cptc::stages::train::Params;
-use cptc::stages::{Input, StageCtx, StageFailure, model_dir, write_json};
+use cptc::recipe::StepGeometry;
+use cptc::stages::train::{Outcome, Params, RunFiles, start_model};
+use cptc::stages::{Input, StageCtx, StageFailure};
 use serde_json::{Value, json};
 
 use super::eval::{eval_sets, threads};
@@ -61,55 +60,6 @@ impl Hooks<'_, '_> {
     }
 }
 
-/// Where a train stage logs: its own folder, or the resume folder when it checkpoints (the
-/// logs must outlive a killed run as its checkpoints do).
-struct RunFiles {
-    metrics: std::path::PathBuf,
-    evals: std::path::PathBuf,
-    checkpoints: Option<std::path::PathBuf>,
-}
-
-impl RunFiles {
-    fn of(ctx: &StageCtx<'_>) -> Result<Self, StageFailure> {
-        if ctx.checkpoint_every.is_none() {
-            return Ok(RunFiles {
-                metrics: ctx.out.join("metrics.jsonl"),
-                evals: ctx.out.join("evals.jsonl"),
-                checkpoints: None,
-            });
-        };
-        let dir = &ctx.resume_dir;
-        fs_err::create_dir_all(dir)?;
-        Ok(RunFiles {
-            metrics: dir.join("metrics.jsonl"),
-            evals: dir.join("evals.jsonl"),
-            checkpoints: Some(dir.join("checkpoints")),
-        })
-    }
-
-    /// The newest checkpoint, if a run of this key was cut short after writing one.
-    fn latest_checkpoint(&self) -> Option<std::path::PathBuf> {
-        crate::backend::train::checkpoints(self.checkpoints.as_ref()?).ok()?.pop()
-    }
-
-    /// Keeps the log lines of steps up to `step` (what happened before the checkpoint resumed
-    /// from; a line cut by the kill goes too) and returns them.
-    fn rewind(path: &Path, step: Option<u64>) -> Result<Vec<Value>, StageFailure> {
-        let kept: Vec<Value> = match (step, std::fs::read_to_string(path)) {
-            (Some(step), Ok(text)) => text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v.get("step").and_then(Value::as_u64).is_some_and(|s| s <= step))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let text: String = kept.iter().map(|v| format!("{v}\n")).collect();
-        // Aside, then renamed: a kill here must not leave the log emptied beside a checkpoint.
-        cptc::store::write_atomic(path, text.as_bytes())?;
-        Ok(kept)
-    }
-}
-
 impl TrainHooks for Hooks<'_, '_> {
     fn on_step(&mut self, record: &crate::backend::metrics::TrainRecord) -> crate::backend::Result<()> {
         self.log.write(record)?;
@@ -134,27 +84,9 @@ impl TrainHooks for Hooks<'_, '_> {
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     crate::backend::set_num_threads(threads()?);
     let (tokens, seq_len, batch_tokens) = (p.tokens, p.seq_len, p.batch_tokens);
-    let (model_art, model_meta) = ctx.input(&Input::Model)?;
-    let dir = model_dir(model_art)?;
-    // The trained model is saved with this tokenizer: missing, it would fail only after training.
-    if !dir.join("tokenizer.json").is_file() {
-        return Err(StageFailure::input(
-            format!("{} has no tokenizer.json", dir.display()),
-            Some("a model to train needs its tokenizer beside it (a Hugging Face folder)".into()),
-        ));
-    }
-    // Past the positions the base was trained on, RoPE still computes, but the model has never
-    // seen those distances: that is long-context training, which the recipe must say it is.
-    let config = crate::backend::LlamaConfig::from_file(&dir.join("config.json"))?;
-    if p.long_context.is_none() && seq_len > config.max_position_embeddings as u64 {
-        return Err(StageFailure::input(
-            format!(
-                "`seq_len` {seq_len} is past the {} positions the model was trained on (`max_position_embeddings`)",
-                config.max_position_embeddings
-            ),
-            Some("train at most that long, or add a `long_context { ... }` block (with a larger `rope_theta`)".into()),
-        ));
-    }
+    let (dir, model_meta) = start_model(p, ctx)?;
+    // The built-in engine's own refusals (an architecture it lacks) come before any work.
+    crate::backend::LlamaConfig::from_file(&dir.join("config.json"))?;
     let device = device(p.device);
     let rope_theta = p.long_context.and_then(|l| l.rope_theta);
 
@@ -172,18 +104,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     cfg.old_vocab = model_meta.values.get("old_vocab").and_then(Value::as_i64);
     cfg.eval_every = Some(1); // the hooks decide which steps evaluate
     let total = cfg.total_steps;
-    let mut eval_steps: Vec<u64> =
-        p.eval_at.iter().map(|f| ((f * total as f64).round() as u64).clamp(1, total)).collect();
-    if let Some(every) = p.eval_every {
-        let k = match every {
-            Amount::Fraction(f) => ((f * total as f64).round() as u64).max(1),
-            Amount::Steps(s) => s.max(1),
-            Amount::Tokens(t) => t.div_ceil(tokens_per_step).max(1),
-        };
-        eval_steps.extend((1..=total).filter(|s| s % k == 0));
-    }
-    eval_steps.sort_unstable();
-    eval_steps.dedup();
+    let eval_steps = p.eval_steps(total, tokens_per_step);
 
     if let Some(every) = ctx.checkpoint_every {
         // The newest checkpoint only: it is what a resume needs, and a model's optimizer state
@@ -273,21 +194,14 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     // The tokenizer files come from the starting model's folder (a resized model's carry the
     // expanded tokenizer).
     model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&dir))?;
-    if files.metrics != ctx.out.join("metrics.jsonl") {
-        fs_err::copy(&files.metrics, ctx.out.join("metrics.jsonl"))?;
-    }
-    // The evaluations are in evals.json; the log of them is only for resuming.
-    let _ = std::fs::remove_file(ctx.out.join("evals.jsonl"));
     let evals = std::mem::take(&mut hooks.evals);
-    write_json(&ctx.out.join("evals.json"), &evals)?;
-    Ok(json!({
-        "params": n_params,
-        "tokens_per_step": tokens_per_step,
-        "domain_share": p.domain_share,
-        "roles": p.roles,
-        "steps": summary.steps,
-        "tokens": summary.tokens_seen,
-        "last_loss": summary.last_loss,
-        "evals": evals,
-    }))
+    files.publish(ctx, &evals)?;
+    let outcome = Outcome {
+        params: n_params as u64,
+        tokens_per_step,
+        steps: summary.steps,
+        tokens: summary.tokens_seen,
+        last_loss: summary.last_loss,
+    };
+    Ok(p.output(&outcome, &evals))
 }

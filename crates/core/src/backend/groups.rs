@@ -1,13 +1,60 @@
-//! Parameter groups of a recipe (`ParamGroup`): which parameters train, at what LR multiple,
-//! with weight decay or not, and which embedding rows (for training only new vocabulary rows).
+//! Parameter groups of a recipe (`ParamGroup`) resolved against a model's parameters: which
+//! train, at what LR multiple, with weight decay or not, and which embedding rows (for training
+//! only new vocabulary rows). Both engines train by this plan: the built-in one over its own
+//! parameter list, the FSDP engine over the names in the model's safetensors files.
 
-use cptc::recipe::{ParamGroup, ParamSelector};
+use serde::{Deserialize, Serialize};
 
-use super::model::{Llama, ParamKind, param_shapes};
-use cptc::backend::{BackendError, Result};
+use super::{BackendError, Result};
+use crate::recipe::{ParamGroup, ParamSelector};
+
+/// What a parameter is, for weight decay and parameter-group selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    Embedding,
+    Head,
+    Norm,
+    Bias,
+    Matrix,
+}
+
+impl ParamKind {
+    /// Hugging Face's and Megatron's convention: no weight decay on norms and biases.
+    pub fn decays(self) -> bool {
+        matches!(self, Self::Embedding | Self::Head | Self::Matrix)
+    }
+
+    /// The kind of a parameter of a `transformers` causal LM, by its name and shape (the
+    /// names every architecture there shares: `model.embed_tokens`, `lm_head`, `*norm*`).
+    pub fn of_hf_name(name: &str, shape: &[i64]) -> ParamKind {
+        if name.ends_with("embed_tokens.weight") {
+            ParamKind::Embedding
+        } else if name == "lm_head.weight" {
+            ParamKind::Head
+        } else if name.ends_with(".bias") {
+            ParamKind::Bias
+        } else if shape.len() < 2 {
+            ParamKind::Norm
+        } else {
+            ParamKind::Matrix
+        }
+    }
+}
+
+/// A parameter's name, shape and kind.
+pub type ParamInfo = (String, Vec<i64>, ParamKind);
+
+/// The parameters of a model as the plan needs them: names, shapes and kinds, in order, plus
+/// the layer count and whether the head is the embedding matrix.
+pub struct ParamList<'a> {
+    pub params: &'a [ParamInfo],
+    pub n_layers: i64,
+    pub tied: bool,
+}
 
 /// How the optimizer treats one parameter.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamPlan {
     pub name: String,
     pub kind: ParamKind,
@@ -37,10 +84,14 @@ const DEFAULT: State = State { frozen: false, lr_mult: 1.0 };
 /// `old_vocab` is the vocabulary size before expansion: `new_embeddings` selects the rows at
 /// and above it of the input embedding (and of an untied head). With tied embeddings the head
 /// is the embedding matrix, so `head` and `embeddings` select the same tensor.
-pub fn plan_params(model: &Llama, groups: &[ParamGroup], old_vocab: Option<i64>) -> Result<Vec<ParamPlan>> {
-    let cfg = model.config();
-    let vocab = cfg.vocab_size;
-    let n_layers = cfg.num_hidden_layers;
+pub fn plan_params(list: &ParamList<'_>, groups: &[ParamGroup], old_vocab: Option<i64>) -> Result<Vec<ParamPlan>> {
+    let vocab = list
+        .params
+        .iter()
+        .find(|(_, _, kind)| *kind == ParamKind::Embedding)
+        .and_then(|(_, shape, _)| shape.first().copied())
+        .unwrap_or(0);
+    let n_layers = list.n_layers;
     let bad = |reason: String| BackendError::ParamGroups { reason };
     if groups.iter().any(|g| g.params == ParamSelector::NewEmbeddings) {
         match old_vocab {
@@ -67,9 +118,9 @@ pub fn plan_params(model: &Llama, groups: &[ParamGroup], old_vocab: Option<i64>)
             return Err(bad(format!("group `{}` has LR multiplier {}", g.name, g.lr_mult)));
         }
     }
-    let tied = cfg.tie_word_embeddings;
+    let tied = list.tied;
     let mut out = Vec::new();
-    for (name, _, kind) in param_shapes(cfg) {
+    for (name, _, kind) in list.params.iter().cloned() {
         let has_rows = matches!(kind, ParamKind::Embedding | ParamKind::Head);
         // State of rows below old_vocab (the whole tensor when it has no rows) and above it.
         let (mut old, mut new) = (DEFAULT, DEFAULT);
