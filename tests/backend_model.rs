@@ -292,6 +292,22 @@ fn linear_rope_scaling_matches_transformers() {
 }
 
 #[test]
+fn yarn_and_dynamic_rope_match_transformers_past_the_original_context() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in ["yarn", "dynamic"] {
+        let dir = tmp.path().join(kind);
+        python(&["make-llama3", dir.to_str().unwrap(), "6", kind]);
+        let model = Llama::load(&dir, Device::Cpu).unwrap();
+        // 80 positions: past YaRN's original 32 and dynamic NTK's 64 (where its base grows).
+        let ids = ids(2, 80, 320, 23);
+        let diff = max_abs_diff(&rust_logits(&model, &ids), &python_logits(&dir, &ids, tmp.path()));
+        eprintln!("random Llama with {kind} RoPE fp32 max |logit diff| vs transformers: {diff:e}");
+        assert!(diff <= 1e-5, "{kind}: max abs logit diff {diff}");
+    }
+}
+
+#[test]
 fn mistral_sliding_window_matches_transformers_past_the_window() {
     init();
     let tmp = tempfile::tempdir().unwrap();

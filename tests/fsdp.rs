@@ -205,6 +205,39 @@ fn fsdp_trains_an_untied_qwen2_with_biases_as_the_builtin_engine_does() {
     parity("qwen2");
 }
 
+/// Long-context training past the base's 32 positions with YaRN: both engines train the same
+/// way, save the scaling into the config, and transformers reloads each with the engine's own
+/// last evaluation (its logits use the saved YaRN).
+#[test]
+fn long_context_yarn_is_trained_and_saved_alike_by_both_engines() {
+    let dir = project("llama32");
+    let root = dir.path();
+    for engine in ["builtin", "fsdp"] {
+        let path = root.join(format!("{engine}.cpt"));
+        let recipe = std::fs::read_to_string(&path).unwrap();
+        let block = "  long_context {\n    rope = yarn\n    factor = 2\n  }\n\n  group new_rows {";
+        std::fs::write(&path, recipe.replace("  group new_rows {", block)).unwrap();
+    }
+    run_ok(root, &["run", "builtin.cpt", "--only", "train:t"]);
+    run_ok(root, &["run", "fsdp.cpt", "--only", "train:t", "--nproc-per-node", "2"]);
+    let builtin = artifact(root, ".cptc", "builtin.cpt", "train:t");
+    let fsdp = artifact(root, ".cptc", "fsdp.cpt", "train:t");
+    for (x, y) in losses(&builtin).iter().zip(&losses(&fsdp)) {
+        assert!(rel(*x, *y) < 1e-5, "builtin loss {x}, fsdp {y}");
+    }
+    let tokenized = artifact(root, ".cptc", "fsdp.cpt", "tokenize:law@law_words");
+    for train in [&builtin, &fsdp] {
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(train.join("model/config.json")).unwrap()).unwrap();
+        let rope = &config["rope_parameters"];
+        assert_eq!(rope["rope_type"], "yarn", "{config}");
+        assert_eq!(rope["factor"].as_f64(), Some(2.0), "{config}");
+        assert_eq!(rope["original_max_position_embeddings"].as_u64(), Some(32), "{config}");
+        assert_eq!(config["max_position_embeddings"].as_u64(), Some(64), "{config}");
+        reloads_with_the_engines_last_evaluation(root, train, "law", &tokenized);
+    }
+}
+
 /// Architectures the built-in engine lacks train on this path, and reload.
 #[test]
 fn fsdp_trains_qwen3_and_gemma2_and_transformers_reloads_them() {

@@ -7,7 +7,9 @@ Subcommands (each prints one JSON line on stdout):
                                head, rope_theta 1e6) saved with save_pretrained
   make-llama3 DIR SEED [TYPE]  a small random LlamaForCausalLM with Llama 3.x RoPE scaling (factor 8,
                                frequency factors 1 and 4, original context 64: every band of the rule is used), GQA, untied head;
-                               TYPE `linear`: linear scaling by 4 instead
+                               TYPE `linear`: linear scaling by 4 instead; `yarn`: YaRN by 4 from 32
+                               positions (attention factor from the factor); `dynamic`: dynamic NTK
+                               by 2 with a 64-position context (so 80 positions grow the base)
   make-qwen3 DIR SEED          a small random Qwen3ForCausalLM (q/k norms moved off 1, head_dim 32
                                apart from hidden/heads, GQA, untied head)
   make-mistral DIR SEED        a small random MistralForCausalLM with a 16-token sliding window
@@ -96,19 +98,22 @@ def cmd_make_llama3(path, seed, rope_type="llama3"):
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=64 if rope_type == "dynamic" else 128,
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
         rope_parameters={
-            "rope_type": "llama3",
-            "rope_theta": 500_000.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 64,
-        }
-        if rope_type == "llama3"
-        else {"rope_type": "linear", "rope_theta": 500_000.0, "factor": 4.0},
+            "llama3": {
+                "rope_type": "llama3",
+                "rope_theta": 500_000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+            "linear": {"rope_type": "linear", "rope_theta": 500_000.0, "factor": 4.0},
+            "yarn": {"rope_type": "yarn", "rope_theta": 10_000.0, "factor": 4.0, "original_max_position_embeddings": 32},
+            "dynamic": {"rope_type": "dynamic", "rope_theta": 10_000.0, "factor": 2.0},
+        }[rope_type],
     )
     save_randomised(LlamaForCausalLM(cfg).float(), path)
 

@@ -3,7 +3,8 @@
   make KIND DIR SEED         a tiny random-weight model built from a config and saved with
                              save_pretrained (safetensors); KIND: llama (tied head), qwen2 (untied,
                              q/k/v biases), qwen3 (q/k norms, head_dim apart), gemma2 (soft-capping,
-                             sandwich norms, sliding window); GPT-2's vocabulary (50257), so the
+                             sandwich norms, sliding window), llama32 (llama with 32 positions);
+                             GPT-2's vocabulary (50257), so the
                              real GPT-2 tokenizer drives them
   heldout DIR WINDOWS SEQ    the model in DIR loaded by AutoModelForCausalLM (fp32): summed nats
                              and counted targets over WINDOWS (int64: inputs [n, SEQ] then targets)
@@ -23,6 +24,8 @@ COMMON = dict(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden
 def config(kind):
     if kind == "llama":
         return LlamaConfig(**COMMON, tie_word_embeddings=True, rms_norm_eps=1e-5)
+    if kind == "llama32":  # a 32-position context, for long-context training past it
+        return LlamaConfig(**{**COMMON, "max_position_embeddings": 32}, tie_word_embeddings=True)
     if kind == "qwen2":
         return Qwen2Config(**COMMON, tie_word_embeddings=False, rope_theta=1e6)
     if kind == "qwen3":

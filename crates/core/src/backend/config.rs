@@ -18,6 +18,23 @@ pub enum RopeScaling {
     /// `factor`, those shorter than `original / high_freq_factor` kept, the band between
     /// blended smoothly.
     Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+    /// YaRN: frequencies blended between interpolated (`/ factor`) and kept along a linear ramp
+    /// over the dimensions between the `beta_fast` and `beta_slow` rotation counts at the
+    /// original context; cos and sin scaled by `attention_factor`.
+    Yarn { factor: f64, original: f64, attention_factor: f64, beta_fast: f64, beta_slow: f64, truncate: bool },
+    /// Dynamic NTK: past `max_position_embeddings`, the base grows with the sequence length
+    /// `T`: `theta * (factor * T / max - (factor - 1))^(d / (d - 2))`, recomputed per forward.
+    Dynamic { factor: f64 },
+}
+
+impl RopeScaling {
+    /// The factor cos and sin are multiplied by (transformers' `attention_scaling`).
+    pub fn attention_factor(&self) -> f64 {
+        match self {
+            RopeScaling::Yarn { attention_factor, .. } => *attention_factor,
+            _ => 1.0,
+        }
+    }
 }
 
 /// The fields of `config.json` that shape a Llama-family decoder, with Hugging Face's defaults.
@@ -257,10 +274,49 @@ impl LlamaConfig {
                         factor.ok_or_else(|| format!("{field} of type `linear` without a positive `factor`"))?;
                     return Ok(RopeScaling::Linear { factor });
                 }
+                Some("dynamic") => {
+                    let factor = m.get("factor").and_then(Value::as_f64).filter(|x| x.is_finite() && *x > 0.0);
+                    let factor =
+                        factor.ok_or_else(|| format!("{field} of type `dynamic` without a positive `factor`"))?;
+                    return Ok(RopeScaling::Dynamic { factor });
+                }
+                Some("yarn") => return self.yarn(field, m),
                 Some(other) => return Err(format!("{field} of type `{other}`")),
             }
         }
         Ok(RopeScaling::Default)
+    }
+
+    /// YaRN's settings as transformers reads them (`_compute_yarn_parameters`): a missing
+    /// `factor` is `max_position_embeddings / original`, a missing `attention_factor` follows
+    /// from `factor` (and `mscale`, `mscale_all_dim`), `beta_fast`/`beta_slow` default to 32/1.
+    fn yarn(&self, field: &str, m: &serde_json::Map<String, Value>) -> std::result::Result<RopeScaling, String> {
+        let num = |key: &str| m.get(key).and_then(Value::as_f64);
+        if num("partial_rotary_factor").is_some_and(|f| f != 1.0) {
+            return Err(format!("{field} of type `yarn` with a `partial_rotary_factor`"));
+        }
+        let original = num("original_max_position_embeddings")
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| format!("{field} of type `yarn` without a positive `original_max_position_embeddings`"))?;
+        let factor = num("factor").unwrap_or(self.max_position_embeddings as f64 / original);
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(format!("{field} of type `yarn` with `factor` {factor}"));
+        }
+        let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
+        let attention_factor = match (num("attention_factor"), num("mscale"), num("mscale_all_dim")) {
+            (Some(a), _, _) => a,
+            (None, Some(ms), Some(all)) if ms != 0.0 && all != 0.0 => mscale(factor, ms) / mscale(factor, all),
+            _ => mscale(factor, 1.0),
+        };
+        let beta = |key: &str, default: f64| num(key).filter(|b| *b != 0.0).unwrap_or(default);
+        Ok(RopeScaling::Yarn {
+            factor,
+            original,
+            attention_factor,
+            beta_fast: beta("beta_fast", 32.0),
+            beta_slow: beta("beta_slow", 1.0),
+            truncate: m.get("truncate").and_then(Value::as_bool).unwrap_or(true),
+        })
     }
 
     /// Sets the RoPE base in both places transformers may look (long-context training).

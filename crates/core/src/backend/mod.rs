@@ -20,6 +20,7 @@ pub mod guard;
 pub mod heldout;
 pub mod hf_files;
 pub mod metrics;
+pub mod rope;
 pub mod schedule;
 
 pub use config::{LlamaConfig, RopeScaling};

@@ -737,10 +737,15 @@ impl<'a> Builder<'a> {
             steps: divergence_steps.map_or(Divergence::DEFAULT.steps, |n| n.value as u64),
         };
         let mut long_context = None;
+        let mut rope = None;
         let mut groups = Vec::new();
         for child in &block.blocks {
             match child.kind.as_str() {
-                "long_context" => long_context = Some(self.long_context(child, &seq_len)?),
+                "long_context" => {
+                    let (lc, r) = self.long_context(child, &seq_len)?;
+                    long_context = Some(lc);
+                    rope = r;
+                }
                 "group" => groups.push(self.group(child, vocab.is_some())?),
                 _ => {}
             }
@@ -766,6 +771,7 @@ impl<'a> Builder<'a> {
             precision,
             divergence,
             engine,
+            rope,
             origin: origin(block),
         })
     }
@@ -818,15 +824,73 @@ impl<'a> Builder<'a> {
     }
 
     /// The packing of a long-context train whose sequences are `seq_len` long.
-    fn long_context(&mut self, block: &Resolved, seq_len: &Num) -> Option<LongContext> {
+    fn long_context(&mut self, block: &Resolved, seq_len: &Num) -> Option<(LongContext, Option<RopeExtension>)> {
+        const ROPES: [(&str, Option<RopeKind>); 5] = [
+            ("theta", None),
+            ("linear", Some(RopeKind::Linear)),
+            ("dynamic", Some(RopeKind::Dynamic)),
+            ("yarn", Some(RopeKind::Yarn)),
+            ("llama3", Some(RopeKind::Llama3)),
+        ];
         let mut f = Fields::new(block, &mut self.errors);
         let length = f.number("length", Quantity::Count);
         let group_similar = f.boolean("group_similar");
         let short_below = f.number("short_below", Quantity::Tokens);
         let keep_short = f.number("keep_short", Quantity::Ratio);
         let rope_theta = f.number("rope_theta", Quantity::Plain);
+        let rope_kind = f.word("rope", "RoPE scaling", &ROPES);
+        let factor = f.number("factor", Quantity::Plain);
+        let original = f.number("original", Quantity::Count);
         let has_length = f.has("length");
+        let has_rope = f.has("rope");
+        let rope_span = f.get("rope").map(|(field, file)| (field.value.span, *file));
         f.finish(&[]);
+        if has_rope && rope_kind.is_none() {
+            return None; // the word was wrong: said
+        }
+        let rope_kind = rope_kind.flatten();
+        let rope = match (rope_kind, &factor) {
+            (Some(kind), Some(factor)) if factor.value.is_finite() && factor.value > 1.0 => {
+                Some(RopeExtension { kind, factor: factor.value, original: original.as_ref().map(|o| o.value as u64) })
+            }
+            (Some(_), Some(factor)) => {
+                self.out_of_range(
+                    factor,
+                    "`factor` must be above 1",
+                    "not an extension",
+                    Some("how many times longer the context becomes, e.g. 4 for 4k -> 16k"),
+                );
+                return None;
+            }
+            (Some(kind), None) => {
+                let (span, file) = rope_span?;
+                let error = CheckError::MissingField {
+                    kind: "long_context".to_string(),
+                    name: format!("rope = {}", kind.name()),
+                    field: "factor".to_string(),
+                    span: span.into(),
+                    help: "add `factor = 4`: how many times longer the context becomes".to_string(),
+                };
+                self.error(file, error);
+                return None;
+            }
+            (None, _) => {
+                if let Some(n) = factor.as_ref().or(original.as_ref()) {
+                    self.out_of_range(
+                        n,
+                        "`factor` and `original` belong to a RoPE scaling",
+                        "no `rope` to apply it to",
+                        Some("add `rope = yarn` (or linear, dynamic, llama3); `rope = theta` changes the base only"),
+                    );
+                    return None;
+                }
+                None
+            }
+        };
+        if let Some(o) = original.as_ref().filter(|o| o.value < 1.0) {
+            self.out_of_range(o, "`original` must be a positive number of positions", "no context", None);
+            return None;
+        }
         // The packed length is the trained length: `length` may repeat `seq_len`, never differ.
         let length = if has_length { length? } else { *seq_len };
         if length.value != seq_len.value {
@@ -855,13 +919,14 @@ impl<'a> Builder<'a> {
             }
             t => t,
         };
-        Some(LongContext {
+        let lc = LongContext {
             target_len: length.value as u64,
             group_similar: group_similar.unwrap_or(false),
             short_below: short_below.map_or(4096, |n| n.value as u64),
             keep_short: keep_short.map_or(1.0, |n| n.value),
             rope_theta: rope_theta.map(|n| n.value),
-        })
+        };
+        Some((lc, rope))
     }
 
     fn group(&mut self, block: &Resolved, has_vocab: bool) -> Option<ParamGroup> {

@@ -225,6 +225,16 @@ fn how_it_runs(params: &StageParams, topology: &Topology) -> Option<String> {
             if p.engine == Engine::Fsdp {
                 how.push_str(&format!(" over {} (torchrun)", topology.describe()));
             }
+            if let Some(lc) = &p.long_context {
+                how.push_str(&format!("\n       long context: {} positions", lc.target_len));
+                if let Some(r) = &p.rope {
+                    let from = r.original.map_or("the model's context".to_string(), |o| o.to_string());
+                    how.push_str(&format!(", RoPE {} x{} from {from}", r.kind.name(), r.factor));
+                }
+                if let Some(theta) = lc.rope_theta {
+                    how.push_str(&format!(", base {theta}"));
+                }
+            }
             Some(how)
         }
         StageParams::Eval(p) => Some(format!("{} on {}", word(&p.precision), word(&p.device))),

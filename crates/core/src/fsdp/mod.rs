@@ -134,7 +134,15 @@ struct Spec<'a> {
     checkpoint_dir: Option<PathBuf>,
     checkpoint_every_s: Option<f64>,
     resume_from: Option<PathBuf>,
-    rope_theta: Option<f64>,
+    /// Long-context training: the config's RoPE parameters (transformers 5's form) and
+    /// positions after the step-0 baseline.
+    long_context: Option<LongContextSpec>,
+}
+
+#[derive(Serialize)]
+struct LongContextSpec {
+    rope_parameters: serde_json::Map<String, Value>,
+    max_position_embeddings: u64,
 }
 
 /// The built-in engine's AdamW settings (`crates/torch/src/backend/optim.rs`).
@@ -283,7 +291,10 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         checkpoint_dir: files.checkpoints.clone(),
         checkpoint_every_s: ctx.checkpoint_every.map(|d| d.as_secs_f64()),
         resume_from,
-        rope_theta: p.long_context.and_then(|l| l.rope_theta),
+        long_context: p.long_context.map(|lc| {
+            let e = crate::backend::rope::extend(&config, lc.rope_theta, p.rope, p.seq_len);
+            LongContextSpec { rope_parameters: e.rope_parameters, max_position_embeddings: e.max_position_embeddings }
+        }),
     };
     let spec_path = work.join("spec.json");
     crate::store::write_atomic(&spec_path, &serde_json::to_vec_pretty(&spec)?)?;

@@ -117,14 +117,6 @@ def restore_buffers(model, buffers, device):
         module._buffers[bname] = value.to(device)
 
 
-def set_rope_theta(config, theta):
-    params = getattr(config, "rope_parameters", None)
-    if isinstance(params, dict):
-        params["rope_theta"] = theta
-    if hasattr(config, "rope_theta"):
-        config.rope_theta = theta
-
-
 def load_model(spec, device, mesh):
     config = AutoConfig.from_pretrained(spec["model_dir"])
     model = skeleton(config)
@@ -539,15 +531,24 @@ def main(spec_path):
 
 
 def extend_context(model, config, spec, device):
-    """Long-context training: the recipe's RoPE base, and a config that covers the trained
-    length; the rotary buffers recomputed as the model's constructor does."""
-    theta = spec.get("rope_theta")
-    if theta is not None:
-        set_rope_theta(config, theta)
-    if spec["seq_len"] > config.max_position_embeddings:
-        config.max_position_embeddings = spec["seq_len"]
-    if theta is not None:
-        restore_buffers(model, non_persistent_buffers(skeleton(config)), device)
+    """Long-context training: the RoPE base and scaling cptc computed, and positions that cover
+    the trained length, in the config (saved with the model); the rotary buffers recomputed as
+    the model's constructor does."""
+    lc = spec.get("long_context")
+    if lc is None:
+        return
+    config.rope_parameters = dict(lc["rope_parameters"])
+    if hasattr(config, "rope_theta"):
+        config.rope_theta = lc["rope_parameters"]["rope_theta"]
+    config.max_position_embeddings = lc["max_position_embeddings"]
+    fresh = skeleton(config)
+    # Rotary modules keep more than buffers (their type, YaRN's attention scaling): swapped
+    # whole; they hold no parameters.
+    for name, module in fresh.named_modules():
+        if type(module).__name__.endswith("RotaryEmbedding"):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, module.to(device))
+    restore_buffers(model, non_persistent_buffers(fresh), device)
 
 
 if __name__ == "__main__":

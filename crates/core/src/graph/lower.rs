@@ -346,6 +346,7 @@ impl<'r> Lowerer<'r> {
             divergence: train.divergence,
             groups: train.groups.clone(),
             long_context: train.long_context,
+            rope: train.rope,
             precision: precision(train.precision, self.device),
             device: self.device,
             engine: train.engine,

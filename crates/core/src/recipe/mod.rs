@@ -378,6 +378,8 @@ pub struct Train {
     pub precision: Option<Precision>,
     pub divergence: Divergence,
     pub engine: Engine,
+    /// RoPE scaling of long-context training (`long_context { rope = yarn ... }`).
+    pub rope: Option<RopeExtension>,
     pub origin: Origin,
 }
 
@@ -487,6 +489,37 @@ pub struct LongContext {
     pub short_below: u64,
     pub keep_short: f64,
     pub rope_theta: Option<f64>,
+}
+
+/// How long-context training rescales RoPE beyond a new base (`long_context { rope = ... }`):
+/// the scaling transformers knows by that name, written into the trained model's config.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeExtension {
+    pub kind: RopeKind,
+    /// How many times longer the context becomes.
+    pub factor: f64,
+    /// The context the base was trained on; `None`: its `max_position_embeddings`.
+    pub original: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeKind {
+    Linear,
+    Dynamic,
+    Yarn,
+    Llama3,
+}
+
+impl RopeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RopeKind::Linear => "linear",
+            RopeKind::Dynamic => "dynamic",
+            RopeKind::Yarn => "yarn",
+            RopeKind::Llama3 => "llama3",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

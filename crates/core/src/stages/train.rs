@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{DeviceClass, Input, StageCtx, StageFailure, model_dir, read_json, write_json};
-use crate::recipe::{Amount, Divergence, LongContext, LrSchedule, ParamGroup, Precision, Role};
+use crate::recipe::{Amount, Divergence, LongContext, LrSchedule, ParamGroup, Precision, Role, RopeExtension};
 use crate::store::Meta;
 
 /// v2: a final evaluation when the data runs out early.
 /// v3: saved with its tokenizer files; `rope_theta` applied; checkpoints and resume.
+/// (RoPE scalings came without a version change: recipes without one keep their keys.)
 pub const VERSION: u64 = 3;
 
 pub use crate::recipe::Engine;
@@ -40,6 +41,9 @@ pub struct Params {
     pub divergence: Divergence,
     pub groups: Vec<ParamGroup>,
     pub long_context: Option<LongContext>,
+    /// Long-context RoPE scaling; absent from the key when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope: Option<RopeExtension>,
     /// Arithmetic, device and engine: results differ by each, so all are in the key.
     pub precision: Precision,
     pub device: DeviceClass,

@@ -9,6 +9,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use cptc::backend::{BackendError, Result};
 use cptc::backend::{LlamaConfig, RopeScaling};
+use cptc::recipe::RopeExtension;
 
 use super::tch_error::TchContext;
 
@@ -291,6 +292,18 @@ impl Llama {
         self.config.max_position_embeddings = self.config.max_position_embeddings.max(len);
     }
 
+    /// Long-context training: a new RoPE base and/or scaling, and positions covering
+    /// `seq_len`, written into the config (saved with the model) and applied to the
+    /// frequencies; see `cptc::backend::rope`.
+    pub fn extend_context(&mut self, theta: Option<f64>, rope: Option<RopeExtension>, seq_len: u64) -> Result<()> {
+        let mut config = self.config.to_json("float32");
+        let extended = cptc::backend::rope::extend(&config, theta, rope, seq_len);
+        cptc::backend::rope::write(&mut config, &extended);
+        self.config = LlamaConfig::from_value(config, std::path::Path::new("<long-context config>"))?;
+        self.inv_freq = inv_freq(&self.config, self.device)?;
+        Ok(())
+    }
+
     /// Changes the RoPE base (long-context training); saved checkpoints carry the new value.
     pub fn set_rope_theta(&mut self, theta: f64) -> Result<()> {
         self.config.set_rope_theta(theta);
@@ -405,11 +418,25 @@ impl Llama {
 
     /// cos and sin `[1, 1, T, head_dim]` for positions 0..T (float32).
     fn rope(&self, t: i64) -> Result<(Tensor, Tensor)> {
+        let scaling = self.config.rope_scaling().map_err(|feature| BackendError::Unsupported { feature })?;
+        let max = self.config.max_position_embeddings;
         let f = || -> Result<(Tensor, Tensor), tch::TchError> {
+            // Dynamic NTK past the trained context: a base grown for this length (transformers
+            // recomputes it in the forward pass when the positions outgrow the config's).
+            let inv_freq = match scaling {
+                RopeScaling::Dynamic { factor } if t > max => {
+                    dynamic_inv_freq(self.config.rope_theta(), factor, t, max, self.config.head_dim(), self.device)?
+                }
+                _ => self.inv_freq.shallow_clone(),
+            };
             let pos = Tensor::f_arange(t, (Kind::Float, self.device))?;
-            let freqs = pos.f_unsqueeze(1)?.f_mul(&self.inv_freq.f_unsqueeze(0)?)?;
+            let freqs = pos.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
             let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_view([1, 1, t, -1])?;
-            Ok((emb.f_cos()?, emb.f_sin()?))
+            let (cos, sin) = (emb.f_cos()?, emb.f_sin()?);
+            match scaling.attention_factor() {
+                1.0 => Ok((cos, sin)),
+                a => Ok((cos.f_mul_scalar(a)?, sin.f_mul_scalar(a)?)),
+            }
         };
         f().ctx("RoPE tables")
     }
@@ -446,9 +473,75 @@ fn inv_freq(config: &LlamaConfig, device: Device) -> Result<Tensor> {
                 let medium = wavelen.f_ge(high_wavelen)?.f_logical_and(&wavelen.f_le(low_wavelen)?)?;
                 smoothed.f_where_self(&medium, &stretched)
             }
+            RopeScaling::Yarn { factor, original, beta_fast, beta_slow, truncate, .. } => {
+                yarn_inv_freq(&inv, &exps, theta, head_dim, factor, original, (beta_fast, beta_slow), truncate)
+            }
+            // The trained context's frequencies; longer sequences get theirs in `rope`.
+            RopeScaling::Dynamic { .. } => Ok(inv),
         }
     };
     f().ctx("RoPE frequencies")
+}
+
+/// YaRN's frequencies as `_compute_yarn_parameters` computes them (float32, op for op): the
+/// kept (`1 / theta^(2i/d)`) and interpolated (`1 / (factor theta^(2i/d))`) frequencies blended
+/// along a ramp over the dimensions whose rotation counts at the original context lie between
+/// `beta_slow` and `beta_fast`.
+#[allow(clippy::too_many_arguments)]
+fn yarn_inv_freq(
+    extrapolation: &Tensor,
+    exps: &Tensor,
+    theta: f64,
+    dim: i64,
+    factor: f64,
+    original: f64,
+    (beta_fast, beta_slow): (f64, f64),
+    truncate: bool,
+) -> Result<Tensor, tch::TchError> {
+    let d = dim as f64;
+    let correction =
+        |rotations: f64| d * (original / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln());
+    let (mut low, mut high) = (correction(beta_fast), correction(beta_slow));
+    if truncate {
+        (low, high) = (low.floor(), high.ceil());
+    }
+    let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
+    if low == high {
+        high += 0.001; // transformers' guard against a zero-width ramp
+    }
+    let pos_freqs = Tensor::f_pow_scalar(theta, exps)?;
+    let interpolation = pos_freqs.f_mul_scalar(factor)?.f_reciprocal()?;
+    let ramp = Tensor::f_arange(dim / 2, (Kind::Float, extrapolation.device()))?
+        .f_sub_scalar(low)?
+        .f_div_scalar(high - low)?
+        .f_clamp(0.0, 1.0)?;
+    let keep = ramp.f_neg()?.f_add_scalar(1.0)?; // 1 - ramp
+    let blend = keep.f_neg()?.f_add_scalar(1.0)?; // 1 - keep
+    interpolation.f_mul(&blend)?.f_add(&extrapolation.f_mul(&keep)?)
+}
+
+/// Dynamic NTK's frequencies for a sequence of `t > max` positions, in float32 as transformers
+/// computes them from a tensor length: `theta * (factor t / max - (factor - 1))^(d / (d - 2))`.
+fn dynamic_inv_freq(
+    theta: f64,
+    factor: f64,
+    t: i64,
+    max: i64,
+    dim: i64,
+    device: Device,
+) -> Result<Tensor, tch::TchError> {
+    let grown = Tensor::f_from_slice(&[t])?
+        .f_to_device(device)?
+        .f_mul_scalar(factor)?
+        .f_div_scalar(max as f64)?
+        .f_sub_scalar(factor - 1.0)?
+        .f_pow_tensor_scalar(dim as f64 / (dim - 2) as f64)?
+        .f_mul_scalar(theta)?
+        .f_squeeze()?;
+    let exps = Tensor::f_arange_start_step(0, dim, 2, (Kind::Int64, device))?
+        .f_to_kind(Kind::Float)?
+        .f_div_scalar(dim as f64)?;
+    grown.f_pow(&exps)?.f_reciprocal()
 }
 
 /// `x * cos + rotate_half(x) * sin`, rotate_half(x) = cat(-x2, x1).

@@ -162,12 +162,12 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             // Step 0: the starting model, so gain and forgetting have a baseline.
             let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut hooks.log)?;
             hooks.record_eval(0, initial)?;
-            // Long-context CPT trains (and saves) the model with its new RoPE base, after the
-            // baseline measured the base model as it was; its config then covers the trained length.
-            if let Some(theta) = rope_theta {
-                model.set_rope_theta(theta)?;
+            // Long-context CPT trains (and saves) the model with its new RoPE base and scaling,
+            // after the baseline measured the base model as it was; its config then covers the
+            // trained length.
+            if p.long_context.is_some() {
+                model.extend_context(rope_theta, p.rope, seq_len)?;
             }
-            model.cover_positions(seq_len as i64);
             Trainer::new(model, cfg)?
         }
     };
