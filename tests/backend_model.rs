@@ -279,6 +279,30 @@ fn random_qwen3_logits_match_transformers_and_round_trip() {
 }
 
 #[test]
+fn olmo2_matches_transformers_and_round_trips() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("olmo2");
+    python(&["make-olmo2", dir.to_str().unwrap(), "9"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    let names: Vec<&str> = model.parameters().iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"model.layers.0.post_feedforward_layernorm.weight"), "{names:?}");
+    assert!(!names.contains(&"model.layers.0.input_layernorm.weight"), "no norm before attention");
+    assert_eq!(model.n_params(), model.config().n_params(), "the planner counts OLMo 2's norms too");
+    let ids = ids(2, 40, 320, 29);
+    let ours = rust_logits(&model, &ids);
+    let diff = max_abs_diff(&ours, &python_logits(&dir, &ids, tmp.path()));
+    eprintln!("random OLMo 2 fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+    let saved = tmp.path().join("saved");
+    model.save(&saved, SaveDtype::F32, None).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "Olmo2ForCausalLM");
+    assert!(max_abs_diff(&ours, &python_logits(&saved, &ids, tmp.path())) <= 1e-5);
+}
+
+#[test]
 fn linear_rope_scaling_matches_transformers() {
     init();
     let tmp = tempfile::tempdir().unwrap();

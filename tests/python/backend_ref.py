@@ -13,6 +13,8 @@ Subcommands (each prints one JSON line on stdout):
   make-qwen3 DIR SEED          a small random Qwen3ForCausalLM (q/k norms moved off 1, head_dim 32
                                apart from hidden/heads, GQA, untied head)
   make-mistral DIR SEED        a small random MistralForCausalLM with a 16-token sliding window
+  make-olmo2 DIR SEED          a small random Olmo2ForCausalLM (norms after attention and MLP,
+                               q/k norms over the whole projection moved off 1, GQA, untied head)
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
                                seq_len+1 ids; SPEC is JSON {lrs, micro_batch, seqs_per_step,
                                weight_decay, betas, eps, grad_clip}; final weights -> OUT
@@ -29,6 +31,8 @@ from transformers import (
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
@@ -137,20 +141,27 @@ def cmd_make_qwen3(path, seed):
     save_randomised(Qwen3ForCausalLM(cfg).float(), path)
 
 
+# The shape of the small reference models (GQA 4:2, untied head).
+SMALL = dict(
+    vocab_size=320,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=False,
+)
+
+
+def cmd_make_olmo2(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = Olmo2Config(**SMALL, max_position_embeddings=128, rms_norm_eps=1e-6)
+    save_randomised(Olmo2ForCausalLM(cfg).float(), path)
+
+
 def cmd_make_mistral(path, seed):
     torch.manual_seed(int(seed))
-    cfg = MistralConfig(
-        vocab_size=320,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        sliding_window=16,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-    )
+    cfg = MistralConfig(**SMALL, max_position_embeddings=256, sliding_window=16, rms_norm_eps=1e-5)
     save_randomised(MistralForCausalLM(cfg).float(), path)
 
 
@@ -196,4 +207,4 @@ def cmd_train(path, ids_json, out, spec_json):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3,
-        "make-mistral": cmd_make_mistral, "train": cmd_train}[cmd](*args)
+        "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2, "train": cmd_train}[cmd](*args)

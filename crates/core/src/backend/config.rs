@@ -37,6 +37,64 @@ impl RopeScaling {
     }
 }
 
+/// Where a decoder normalises queries and keys before RoPE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QkNorm {
+    None,
+    /// Per head, over `head_dim` (Qwen3).
+    PerHead,
+    /// Over the whole projection, before it is split into heads (OLMo 2).
+    Whole,
+}
+
+/// Which layers attend through a sliding window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sliding {
+    Never,
+    /// Every layer, when `sliding_window` is set (Mistral).
+    Every,
+    /// Those `layer_types` marks, else with `use_sliding_window` those from `max_window_layers`
+    /// on (Qwen2/3).
+    Qwen,
+}
+
+/// What sets one decoder architecture apart from another, as data: the switches the one
+/// forward pass reads (`crates/torch/src/backend/model.rs`), per `model_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arch {
+    pub model_type: &'static str,
+    /// The transformers class that loads it.
+    pub class: &'static str,
+    /// Norms on the outputs of attention and MLP (`post_attention_layernorm`,
+    /// `post_feedforward_layernorm`; OLMo 2) instead of on their inputs (`input_layernorm`,
+    /// `post_attention_layernorm`; Llama).
+    pub post_norms: bool,
+    pub qk_norm: QkNorm,
+    /// q/k/v biases whatever `attention_bias` says, and never an output bias (Qwen2).
+    pub qkv_bias_always: bool,
+    pub sliding: Sliding,
+}
+
+const fn arch(model_type: &'static str, class: &'static str) -> Arch {
+    Arch {
+        model_type,
+        class,
+        post_norms: false,
+        qk_norm: QkNorm::None,
+        qkv_bias_always: false,
+        sliding: Sliding::Never,
+    }
+}
+
+/// The architectures the built-in engine implements.
+pub const ARCHS: [Arch; 5] = [
+    arch("llama", "LlamaForCausalLM"),
+    Arch { sliding: Sliding::Every, ..arch("mistral", "MistralForCausalLM") },
+    Arch { qkv_bias_always: true, sliding: Sliding::Qwen, ..arch("qwen2", "Qwen2ForCausalLM") },
+    Arch { qk_norm: QkNorm::PerHead, sliding: Sliding::Qwen, ..arch("qwen3", "Qwen3ForCausalLM") },
+    Arch { post_norms: true, qk_norm: QkNorm::Whole, ..arch("olmo2", "Olmo2ForCausalLM") },
+];
+
 /// The fields of `config.json` that shape a Llama-family decoder, with Hugging Face's defaults.
 ///
 /// Unknown fields are kept in [`LlamaConfig::raw`] so a saved model round-trips its config.
@@ -162,7 +220,7 @@ impl LlamaConfig {
 
     fn check_supported(&self) -> Result<()> {
         let unsupported = |feature: String| Err(BackendError::Unsupported { feature });
-        if !matches!(self.model_type.as_str(), "llama" | "mistral" | "qwen2" | "qwen3") {
+        if !ARCHS.iter().any(|a| a.model_type == self.model_type) {
             return unsupported(format!("model_type `{}`", self.model_type));
         }
         if self.hidden_act != "silu" {
@@ -173,7 +231,7 @@ impl LlamaConfig {
         }
         // Per-layer attention kinds (Qwen2/3 write them; Gemma too): full attention, and for
         // Qwen the sliding window of `sliding_window` tokens.
-        let qwen = matches!(self.model_type.as_str(), "qwen2" | "qwen3");
+        let qwen = self.arch().sliding == Sliding::Qwen;
         if let Some(Value::Array(kinds)) = self.raw.get("layer_types") {
             if kinds.len() != self.num_hidden_layers as usize {
                 return unsupported(format!("layer_types of {} layers for {}", kinds.len(), self.num_hidden_layers));
@@ -188,7 +246,7 @@ impl LlamaConfig {
         }
         // A window only matters past its length, but silently ignoring it would train a
         // different model than the one the config describes.
-        if self.model_type == "mistral"
+        if self.arch().sliding == Sliding::Every
             && let Some(w) = self.sliding_window.as_ref().filter(|w| !w.is_null())
             && w.as_i64().is_none_or(|w| w <= 0)
         {
@@ -211,17 +269,23 @@ impl LlamaConfig {
     }
 
     fn sliding_layer(&self, layer: usize) -> bool {
-        match self.model_type.as_str() {
-            "mistral" => true,
-            "qwen2" | "qwen3" => match self.raw.get("layer_types") {
+        match self.arch().sliding {
+            Sliding::Every => true,
+            Sliding::Qwen => match self.raw.get("layer_types") {
                 Some(Value::Array(kinds)) => kinds.get(layer).is_some_and(|k| k == "sliding_attention"),
                 _ => {
                     let from = self.raw.get("max_window_layers").and_then(Value::as_i64).unwrap_or(0);
                     self.use_sliding_window && layer as i64 >= from
                 }
             },
-            _ => false,
+            Sliding::Never => false,
         }
+    }
+
+    /// This config's row of [`ARCHS`] (Llama's for a type the engine lacks: loading refuses
+    /// those before anything reads this).
+    pub fn arch(&self) -> Arch {
+        ARCHS.iter().find(|a| a.model_type == self.model_type).copied().unwrap_or(ARCHS[0])
     }
 
     pub fn kv_heads(&self) -> i64 {
@@ -327,19 +391,19 @@ impl LlamaConfig {
         }
     }
 
-    /// Whether queries and keys are RMS-normalised per head before RoPE (Qwen3).
-    pub fn qk_norm(&self) -> bool {
-        self.model_type == "qwen3"
+    /// Where queries and keys are RMS-normalised before RoPE.
+    pub fn qk_norm(&self) -> QkNorm {
+        self.arch().qk_norm
     }
 
     /// Whether q/k/v projections carry a bias.
     pub fn qkv_bias(&self) -> bool {
-        self.model_type == "qwen2" || self.attention_bias
+        self.arch().qkv_bias_always || self.attention_bias
     }
 
-    /// Whether the output projection carries a bias (Llama's `attention_bias`; never Qwen2).
+    /// Whether the output projection carries a bias (`attention_bias`; never Qwen2).
     pub fn o_bias(&self) -> bool {
-        self.model_type != "qwen2" && self.attention_bias
+        !self.arch().qkv_bias_always && self.attention_bias
     }
 
     pub fn q_dim(&self) -> i64 {
@@ -375,12 +439,7 @@ impl LlamaConfig {
 
     /// The transformers class for this `model_type`.
     pub fn architecture(&self) -> &'static str {
-        match self.model_type.as_str() {
-            "qwen2" => "Qwen2ForCausalLM",
-            "qwen3" => "Qwen3ForCausalLM",
-            "mistral" => "MistralForCausalLM",
-            _ => "LlamaForCausalLM",
-        }
+        self.arch().class
     }
 
     /// Parameters of the decoder, embeddings included (the head too when untied).
@@ -398,9 +457,11 @@ impl LlamaConfig {
         if self.mlp_bias {
             mlp += 2 * f + d;
         }
-        if self.qk_norm() {
-            attn += 2 * self.head_dim();
-        }
+        attn += match self.qk_norm() {
+            QkNorm::None => 0,
+            QkNorm::PerHead => 2 * self.head_dim(),
+            QkNorm::Whole => q + kv,
+        };
         let layer = attn + mlp + 2 * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
         v * d + self.num_hidden_layers * layer + d + head

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use cptc::backend::{BackendError, Result};
-use cptc::backend::{LlamaConfig, RopeScaling};
+use cptc::backend::{LlamaConfig, QkNorm, RopeScaling};
 use cptc::recipe::RopeExtension;
 
 use super::tch_error::TchContext;
@@ -52,8 +52,12 @@ impl Precision {
 
 /// One decoder layer; the tensors are handles on the model's parameters.
 struct Block {
-    input_norm: Tensor,
+    /// Before attention (pre-norm architectures).
+    input_norm: Option<Tensor>,
+    /// `post_attention_layernorm`: before the MLP (pre-norm), or on attention's output (OLMo 2).
     post_norm: Tensor,
+    /// On the MLP's output (OLMo 2).
+    post_ff_norm: Option<Tensor>,
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -62,7 +66,7 @@ struct Block {
     k_b: Option<Tensor>,
     v_b: Option<Tensor>,
     o_b: Option<Tensor>,
-    /// Qwen3's per-head RMSNorm of queries and keys, before RoPE.
+    /// RMSNorm of queries and keys before RoPE: per head (Qwen3) or whole (OLMo 2).
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     gate: Tensor,
@@ -97,7 +101,10 @@ pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
     let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![v, d], ParamKind::Embedding)];
     for i in 0..cfg.num_hidden_layers {
         let p = |s: &str| format!("model.layers.{i}.{s}");
-        out.push((p("input_layernorm.weight"), vec![d], ParamKind::Norm));
+        let arch = cfg.arch();
+        if !arch.post_norms {
+            out.push((p("input_layernorm.weight"), vec![d], ParamKind::Norm));
+        }
         out.push((p("self_attn.q_proj.weight"), vec![q, d], ParamKind::Matrix));
         if cfg.qkv_bias() {
             out.push((p("self_attn.q_proj.bias"), vec![q], ParamKind::Bias));
@@ -114,11 +121,19 @@ pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
         if cfg.o_bias() {
             out.push((p("self_attn.o_proj.bias"), vec![d], ParamKind::Bias));
         }
-        if cfg.qk_norm() {
-            out.push((p("self_attn.q_norm.weight"), vec![cfg.head_dim()], ParamKind::Norm));
-            out.push((p("self_attn.k_norm.weight"), vec![cfg.head_dim()], ParamKind::Norm));
+        let (qn, kn) = match cfg.qk_norm() {
+            QkNorm::None => (0, 0),
+            QkNorm::PerHead => (cfg.head_dim(), cfg.head_dim()),
+            QkNorm::Whole => (q, kv),
+        };
+        if qn > 0 {
+            out.push((p("self_attn.q_norm.weight"), vec![qn], ParamKind::Norm));
+            out.push((p("self_attn.k_norm.weight"), vec![kn], ParamKind::Norm));
         }
         out.push((p("post_attention_layernorm.weight"), vec![d], ParamKind::Norm));
+        if arch.post_norms {
+            out.push((p("post_feedforward_layernorm.weight"), vec![d], ParamKind::Norm));
+        }
         out.push((p("mlp.gate_proj.weight"), vec![f, d], ParamKind::Matrix));
         if cfg.mlp_bias {
             out.push((p("mlp.gate_proj.bias"), vec![f], ParamKind::Bias));
@@ -186,9 +201,12 @@ impl Llama {
         for i in 0..config.num_hidden_layers {
             let p = |s: &str| format!("model.layers.{i}.{s}");
             let (qkv_b, o_b, mlp_b) = (config.qkv_bias(), config.o_bias(), config.mlp_bias);
+            let post_norms = config.arch().post_norms;
+            let qk_norm = config.qk_norm() != QkNorm::None;
             layers.push(Block {
-                input_norm: find(&p("input_layernorm.weight"))?,
+                input_norm: opt(p("input_layernorm.weight"), !post_norms)?,
                 post_norm: find(&p("post_attention_layernorm.weight"))?,
+                post_ff_norm: opt(p("post_feedforward_layernorm.weight"), post_norms)?,
                 q: find(&p("self_attn.q_proj.weight"))?,
                 k: find(&p("self_attn.k_proj.weight"))?,
                 v: find(&p("self_attn.v_proj.weight"))?,
@@ -197,8 +215,8 @@ impl Llama {
                 k_b: opt(p("self_attn.k_proj.bias"), qkv_b)?,
                 v_b: opt(p("self_attn.v_proj.bias"), qkv_b)?,
                 o_b: opt(p("self_attn.o_proj.bias"), o_b)?,
-                q_norm: opt(p("self_attn.q_norm.weight"), config.qk_norm())?,
-                k_norm: opt(p("self_attn.k_norm.weight"), config.qk_norm())?,
+                q_norm: opt(p("self_attn.q_norm.weight"), qk_norm)?,
+                k_norm: opt(p("self_attn.k_norm.weight"), qk_norm)?,
                 gate: find(&p("mlp.gate_proj.weight"))?,
                 up: find(&p("mlp.up_proj.weight"))?,
                 down: find(&p("mlp.down_proj.weight"))?,
@@ -364,17 +382,27 @@ impl Llama {
         let cfg = &self.config;
         let (bsz, t, _) = h.size3()?;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
-        let x = self.rms_norm(h, &b.input_norm)?;
-        let heads = |w: &Tensor, bias: Option<&Tensor>, n: i64| -> Result<Tensor, tch::TchError> {
-            self.linear(&x, w, bias)?.f_view([bsz, t, n, hd])?.f_transpose(1, 2)
+        let x = match &b.input_norm {
+            Some(w) => self.rms_norm(h, w)?,
+            None => h.shallow_clone(),
         };
-        let norm = |x: Tensor, w: Option<&Tensor>| match w {
-            Some(w) => self.rms_norm(&x, w),
-            None => Ok(x),
-        };
-        let q = apply_rope(&norm(heads(&b.q, b.q_b.as_ref(), nh)?, b.q_norm.as_ref())?, cos, sin)?;
-        let k = apply_rope(&norm(heads(&b.k, b.k_b.as_ref(), nkv)?, b.k_norm.as_ref())?, cos, sin)?;
-        let v = heads(&b.v, b.v_b.as_ref(), nkv)?;
+        let whole = cfg.qk_norm() == QkNorm::Whole;
+        // The projection, normalised whole (OLMo 2) or per head (Qwen3), as heads [B, n, T, hd].
+        let heads =
+            |w: &Tensor, bias: Option<&Tensor>, norm: Option<&Tensor>, n: i64| -> Result<Tensor, tch::TchError> {
+                let mut y = self.linear(&x, w, bias)?;
+                if let (true, Some(norm)) = (whole, norm) {
+                    y = self.rms_norm(&y, norm)?;
+                }
+                let y = y.f_view([bsz, t, n, hd])?.f_transpose(1, 2)?;
+                match (whole, norm) {
+                    (false, Some(norm)) => self.rms_norm(&y, norm),
+                    _ => Ok(y),
+                }
+            };
+        let q = apply_rope(&heads(&b.q, b.q_b.as_ref(), b.q_norm.as_ref(), nh)?, cos, sin)?;
+        let k = apply_rope(&heads(&b.k, b.k_b.as_ref(), b.k_norm.as_ref(), nkv)?, cos, sin)?;
+        let v = heads(&b.v, b.v_b.as_ref(), None, nkv)?;
         let ck = self.precision.compute_kind();
         // A window is an explicit mask; without one, SDPA's own causal path.
         let attn = Tensor::f_scaled_dot_product_attention::<&Tensor>(
@@ -388,12 +416,24 @@ impl Llama {
             nh != nkv,
         )?;
         let attn = attn.f_transpose(1, 2)?.f_contiguous()?.f_view([bsz, t, nh * hd])?;
-        let h = h.f_add(&self.linear(&attn, &b.o, b.o_b.as_ref())?)?;
-        let x = self.rms_norm(&h, &b.post_norm)?;
-        let gate = self.linear(&x, &b.gate, b.gate_b.as_ref())?.f_silu()?;
-        let up = self.linear(&x, &b.up, b.up_b.as_ref())?;
-        let mlp = self.linear(&gate.f_mul(&up)?, &b.down, b.down_b.as_ref())?;
-        h.f_add(&mlp)
+        let attn = self.linear(&attn, &b.o, b.o_b.as_ref())?;
+        let mlp = |x: &Tensor| -> Result<Tensor, tch::TchError> {
+            let gate = self.linear(x, &b.gate, b.gate_b.as_ref())?.f_silu()?;
+            let up = self.linear(x, &b.up, b.up_b.as_ref())?;
+            self.linear(&gate.f_mul(&up)?, &b.down, b.down_b.as_ref())
+        };
+        match &b.post_ff_norm {
+            // OLMo 2: each sublayer's output normalised before the residual add.
+            Some(post_ff) => {
+                let h = h.f_add(&self.rms_norm(&attn, &b.post_norm)?)?;
+                let out = mlp(&h)?;
+                h.f_add(&self.rms_norm(&out, post_ff)?)
+            }
+            None => {
+                let h = h.f_add(&attn)?;
+                h.f_add(&mlp(&self.rms_norm(&h, &b.post_norm)?)?)
+            }
+        }
     }
 
     /// `x @ w.T + b` in the compute precision.
