@@ -59,6 +59,18 @@ def cmd_logits(path, ids_json, out):
     print(json.dumps({"shape": list(logits.shape), "loss": loss.item(), "class": type(model).__name__}))
 
 
+# The shape of the small reference models (GQA 4:2, untied head).
+SMALL = dict(
+    vocab_size=320,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=False,
+)
+
+
 def save_randomised(model, path, biases=False):
     """Moves norms (and biases) off their init, so a test notices one that is read but not
     applied, then saves the model and prints its parameter count."""
@@ -96,15 +108,9 @@ def cmd_make_qwen2(path, seed, window=None):
 def cmd_make_llama3(path, seed, rope_type="llama3"):
     torch.manual_seed(int(seed))
     cfg = LlamaConfig(
-        vocab_size=320,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **SMALL,
         max_position_embeddings=64 if rope_type == "dynamic" else 128,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
         rope_parameters={
             "llama3": {
                 "rope_type": "llama3",
@@ -139,18 +145,6 @@ def cmd_make_qwen3(path, seed):
         use_sliding_window=False,
     )
     save_randomised(Qwen3ForCausalLM(cfg).float(), path)
-
-
-# The shape of the small reference models (GQA 4:2, untied head).
-SMALL = dict(
-    vocab_size=320,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    tie_word_embeddings=False,
-)
 
 
 def cmd_make_olmo2(path, seed):
