@@ -303,6 +303,25 @@ fn olmo2_matches_transformers_and_round_trips() {
 }
 
 #[test]
+fn gemma2_matches_transformers_past_its_window_and_round_trips() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gemma2");
+    python(&["make-gemma2", dir.to_str().unwrap(), "10"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(model.n_params(), model.config().n_params(), "the planner counts the sandwich norms");
+    // 40 positions: past the 16-token window of the alternate layers.
+    let ids = ids(2, 40, 320, 31);
+    let ours = rust_logits(&model, &ids);
+    let diff = max_abs_diff(&ours, &python_logits(&dir, &ids, tmp.path()));
+    eprintln!("random Gemma 2 fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+    let saved = tmp.path().join("saved");
+    model.save(&saved, SaveDtype::F32, None).unwrap();
+    assert!(max_abs_diff(&ours, &python_logits(&saved, &ids, tmp.path())) <= 1e-5);
+}
+
+#[test]
 fn linear_rope_scaling_matches_transformers() {
     init();
     let tmp = tempfile::tempdir().unwrap();

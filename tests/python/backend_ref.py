@@ -13,6 +13,9 @@ Subcommands (each prints one JSON line on stdout):
   make-qwen3 DIR SEED          a small random Qwen3ForCausalLM (q/k norms moved off 1, head_dim 32
                                apart from hidden/heads, GQA, untied head)
   make-mistral DIR SEED        a small random MistralForCausalLM with a 16-token sliding window
+  make-gemma2 DIR SEED         a small random Gemma2ForCausalLM (soft-capped attention and logits,
+                               sliding window 16 on alternate layers, query_pre_attn_scalar apart
+                               from head_dim, sandwich norms moved off 0, tied head)
   make-olmo2 DIR SEED          a small random Olmo2ForCausalLM (norms after attention and MLP,
                                q/k norms over the whole projection moved off 1, GQA, untied head)
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
@@ -30,6 +33,8 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
+    Gemma2Config,
+    Gemma2ForCausalLM,
     MistralForCausalLM,
     Olmo2Config,
     Olmo2ForCausalLM,
@@ -43,8 +48,10 @@ torch.set_num_threads(1)
 
 
 def load(path):
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-    return model
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    except ValueError:  # an architecture without an SDPA path (Gemma 2)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
 
 
 def cmd_logits(path, ids_json, out):
@@ -131,20 +138,28 @@ def cmd_make_llama3(path, seed, rope_type="llama3"):
 def cmd_make_qwen3(path, seed):
     torch.manual_seed(int(seed))
     cfg = Qwen3Config(
-        vocab_size=320,
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **{**SMALL, "intermediate_size": 160},
         head_dim=32,
         max_position_embeddings=512,
         rope_theta=1_000_000.0,
         rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
         use_sliding_window=False,
     )
     save_randomised(Qwen3ForCausalLM(cfg).float(), path)
+
+
+def cmd_make_gemma2(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = Gemma2Config(
+        **{**SMALL, "tie_word_embeddings": True},
+        head_dim=16,
+        max_position_embeddings=128,
+        sliding_window=16,
+        query_pre_attn_scalar=24,
+        attn_logit_softcapping=2.0,
+        final_logit_softcapping=3.0,
+    )
+    save_randomised(Gemma2ForCausalLM(cfg).float(), path)
 
 
 def cmd_make_olmo2(path, seed):
@@ -201,4 +216,4 @@ def cmd_train(path, ids_json, out, spec_json):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3,
-        "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2, "train": cmd_train}[cmd](*args)
+        "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2, "make-gemma2": cmd_make_gemma2, "train": cmd_train}[cmd](*args)

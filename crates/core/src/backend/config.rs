@@ -47,6 +47,19 @@ pub enum QkNorm {
     Whole,
 }
 
+/// Where a decoder layer's RMSNorms sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norms {
+    /// On the inputs of attention and MLP (`input_layernorm`, `post_attention_layernorm`: Llama).
+    Pre,
+    /// On the outputs of attention and MLP (`post_attention_layernorm`,
+    /// `post_feedforward_layernorm`: OLMo 2).
+    Post,
+    /// Both: `input_layernorm`, `post_attention_layernorm`, `pre_feedforward_layernorm`,
+    /// `post_feedforward_layernorm` (Gemma 2).
+    Sandwich,
+}
+
 /// Which layers attend through a sliding window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sliding {
@@ -56,6 +69,8 @@ pub enum Sliding {
     /// Those `layer_types` marks, else with `use_sliding_window` those from `max_window_layers`
     /// on (Qwen2/3).
     Qwen,
+    /// Those `layer_types` marks, else every other layer from the first (Gemma 2).
+    Alternating,
 }
 
 /// What sets one decoder architecture apart from another, as data: the switches the one
@@ -65,10 +80,16 @@ pub struct Arch {
     pub model_type: &'static str,
     /// The transformers class that loads it.
     pub class: &'static str,
-    /// Norms on the outputs of attention and MLP (`post_attention_layernorm`,
-    /// `post_feedforward_layernorm`; OLMo 2) instead of on their inputs (`input_layernorm`,
-    /// `post_attention_layernorm`; Llama).
-    pub post_norms: bool,
+    pub norms: Norms,
+    /// RMSNorm scales by `1 + w` (Gemma), not `w`.
+    pub one_plus_norm: bool,
+    /// Embeddings multiplied by sqrt(hidden_size) (Gemma).
+    pub embed_scale: bool,
+    /// The MLP's gate through GELU (tanh approximation), not SiLU (Gemma).
+    pub gelu: bool,
+    /// Attention scaled by `query_pre_attn_scalar^-0.5`, with attention and final logits
+    /// soft-capped where the config sets them (Gemma 2): an explicit attention path.
+    pub gemma_attention: bool,
     pub qk_norm: QkNorm,
     /// q/k/v biases whatever `attention_bias` says, and never an output bias (Qwen2).
     pub qkv_bias_always: bool,
@@ -79,7 +100,11 @@ const fn arch(model_type: &'static str, class: &'static str) -> Arch {
     Arch {
         model_type,
         class,
-        post_norms: false,
+        norms: Norms::Pre,
+        one_plus_norm: false,
+        embed_scale: false,
+        gelu: false,
+        gemma_attention: false,
         qk_norm: QkNorm::None,
         qkv_bias_always: false,
         sliding: Sliding::Never,
@@ -87,12 +112,21 @@ const fn arch(model_type: &'static str, class: &'static str) -> Arch {
 }
 
 /// The architectures the built-in engine implements.
-pub const ARCHS: [Arch; 5] = [
+pub const ARCHS: [Arch; 6] = [
     arch("llama", "LlamaForCausalLM"),
     Arch { sliding: Sliding::Every, ..arch("mistral", "MistralForCausalLM") },
     Arch { qkv_bias_always: true, sliding: Sliding::Qwen, ..arch("qwen2", "Qwen2ForCausalLM") },
     Arch { qk_norm: QkNorm::PerHead, sliding: Sliding::Qwen, ..arch("qwen3", "Qwen3ForCausalLM") },
-    Arch { post_norms: true, qk_norm: QkNorm::Whole, ..arch("olmo2", "Olmo2ForCausalLM") },
+    Arch { norms: Norms::Post, qk_norm: QkNorm::Whole, ..arch("olmo2", "Olmo2ForCausalLM") },
+    Arch {
+        norms: Norms::Sandwich,
+        one_plus_norm: true,
+        embed_scale: true,
+        gelu: true,
+        gemma_attention: true,
+        sliding: Sliding::Alternating,
+        ..arch("gemma2", "Gemma2ForCausalLM")
+    },
 ];
 
 /// The fields of `config.json` that shape a Llama-family decoder, with Hugging Face's defaults.
@@ -223,15 +257,26 @@ impl LlamaConfig {
         if !ARCHS.iter().any(|a| a.model_type == self.model_type) {
             return unsupported(format!("model_type `{}`", self.model_type));
         }
-        if self.hidden_act != "silu" {
-            return unsupported(format!("hidden_act `{}` (only silu)", self.hidden_act));
+        let wanted = if self.arch().gelu { "gelu_pytorch_tanh" } else { "silu" };
+        if self.activation() != wanted {
+            return unsupported(format!("activation `{}` for {} (only {wanted})", self.activation(), self.model_type));
+        }
+        if self.raw.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
+            return unsupported("use_bidirectional_attention".to_owned());
+        }
+        for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+            if let Some(v) = self.raw.get(key).filter(|v| !v.is_null())
+                && (!self.arch().gemma_attention || v.as_f64().is_none_or(|c| !(c.is_finite() && c > 0.0)))
+            {
+                return unsupported(format!("`{key}` {v}"));
+            }
         }
         if let Err(feature) = self.rope_scaling() {
             return unsupported(feature);
         }
         // Per-layer attention kinds (Qwen2/3 write them; Gemma too): full attention, and for
         // Qwen the sliding window of `sliding_window` tokens.
-        let qwen = self.arch().sliding == Sliding::Qwen;
+        let qwen = matches!(self.arch().sliding, Sliding::Qwen | Sliding::Alternating);
         if let Some(Value::Array(kinds)) = self.raw.get("layer_types") {
             if kinds.len() != self.num_hidden_layers as usize {
                 return unsupported(format!("layer_types of {} layers for {}", kinds.len(), self.num_hidden_layers));
@@ -278,8 +323,32 @@ impl LlamaConfig {
                     self.use_sliding_window && layer as i64 >= from
                 }
             },
+            Sliding::Alternating => match self.raw.get("layer_types") {
+                Some(Value::Array(kinds)) => kinds.get(layer).is_some_and(|k| k == "sliding_attention"),
+                _ => layer.is_multiple_of(2),
+            },
             Sliding::Never => false,
         }
+    }
+
+    /// The MLP's activation: Gemma's `hidden_activation`, else `hidden_act`.
+    pub fn activation(&self) -> &str {
+        self.raw.get("hidden_activation").and_then(Value::as_str).unwrap_or(&self.hidden_act)
+    }
+
+    /// The factor attention scores are scaled by: `query_pre_attn_scalar^-0.5` (Gemma 2),
+    /// else `head_dim^-0.5`.
+    pub fn attn_scaling(&self) -> f64 {
+        match self.raw.get("query_pre_attn_scalar").and_then(Value::as_f64) {
+            Some(s) if self.arch().gemma_attention => s.powf(-0.5),
+            _ => (self.head_dim() as f64).powf(-0.5),
+        }
+    }
+
+    /// Soft-capping of attention scores (`attn_logit_softcapping`) or final logits
+    /// (`final_logit_softcapping`): `cap * tanh(x / cap)`.
+    pub fn softcap(&self, key: &str) -> Option<f64> {
+        self.raw.get(key).and_then(Value::as_f64).filter(|_| self.arch().gemma_attention)
     }
 
     /// This config's row of [`ARCHS`] (Llama's for a type the engine lacks: loading refuses
@@ -462,7 +531,8 @@ impl LlamaConfig {
             QkNorm::PerHead => 2 * self.head_dim(),
             QkNorm::Whole => q + kv,
         };
-        let layer = attn + mlp + 2 * d;
+        let norms = if self.arch().norms == Norms::Sandwich { 4 } else { 2 };
+        let layer = attn + mlp + norms * d;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
         v * d + self.num_hidden_layers * layer + d + head
     }

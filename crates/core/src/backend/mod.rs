@@ -23,5 +23,5 @@ pub mod metrics;
 pub mod rope;
 pub mod schedule;
 
-pub use config::{ARCHS, Arch, LlamaConfig, QkNorm, RopeScaling, Sliding};
+pub use config::{ARCHS, Arch, LlamaConfig, Norms, QkNorm, RopeScaling, Sliding};
 pub use error::{BackendError, Result, is_environment_error};

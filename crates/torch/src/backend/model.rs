@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use cptc::backend::{BackendError, Result};
-use cptc::backend::{LlamaConfig, QkNorm, RopeScaling};
+use cptc::backend::{LlamaConfig, Norms, QkNorm, RopeScaling};
 use cptc::recipe::RopeExtension;
 
 use super::tch_error::TchContext;
@@ -54,9 +54,11 @@ impl Precision {
 struct Block {
     /// Before attention (pre-norm architectures).
     input_norm: Option<Tensor>,
-    /// `post_attention_layernorm`: before the MLP (pre-norm), or on attention's output (OLMo 2).
+    /// `post_attention_layernorm`: before the MLP (pre-norm), or on attention's output.
     post_norm: Tensor,
-    /// On the MLP's output (OLMo 2).
+    /// Before the MLP (Gemma 2's sandwich).
+    pre_ff_norm: Option<Tensor>,
+    /// On the MLP's output (OLMo 2, Gemma 2).
     post_ff_norm: Option<Tensor>,
     q: Tensor,
     k: Tensor,
@@ -102,7 +104,7 @@ pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
     for i in 0..cfg.num_hidden_layers {
         let p = |s: &str| format!("model.layers.{i}.{s}");
         let arch = cfg.arch();
-        if !arch.post_norms {
+        if arch.norms != Norms::Post {
             out.push((p("input_layernorm.weight"), vec![d], ParamKind::Norm));
         }
         out.push((p("self_attn.q_proj.weight"), vec![q, d], ParamKind::Matrix));
@@ -131,7 +133,10 @@ pub fn param_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>, ParamKind)> {
             out.push((p("self_attn.k_norm.weight"), vec![kn], ParamKind::Norm));
         }
         out.push((p("post_attention_layernorm.weight"), vec![d], ParamKind::Norm));
-        if arch.post_norms {
+        if arch.norms == Norms::Sandwich {
+            out.push((p("pre_feedforward_layernorm.weight"), vec![d], ParamKind::Norm));
+        }
+        if arch.norms != Norms::Pre {
             out.push((p("post_feedforward_layernorm.weight"), vec![d], ParamKind::Norm));
         }
         out.push((p("mlp.gate_proj.weight"), vec![f, d], ParamKind::Matrix));
@@ -201,12 +206,13 @@ impl Llama {
         for i in 0..config.num_hidden_layers {
             let p = |s: &str| format!("model.layers.{i}.{s}");
             let (qkv_b, o_b, mlp_b) = (config.qkv_bias(), config.o_bias(), config.mlp_bias);
-            let post_norms = config.arch().post_norms;
+            let norms = config.arch().norms;
             let qk_norm = config.qk_norm() != QkNorm::None;
             layers.push(Block {
-                input_norm: opt(p("input_layernorm.weight"), !post_norms)?,
+                input_norm: opt(p("input_layernorm.weight"), norms != Norms::Post)?,
                 post_norm: find(&p("post_attention_layernorm.weight"))?,
-                post_ff_norm: opt(p("post_feedforward_layernorm.weight"), post_norms)?,
+                pre_ff_norm: opt(p("pre_feedforward_layernorm.weight"), norms == Norms::Sandwich)?,
+                post_ff_norm: opt(p("post_feedforward_layernorm.weight"), norms != Norms::Pre)?,
                 q: find(&p("self_attn.q_proj.weight"))?,
                 k: find(&p("self_attn.k_proj.weight"))?,
                 v: find(&p("self_attn.v_proj.weight"))?,
@@ -332,7 +338,16 @@ impl Llama {
     /// Final hidden states `[B, T, d]` (float32 residual stream) for token ids `[B, T]`.
     pub fn hidden_states(&self, input: &Tensor) -> Result<Tensor> {
         let (_, t) = input.size2().ctx("reading the input shape (expected [batch, seq])")?;
-        let mut h = Tensor::f_embedding(&self.embed, input, -1, false, false).ctx("embedding")?;
+        // transformers gives its embedding `padding_idx = pad_token_id`: that row gets no
+        // gradient through the lookup (a tied head still trains it).
+        let pad = self.config.raw.get("pad_token_id").and_then(serde_json::Value::as_i64);
+        let pad = pad.filter(|p| (0..self.config.vocab_size).contains(p)).unwrap_or(-1);
+        let mut h = Tensor::f_embedding(&self.embed, input, pad, false, false).ctx("embedding")?;
+        if self.config.arch().embed_scale {
+            // Gemma: times sqrt(hidden) rounded to float32, as its float32 buffer holds it.
+            let scale = f64::from((self.config.hidden_size as f64).sqrt() as f32);
+            h = h.f_mul_scalar(scale).ctx("embedding scale")?;
+        }
         let (cos, sin) = self.rope(t)?;
         let windows: Vec<Option<Tensor>> = (0..self.layers.len())
             .map(|i| self.window_mask(self.config.layer_window(i), t))
@@ -347,7 +362,11 @@ impl Llama {
     /// Logits `[B, T, vocab]` in float32.
     pub fn logits(&self, input: &Tensor) -> Result<Tensor> {
         let h = self.hidden_states(input)?;
-        self.linear(&h, &self.head, None).and_then(|l| l.f_to_kind(Kind::Float)).ctx("LM head")
+        let logits = self.linear(&h, &self.head, None).and_then(|l| l.f_to_kind(Kind::Float)).ctx("LM head")?;
+        match self.config.softcap("final_logit_softcapping") {
+            Some(cap) => softcap(&logits, cap).ctx("final logit soft-capping"),
+            None => Ok(logits),
+        }
     }
 
     /// Summed cross-entropy (nats) over the positions whose target is not [`IGNORE_INDEX`].
@@ -404,32 +423,44 @@ impl Llama {
         let k = apply_rope(&heads(&b.k, b.k_b.as_ref(), b.k_norm.as_ref(), nkv)?, cos, sin)?;
         let v = heads(&b.v, b.v_b.as_ref(), None, nkv)?;
         let ck = self.precision.compute_kind();
-        // A window is an explicit mask; without one, SDPA's own causal path.
-        let attn = Tensor::f_scaled_dot_product_attention::<&Tensor>(
-            &q.f_to_kind(ck)?,
-            &k.f_to_kind(ck)?,
-            &v.f_to_kind(ck)?,
-            window,
-            0.0,
-            window.is_none(),
-            None,
-            nh != nkv,
-        )?;
+        let (q, k, v) = (q.f_to_kind(ck)?, k.f_to_kind(ck)?, v.f_to_kind(ck)?);
+        let attn = if cfg.arch().gemma_attention {
+            let cap = cfg.softcap("attn_logit_softcapping");
+            eager_attention(&q, &k, &v, window, cfg.attn_scaling(), cap, nh / nkv)?
+        } else {
+            // A window is an explicit mask; without one, SDPA's own causal path.
+            Tensor::f_scaled_dot_product_attention::<&Tensor>(
+                &q,
+                &k,
+                &v,
+                window,
+                0.0,
+                window.is_none(),
+                None,
+                nh != nkv,
+            )?
+        };
         let attn = attn.f_transpose(1, 2)?.f_contiguous()?.f_view([bsz, t, nh * hd])?;
         let attn = self.linear(&attn, &b.o, b.o_b.as_ref())?;
+        let gelu = cfg.arch().gelu;
         let mlp = |x: &Tensor| -> Result<Tensor, tch::TchError> {
-            let gate = self.linear(x, &b.gate, b.gate_b.as_ref())?.f_silu()?;
+            let gate = self.linear(x, &b.gate, b.gate_b.as_ref())?;
+            let gate = if gelu { gate.f_gelu("tanh")? } else { gate.f_silu()? };
             let up = self.linear(x, &b.up, b.up_b.as_ref())?;
             self.linear(&gate.f_mul(&up)?, &b.down, b.down_b.as_ref())
         };
-        match &b.post_ff_norm {
-            // OLMo 2: each sublayer's output normalised before the residual add.
-            Some(post_ff) => {
+        match (&b.pre_ff_norm, &b.post_ff_norm) {
+            // OLMo 2 and Gemma 2: each sublayer's output normalised before the residual add;
+            // Gemma 2 normalises the MLP's input too.
+            (pre_ff, Some(post_ff)) => {
                 let h = h.f_add(&self.rms_norm(&attn, &b.post_norm)?)?;
-                let out = mlp(&h)?;
-                h.f_add(&self.rms_norm(&out, post_ff)?)
+                let x = match pre_ff {
+                    Some(w) => self.rms_norm(&h, w)?,
+                    None => h.shallow_clone(),
+                };
+                h.f_add(&self.rms_norm(&mlp(&x)?, post_ff)?)
             }
-            None => {
+            _ => {
                 let h = h.f_add(&attn)?;
                 h.f_add(&mlp(&self.rms_norm(&h, &b.post_norm)?)?)
             }
@@ -448,12 +479,13 @@ impl Llama {
         }
     }
 
-    /// Hugging Face's LlamaRMSNorm: normalise in float32, scale by the weight.
+    /// Hugging Face's LlamaRMSNorm: normalise in float32, scale by the weight (by `1 + w` for
+    /// Gemma, whose weights are stored as offsets from 1).
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor, tch::TchError> {
         let x = x.f_to_kind(Kind::Float)?;
         let var = x.f_pow_tensor_scalar(2)?.f_mean_dim(-1, true, None)?;
         let x = x.f_mul(&var.f_add_scalar(self.config.rms_norm_eps)?.f_rsqrt()?)?;
-        w.f_mul(&x)
+        if self.config.arch().one_plus_norm { x.f_mul(&w.f_add_scalar(1.0)?) } else { w.f_mul(&x) }
     }
 
     /// cos and sin `[1, 1, T, head_dim]` for positions 0..T (float32).
@@ -582,6 +614,44 @@ fn dynamic_inv_freq(
         .f_to_kind(Kind::Float)?
         .f_div_scalar(dim as f64)?;
     grown.f_pow(&exps)?.f_reciprocal()
+}
+
+/// `cap * tanh(x / cap)`.
+fn softcap(x: &Tensor, cap: f64) -> Result<Tensor, tch::TchError> {
+    x.f_div_scalar(cap)?.f_tanh()?.f_mul_scalar(cap)
+}
+
+/// Attention written out as transformers' eager path (Gemma 2 has no SDPA path: its scores
+/// are soft-capped): `softmax(cap(q k^T * scaling) + mask) v`, keys and values repeated per
+/// query group, the mask additive (0, or float32's lowest where a position may not attend),
+/// the softmax in float32.
+fn eager_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    window: Option<&Tensor>,
+    scaling: f64,
+    cap: Option<f64>,
+    groups: i64,
+) -> Result<Tensor, tch::TchError> {
+    let (k, v) = if groups > 1 {
+        (k.f_repeat_interleave_self_int(groups, Some(1), None)?, v.f_repeat_interleave_self_int(groups, Some(1), None)?)
+    } else {
+        (k.shallow_clone(), v.shallow_clone())
+    };
+    let mut scores = q.f_matmul(&k.f_transpose(2, 3)?)?.f_mul_scalar(scaling)?;
+    if let Some(cap) = cap {
+        scores = softcap(&scores, cap)?;
+    }
+    let t = q.size()[2];
+    let allowed = match window {
+        Some(w) => w.shallow_clone(),
+        None => Tensor::f_ones([t, t], (Kind::Bool, q.device()))?.f_tril(0)?,
+    };
+    let mask = Tensor::f_zeros([t, t], (Kind::Float, q.device()))?
+        .f_masked_fill(&allowed.f_logical_not()?, f64::from(f32::MIN))?;
+    let probs = scores.f_add(&mask)?.f_softmax(-1, Kind::Float)?.f_to_kind(q.kind())?;
+    probs.f_matmul(&v)
 }
 
 /// `x * cos + rotate_half(x) * sin`, rotate_half(x) = cat(-x2, x1).
