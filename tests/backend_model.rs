@@ -322,6 +322,25 @@ fn gemma2_matches_transformers_past_its_window_and_round_trips() {
 }
 
 #[test]
+fn gemma3_matches_transformers_with_its_two_rope_bases() {
+    init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gemma3");
+    python(&["make-gemma3", dir.to_str().unwrap(), "11"]);
+    let model = Llama::load(&dir, Device::Cpu).unwrap();
+    assert!(model.config().local_rope(), "the sliding layer has its own base");
+    assert_eq!(model.n_params(), model.config().n_params());
+    let ids = ids(2, 40, 320, 37);
+    let ours = rust_logits(&model, &ids);
+    let diff = max_abs_diff(&ours, &python_logits(&dir, &ids, tmp.path()));
+    eprintln!("random Gemma 3 fp32 max |logit diff| vs transformers: {diff:e}");
+    assert!(diff <= 1e-5, "max abs logit diff {diff}");
+    let saved = tmp.path().join("saved");
+    model.save(&saved, SaveDtype::F32, None).unwrap();
+    assert!(max_abs_diff(&ours, &python_logits(&saved, &ids, tmp.path())) <= 1e-5);
+}
+
+#[test]
 fn linear_rope_scaling_matches_transformers() {
     init();
     let tmp = tempfile::tempdir().unwrap();

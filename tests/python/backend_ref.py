@@ -16,6 +16,9 @@ Subcommands (each prints one JSON line on stdout):
   make-gemma2 DIR SEED         a small random Gemma2ForCausalLM (soft-capped attention and logits,
                                sliding window 16 on alternate layers, query_pre_attn_scalar apart
                                from head_dim, sandwich norms moved off 0, tied head)
+  make-gemma3 DIR SEED         a small random Gemma3ForCausalLM (text): a sliding layer with its own
+                               RoPE base (10k) and a global one with linear scaling by 4 (base 1M),
+                               per-head q/k norms, tied head
   make-olmo2 DIR SEED          a small random Olmo2ForCausalLM (norms after attention and MLP,
                                q/k norms over the whole projection moved off 1, GQA, untied head)
   train DIR IDS_JSON OUT SPEC  steps of torch.optim.AdamW (+ clip_grad_norm_) on sequences of
@@ -35,6 +38,8 @@ from transformers import (
     MistralConfig,
     Gemma2Config,
     Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     MistralForCausalLM,
     Olmo2Config,
     Olmo2ForCausalLM,
@@ -148,18 +153,37 @@ def cmd_make_qwen3(path, seed):
     save_randomised(Qwen3ForCausalLM(cfg).float(), path)
 
 
+# Gemma's: a tied head, head_dim and query_pre_attn_scalar apart, a 16-token local window.
+GEMMA_SMALL = dict(
+    **{**SMALL, "tie_word_embeddings": True},
+    head_dim=16,
+    max_position_embeddings=128,
+    sliding_window=16,
+    query_pre_attn_scalar=24,
+)
+
+
 def cmd_make_gemma2(path, seed):
     torch.manual_seed(int(seed))
     cfg = Gemma2Config(
-        **{**SMALL, "tie_word_embeddings": True},
-        head_dim=16,
-        max_position_embeddings=128,
-        sliding_window=16,
-        query_pre_attn_scalar=24,
+        **GEMMA_SMALL,
         attn_logit_softcapping=2.0,
         final_logit_softcapping=3.0,
     )
     save_randomised(Gemma2ForCausalLM(cfg).float(), path)
+
+
+def cmd_make_gemma3(path, seed):
+    torch.manual_seed(int(seed))
+    cfg = Gemma3TextConfig(
+        **GEMMA_SMALL,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={
+            "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        },
+    )
+    save_randomised(Gemma3ForCausalLM(cfg).float(), path)
 
 
 def cmd_make_olmo2(path, seed):
@@ -216,4 +240,4 @@ def cmd_train(path, ids_json, out, spec_json):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3,
-        "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2, "make-gemma2": cmd_make_gemma2, "train": cmd_train}[cmd](*args)
+        "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2, "make-gemma2": cmd_make_gemma2, "make-gemma3": cmd_make_gemma3, "train": cmd_train}[cmd](*args)

@@ -69,8 +69,9 @@ pub enum Sliding {
     /// Those `layer_types` marks, else with `use_sliding_window` those from `max_window_layers`
     /// on (Qwen2/3).
     Qwen,
-    /// Those `layer_types` marks, else every other layer from the first (Gemma 2).
-    Alternating,
+    /// Those `layer_types` marks, else all but every `sliding_window_pattern`-th layer (this
+    /// default when absent: 2 for Gemma 2, every other layer from the first; 6 for Gemma 3).
+    Pattern(usize),
 }
 
 /// What sets one decoder architecture apart from another, as data: the switches the one
@@ -111,21 +112,34 @@ const fn arch(model_type: &'static str, class: &'static str) -> Arch {
     }
 }
 
+/// Gemma 2's layer: `1 + w` norms on both sides of each sublayer, scaled embeddings, GELU,
+/// soft-capped attention scaled by `query_pre_attn_scalar`, local layers in a pattern.
+const GEMMA2: Arch = Arch {
+    norms: Norms::Sandwich,
+    one_plus_norm: true,
+    embed_scale: true,
+    gelu: true,
+    gemma_attention: true,
+    sliding: Sliding::Pattern(2),
+    ..arch("gemma2", "Gemma2ForCausalLM")
+};
+
 /// The architectures the built-in engine implements.
-pub const ARCHS: [Arch; 6] = [
+pub const ARCHS: [Arch; 7] = [
     arch("llama", "LlamaForCausalLM"),
     Arch { sliding: Sliding::Every, ..arch("mistral", "MistralForCausalLM") },
     Arch { qkv_bias_always: true, sliding: Sliding::Qwen, ..arch("qwen2", "Qwen2ForCausalLM") },
     Arch { qk_norm: QkNorm::PerHead, sliding: Sliding::Qwen, ..arch("qwen3", "Qwen3ForCausalLM") },
     Arch { norms: Norms::Post, qk_norm: QkNorm::Whole, ..arch("olmo2", "Olmo2ForCausalLM") },
+    GEMMA2,
+    // Gemma 3 (text): Gemma 2's layer with per-head q/k norms, no soft-capping by default, and
+    // its own RoPE base for the sliding layers (`rope_parameters` per layer type).
     Arch {
-        norms: Norms::Sandwich,
-        one_plus_norm: true,
-        embed_scale: true,
-        gelu: true,
-        gemma_attention: true,
-        sliding: Sliding::Alternating,
-        ..arch("gemma2", "Gemma2ForCausalLM")
+        model_type: "gemma3_text",
+        class: "Gemma3ForCausalLM",
+        qk_norm: QkNorm::PerHead,
+        sliding: Sliding::Pattern(6),
+        ..GEMMA2
     },
 ];
 
@@ -274,9 +288,14 @@ impl LlamaConfig {
         if let Err(feature) = self.rope_scaling() {
             return unsupported(feature);
         }
+        if self.local_rope()
+            && let Err(feature) = self.local_rope_params()
+        {
+            return unsupported(feature);
+        }
         // Per-layer attention kinds (Qwen2/3 write them; Gemma too): full attention, and for
         // Qwen the sliding window of `sliding_window` tokens.
-        let qwen = matches!(self.arch().sliding, Sliding::Qwen | Sliding::Alternating);
+        let qwen = matches!(self.arch().sliding, Sliding::Qwen | Sliding::Pattern(_));
         if let Some(Value::Array(kinds)) = self.raw.get("layer_types") {
             if kinds.len() != self.num_hidden_layers as usize {
                 return unsupported(format!("layer_types of {} layers for {}", kinds.len(), self.num_hidden_layers));
@@ -305,6 +324,11 @@ impl LlamaConfig {
         self.sliding_window.as_ref().and_then(Value::as_i64).filter(|&w| w > 0)
     }
 
+    /// Whether decoder layer `layer` attends through a sliding window.
+    pub fn is_sliding(&self, layer: usize) -> bool {
+        self.sliding_layer(layer)
+    }
+
     /// The attention window of decoder layer `layer`: each position attends to itself and the
     /// `w - 1` before it. Mistral: every layer. Qwen2/3: the layers `layer_types` marks
     /// `sliding_attention`, or without it, with `use_sliding_window`, those from
@@ -323,9 +347,12 @@ impl LlamaConfig {
                     self.use_sliding_window && layer as i64 >= from
                 }
             },
-            Sliding::Alternating => match self.raw.get("layer_types") {
+            Sliding::Pattern(default) => match self.raw.get("layer_types") {
                 Some(Value::Array(kinds)) => kinds.get(layer).is_some_and(|k| k == "sliding_attention"),
-                _ => layer.is_multiple_of(2),
+                _ => {
+                    let n = self.raw.get("sliding_window_pattern").and_then(Value::as_u64).unwrap_or(default as u64);
+                    !(layer as u64 + 1).is_multiple_of(n.max(1))
+                }
             },
             Sliding::Never => false,
         }
@@ -365,18 +392,67 @@ impl LlamaConfig {
         self.head_dim.unwrap_or_else(|| self.hidden_size / self.num_attention_heads.max(1))
     }
 
-    /// The RoPE base: `rope_theta`, else `rope_parameters.rope_theta`, else 10,000.
+    /// The RoPE base: `rope_theta`, else `rope_parameters.rope_theta` (its `full_attention`
+    /// entry where it has one per layer type), else 10,000.
     pub fn rope_theta(&self) -> f64 {
         self.rope_theta
-            .or_else(|| self.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(Value::as_f64))
+            .or_else(|| self.rope_map(false).and_then(|p| p.get("rope_theta")).and_then(Value::as_f64))
             .unwrap_or(10_000.0)
+    }
+
+    /// `rope_parameters` for global (`local == false`) or sliding layers: its entry per layer
+    /// type where it has them (Gemma 3), else the whole map for global layers.
+    fn rope_map(&self, local: bool) -> Option<&Map<String, Value>> {
+        let Some(Value::Object(p)) = &self.rope_parameters else { return None };
+        match p.get(if local { "sliding_attention" } else { "full_attention" }) {
+            Some(Value::Object(m)) => Some(m),
+            _ if p.contains_key("full_attention") || p.contains_key("sliding_attention") => None,
+            _ if local => None,
+            _ => Some(p),
+        }
+    }
+
+    /// Whether sliding layers have a RoPE of their own (Gemma 3: `rope_parameters` per layer
+    /// type, or transformers 4's `rope_local_base_freq`).
+    pub fn local_rope(&self) -> bool {
+        self.arch().sliding != Sliding::Never
+            && (self.rope_map(true).is_some() || self.raw.get("rope_local_base_freq").is_some())
+    }
+
+    /// The base and scaling of sliding layers' RoPE, when [`Self::local_rope`].
+    pub fn local_rope_params(&self) -> std::result::Result<(f64, RopeScaling), String> {
+        match self.rope_map(true) {
+            Some(m) => {
+                let theta = m.get("rope_theta").and_then(Value::as_f64).unwrap_or(10_000.0);
+                Ok((theta, self.scaling_in("rope_parameters.sliding_attention", m)?))
+            }
+            None => Ok((
+                self.raw.get("rope_local_base_freq").and_then(Value::as_f64).unwrap_or(10_000.0),
+                RopeScaling::Default,
+            )),
+        }
     }
 
     /// How the RoPE frequencies follow from the base: the `rope_type` of `rope_scaling`
     /// (transformers 4) or `rope_parameters` (transformers 5). `Err` names what is unsupported.
     pub fn rope_scaling(&self) -> std::result::Result<RopeScaling, String> {
-        for (field, v) in [("rope_scaling", &self.rope_scaling), ("rope_parameters", &self.rope_parameters)] {
-            let Some(Value::Object(m)) = v else { continue };
+        let scaling = match &self.rope_scaling {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        for (field, m) in [("rope_scaling", scaling), ("rope_parameters", self.rope_map(false))] {
+            let Some(m) = m else { continue };
+            match self.scaling_in(field, m)? {
+                RopeScaling::Default => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(RopeScaling::Default)
+    }
+
+    /// The scaling one RoPE parameter map describes.
+    fn scaling_in(&self, field: &str, m: &Map<String, Value>) -> std::result::Result<RopeScaling, String> {
+        {
             match m.get("rope_type").or_else(|| m.get("type")).and_then(Value::as_str) {
                 None | Some("default") => {}
                 Some("llama3") => {

@@ -18,6 +18,10 @@ pub struct Extended {
 /// (5), or `rope_theta` and `rope_scaling` (4).
 fn current(config: &Value) -> Map<String, Value> {
     if let Some(Value::Object(p)) = config.get("rope_parameters") {
+        // Per layer type (Gemma 3): long context extends the global layers' RoPE.
+        if let Some(Value::Object(full)) = p.get("full_attention") {
+            return full.clone();
+        }
         return p.clone();
     }
     let mut p = match config.get("rope_scaling") {
@@ -71,6 +75,12 @@ pub fn extend(config: &Value, theta: Option<f64>, rope: Option<RopeExtension>, s
 pub fn write(config: &mut Value, e: &Extended) {
     let Value::Object(c) = config else { return };
     c.insert("max_position_embeddings".into(), e.max_position_embeddings.into());
+    if let Some(Value::Object(p)) = c.get_mut("rope_parameters")
+        && p.contains_key("full_attention")
+    {
+        p.insert("full_attention".into(), Value::Object(e.rope_parameters.clone()));
+        return;
+    }
     if c.contains_key("rope_parameters") || !(c.contains_key("rope_theta") || c.contains_key("rope_scaling")) {
         c.insert("rope_parameters".into(), Value::Object(e.rope_parameters.clone()));
         if c.contains_key("rope_theta") {

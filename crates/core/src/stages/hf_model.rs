@@ -76,7 +76,7 @@ fn check_model(files: &[std::path::PathBuf], model: &Path, builtin: bool) -> Res
                     user("config.json").display()
                 ),
                 Some(
-                    "it implements Llama, Mistral, Qwen2, Qwen3, OLMo 2 and Gemma 2 decoders (sliding windows too) with default, Llama 3, linear, dynamic or YaRN RoPE; \
+                    "it implements Llama, Mistral, Qwen2, Qwen3, OLMo 2, Gemma 2 and Gemma 3 (text) decoders (sliding windows too) with default, Llama 3, linear, dynamic or YaRN RoPE; \
                      `engine = fsdp` trains any architecture transformers has (its evaluation then runs during training)"
                         .into(),
                 ),

@@ -92,6 +92,8 @@ pub struct Llama {
     norm: Tensor,
     layers: Vec<Block>,
     inv_freq: Tensor,
+    /// The sliding layers' own frequencies (Gemma 3), when they have them.
+    inv_freq_local: Option<Tensor>,
     /// Where the weights came from: tokenizer files are copied from here on save.
     pub(crate) source_dir: Option<PathBuf>,
 }
@@ -235,6 +237,7 @@ impl Llama {
         let head = if config.tie_word_embeddings { embed.shallow_clone() } else { find("lm_head.weight")? };
         let norm = find("model.norm.weight")?;
         let inv_freq = inv_freq(&config, device)?;
+        let inv_freq_local = local_inv_freq(&config, device)?;
         Ok(Self {
             precision: Precision::for_device(device),
             config,
@@ -245,6 +248,7 @@ impl Llama {
             norm,
             layers,
             inv_freq,
+            inv_freq_local,
             source_dir,
         })
     }
@@ -325,6 +329,7 @@ impl Llama {
         cptc::backend::rope::write(&mut config, &extended);
         self.config = LlamaConfig::from_value(config, std::path::Path::new("<long-context config>"))?;
         self.inv_freq = inv_freq(&self.config, self.device)?;
+        self.inv_freq_local = local_inv_freq(&self.config, self.device)?;
         Ok(())
     }
 
@@ -349,12 +354,20 @@ impl Llama {
             h = h.f_mul_scalar(scale).ctx("embedding scale")?;
         }
         let (cos, sin) = self.rope(t)?;
+        let local = match &self.inv_freq_local {
+            Some(inv) => Some(rope_tables(inv, t, 1.0, self.device).ctx("local RoPE tables")?),
+            None => None,
+        };
         let windows: Vec<Option<Tensor>> = (0..self.layers.len())
             .map(|i| self.window_mask(self.config.layer_window(i), t))
             .collect::<Result<_, _>>()
             .ctx("the sliding-window masks")?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = self.block(layer, &h, &cos, &sin, windows[i].as_ref()).ctx(&format!("decoder layer {i}"))?;
+            let (c, s) = match &local {
+                Some((c, s)) if self.config.is_sliding(i) => (c, s),
+                _ => (&cos, &sin),
+            };
+            h = self.block(layer, &h, c, s, windows[i].as_ref()).ctx(&format!("decoder layer {i}"))?;
         }
         self.rms_norm(&h, &self.norm).ctx("final norm")
     }
@@ -501,24 +514,48 @@ impl Llama {
                 }
                 _ => self.inv_freq.shallow_clone(),
             };
-            let pos = Tensor::f_arange(t, (Kind::Float, self.device))?;
-            let freqs = pos.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
-            let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_view([1, 1, t, -1])?;
-            let (cos, sin) = (emb.f_cos()?, emb.f_sin()?);
-            match scaling.attention_factor() {
-                1.0 => Ok((cos, sin)),
-                a => Ok((cos.f_mul_scalar(a)?, sin.f_mul_scalar(a)?)),
-            }
+            rope_tables(&inv_freq, t, scaling.attention_factor(), self.device)
         };
         f().ctx("RoPE tables")
     }
 }
 
+/// cos and sin `[1, 1, T, head_dim]` of frequencies `inv_freq` at positions 0..T, times
+/// `attention_factor` (YaRN's).
+fn rope_tables(
+    inv_freq: &Tensor,
+    t: i64,
+    attention_factor: f64,
+    device: Device,
+) -> Result<(Tensor, Tensor), tch::TchError> {
+    let pos = Tensor::f_arange(t, (Kind::Float, device))?;
+    let freqs = pos.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
+    let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_view([1, 1, t, -1])?;
+    let (cos, sin) = (emb.f_cos()?, emb.f_sin()?);
+    match attention_factor {
+        1.0 => Ok((cos, sin)),
+        a => Ok((cos.f_mul_scalar(a)?, sin.f_mul_scalar(a)?)),
+    }
+}
+
+/// The sliding layers' own RoPE frequencies (Gemma 3), when the config gives them.
+fn local_inv_freq(config: &LlamaConfig, device: Device) -> Result<Option<Tensor>> {
+    if !config.local_rope() {
+        return Ok(None);
+    }
+    let (theta, scaling) = config.local_rope_params().map_err(|feature| BackendError::Unsupported { feature })?;
+    inv_freq_of(config.head_dim(), theta, scaling, device).map(Some)
+}
+
 /// The RoPE frequencies as transformers computes them, op for op in float32: `1 / theta^(2i/d)`,
 /// then the config's scaling.
 fn inv_freq(config: &LlamaConfig, device: Device) -> Result<Tensor> {
-    let (head_dim, theta) = (config.head_dim(), config.rope_theta());
     let scaling = config.rope_scaling().map_err(|feature| BackendError::Unsupported { feature })?;
+    inv_freq_of(config.head_dim(), config.rope_theta(), scaling, device)
+}
+
+/// `1 / theta^(2i/d)` for a head of `head_dim`, then `scaling`.
+fn inv_freq_of(head_dim: i64, theta: f64, scaling: RopeScaling, device: Device) -> Result<Tensor> {
     let f = || -> Result<Tensor, tch::TchError> {
         let exps = Tensor::f_arange_start_step(0, head_dim, 2, (Kind::Float, device))?.f_div_scalar(head_dim as f64)?;
         let inv = Tensor::f_pow_scalar(theta, &exps)?.f_reciprocal()?;
