@@ -53,10 +53,11 @@ torch.set_num_threads(1)
 
 
 def load(path):
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-    except ValueError:  # an architecture without an SDPA path (Gemma 2)
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    """fp32, SDPA attention; eager for Gemma, as cptc computes Gemma's attention (Gemma 2 has no
+    SDPA path, Gemma 3's would differ by rounding that Adam amplifies in training tests)."""
+    kind = json.load(open(f"{path}/config.json")).get("model_type", "")
+    attn = "eager" if kind.startswith("gemma") else "sdpa"
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn)
 
 
 def cmd_logits(path, ids_json, out):
@@ -153,10 +154,11 @@ def cmd_make_qwen3(path, seed):
     save_randomised(Qwen3ForCausalLM(cfg).float(), path)
 
 
-# Gemma's: a tied head, head_dim and query_pre_attn_scalar apart, a 16-token local window.
+# Gemma's: a tied head, head_dim (32) apart from hidden/heads (16), query_pre_attn_scalar apart
+# from both, a 16-token local window.
 GEMMA_SMALL = dict(
     **{**SMALL, "tie_word_embeddings": True},
-    head_dim=16,
+    head_dim=32,
     max_position_embeddings=128,
     sliding_window=16,
     query_pre_attn_scalar=24,
