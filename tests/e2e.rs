@@ -122,6 +122,45 @@ fn long_context_trains_and_saves_with_the_new_rope_base() {
         serde_json::from_str(&std::fs::read_to_string(models[0].join("config.json")).expect("config.json"))
             .expect("json");
     assert_eq!(config["rope_theta"].as_f64(), Some(100_000.0), "the recipe's RoPE base is trained and saved");
+    // YaRN x4 from SmolLM2's 8192 positions, in the names its config uses (transformers 4's).
+    assert_eq!(config["rope_scaling"]["rope_type"], "yarn", "{config}");
+    assert_eq!(config["rope_scaling"]["factor"].as_f64(), Some(4.0), "{config}");
+    assert_eq!(config["rope_scaling"]["original_max_position_embeddings"].as_u64(), Some(8192), "{config}");
+    assert_eq!(config["max_position_embeddings"].as_u64(), Some(32768), "{config}");
+    // transformers reads the saved config back: its loss on the training's held-out windows is
+    // the training's own final evaluation.
+    let tokenized = std::fs::read_dir(Path::new(store).join("v1/artifacts"))
+        .expect("artifacts")
+        .filter_map(Result::ok)
+        .filter(|k| k.file_name().to_string_lossy().starts_with("tokenize-"))
+        .flat_map(|k| std::fs::read_dir(k.path()).expect("tokenize").filter_map(Result::ok).map(|a| a.path()))
+        .next()
+        .expect("the tokenized corpus");
+    let (windows, _) = cptc::backend::heldout::heldout_windows(&tokenized, 256, 2000).expect("windows");
+    let mut bytes = Vec::new();
+    for part in [0, 1] {
+        for w in &windows {
+            bytes.extend((if part == 0 { &w.input } else { &w.target }).iter().flat_map(|t| t.to_le_bytes()));
+        }
+    }
+    let windows_file = dir.path().join("novels.windows");
+    std::fs::write(&windows_file, bytes).expect("windows");
+    let reference = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/fsdp_ref.py"))
+        .args(["heldout", models[0].to_str().expect("utf-8"), windows_file.to_str().expect("utf-8"), "256"])
+        .output()
+        .expect("python");
+    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
+    let reference: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&reference.stdout).lines().last().unwrap_or("")).expect("json");
+    let evals: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(models[0].parent().expect("artifact").join("evals.json")).expect("evals.json"),
+    )
+    .expect("json");
+    let last = &evals.as_array().expect("evals").last().expect("an evaluation")["sets"]["novels"];
+    assert_eq!(reference["tokens"].as_u64(), last["tokens"].as_u64());
+    let (theirs, ours) = (reference["nats"].as_f64().expect("nats"), last["nats"].as_f64().expect("nats"));
+    assert!((theirs - ours).abs() / ours.abs() < 1e-5, "transformers {theirs} nats, cptc's evaluation {ours}");
     // A saved model is a complete Hugging Face folder: its tokenizer comes along.
     for file in ["tokenizer.json", "tokenizer_config.json"] {
         assert!(models[0].join(file).is_file(), "{file} missing from {}", models[0].display());
