@@ -393,6 +393,10 @@ fn mistral_sliding_window_matches_transformers_past_the_window() {
     std::fs::copy(dir.join("model.safetensors"), unwindowed.join("model.safetensors")).unwrap();
     let plain = Llama::load(&unwindowed, Device::Cpu).unwrap();
     assert!(max_abs_diff(&ours, &rust_logits(&plain, &ids)) > 1e-3, "the window changed nothing");
+    // Saved, the window travels with it: transformers reads the same model back.
+    let saved = tmp.path().join("saved");
+    model.save(&saved, SaveDtype::F32, None).unwrap();
+    assert!(max_abs_diff(&ours, &python_logits(&saved, &ids, tmp.path())) <= 1e-5);
 }
 
 #[test]
