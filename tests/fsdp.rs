@@ -379,6 +379,7 @@ fn plan_shows_the_topology_and_refuses_one_that_cannot_launch() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("fp32 on cpu, fsdp engine over 2 nodes x 8 processes (torchrun)"), "{stdout}");
         assert!(stdout.contains("of training state per device"), "{stdout}");
+        assert!(stdout.contains("TFLOP/s on each of 16 devices"), "{stdout}");
     }
     std::fs::write(root.join("typo.yaml"), "nproc_per_node: 8\n").unwrap();
     for (args, says) in [

@@ -65,16 +65,20 @@ pub fn render(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, tflo
     [text(graph, statuses, file, Path::new(".cptc"), tflops, single), dot(graph, statuses), json]
 }
 
+/// The devices a training runs on: one for the built-in engine, the whole world for FSDP.
+fn devices(params: &StageParams, topology: &Topology) -> u64 {
+    match params {
+        StageParams::Train(p) if p.engine == Engine::Fsdp => u64::from(topology.world_size()),
+        _ => 1,
+    }
+}
+
 /// Bytes of training state per device: fp32 weights, gradients and AdamW's two moments (16
 /// bytes per parameter), on one device for the built-in engine, sharded over every process
 /// for FSDP. Activations come on top.
 fn state_bytes_per_device(params: &StageParams, model_params: u64, topology: &Topology) -> Option<u64> {
-    let StageParams::Train(p) = params else { return None };
-    let devices = match p.engine {
-        Engine::Builtin => 1,
-        Engine::Fsdp => u64::from(topology.world_size()),
-    };
-    Some((16 * model_params).div_ceil(devices))
+    let StageParams::Train(_) = params else { return None };
+    Some((16 * model_params).div_ceil(devices(params, topology)))
 }
 
 /// 1.5e9 bytes as `1.5 GB`.
@@ -139,7 +143,7 @@ fn text(
     // Ids are padded by hand: a format width panics past 65,535 characters.
     let ids: Vec<String> = statuses.iter().map(|(ix, _)| graph.stage(*ix).id.to_string()).collect();
     let width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(10).max(5);
-    let mut total_flops = 0.0;
+    let (mut total_flops, mut total_seconds) = (0.0, 0.0);
     let mut counts = [0usize; 3];
     for (n, (ix, status)) in statuses.iter().enumerate() {
         let stage = graph.stage(*ix);
@@ -170,13 +174,17 @@ fn text(
                 }
             }
             if let Some(flops) = est.flops {
+                let devices = devices(&stage.params, topology);
+                let seconds = flops / (tflops * 1e12 * devices as f64);
                 if !matches!(status, Status::Cached(_)) {
                     total_flops += flops;
+                    total_seconds += seconds;
                 }
+                let each = if devices > 1 { format!(" on each of {devices} devices") } else { String::new() };
                 line.push_str(&format!(
-                    ", {} ≈ {} at {} TFLOP/s",
+                    ", {} ≈ {} at {} TFLOP/s{each}",
                     flops_text(flops),
-                    duration_text(flops / (tflops * 1e12)),
+                    duration_text(seconds),
                     tflops_text(tflops)
                 ));
             }
@@ -209,7 +217,7 @@ fn text(
         out.push_str(&format!(
             "; training to run: {} ≈ {} at {} TFLOP/s (--tflops)",
             flops_text(total_flops),
-            duration_text(total_flops / (tflops * 1e12)),
+            duration_text(total_seconds),
             tflops_text(tflops)
         ));
     }
@@ -294,7 +302,8 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64, topolog
                 Status::WillRun { key, why } => (*key, json!({ "why": why })),
                 Status::Pending { waiting_for } => (None, json!({ "waiting_for": waiting_for })),
             };
-            let seconds = stage.estimate.as_ref().and_then(|e| e.flops).map(|f| f / (tflops * 1e12));
+            let devices = devices(&stage.params, topology) as f64;
+            let seconds = stage.estimate.as_ref().and_then(|e| e.flops).map(|f| f / (tflops * 1e12 * devices));
             let memory = stage
                 .estimate
                 .as_ref()
