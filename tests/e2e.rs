@@ -137,14 +137,8 @@ fn long_context_trains_and_saves_with_the_new_rope_base() {
         .next()
         .expect("the tokenized corpus");
     let (windows, _) = cptc::backend::heldout::heldout_windows(&tokenized, 256, 2000).expect("windows");
-    let mut bytes = Vec::new();
-    for part in [0, 1] {
-        for w in &windows {
-            bytes.extend((if part == 0 { &w.input } else { &w.target }).iter().flat_map(|t| t.to_le_bytes()));
-        }
-    }
     let windows_file = dir.path().join("novels.windows");
-    std::fs::write(&windows_file, bytes).expect("windows");
+    std::fs::write(&windows_file, cptc::backend::heldout::windows_bytes(&windows)).expect("windows");
     let reference = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/fsdp_ref.py"))
         .args(["heldout", models[0].to_str().expect("utf-8"), windows_file.to_str().expect("utf-8"), "256"])

@@ -131,15 +131,8 @@ fn rel(a: f64, b: f64) -> f64 {
 /// held-out windows of `set` (cut by cptc's own function).
 fn reloads_with_the_engines_last_evaluation(root: &Path, train: &Path, set: &str, tokenized: &Path) {
     let (windows, _) = cptc::backend::heldout::heldout_windows(tokenized, 64, 2000).expect("windows");
-    let mut bytes = Vec::new();
-    for part in [0, 1] {
-        for w in &windows {
-            let ids = if part == 0 { &w.input } else { &w.target };
-            bytes.extend(ids.iter().flat_map(|t| t.to_le_bytes()));
-        }
-    }
     let file = root.join(format!("{set}.windows"));
-    std::fs::write(&file, bytes).unwrap();
+    std::fs::write(&file, cptc::backend::heldout::windows_bytes(&windows)).unwrap();
     let reference = python(&["heldout", train.join("model").to_str().unwrap(), file.to_str().unwrap(), "64"]);
     let all: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(train.join("evals.json")).unwrap()).unwrap();
     let last = &all.last().unwrap()["sets"][set];

@@ -57,6 +57,14 @@ pub fn heldout_windows(tokenized: &Path, seq_len: usize, budget: u64) -> Result<
     Ok((windows, missing))
 }
 
+/// The windows as one little-endian int64 array: every input `[n, seq_len]`, then every
+/// target: the file the FSDP engine (and transformers in tests) evaluates.
+pub fn windows_bytes(windows: &[Window]) -> Vec<u8> {
+    let inputs = windows.iter().flat_map(|w| &w.input);
+    let targets = windows.iter().flat_map(|w| &w.target);
+    inputs.chain(targets).flat_map(|t| t.to_le_bytes()).collect()
+}
+
 /// Sequences per evaluation pass: 4 up to 2k tokens, fewer beyond, so the logits of a pass
 /// (tokens x vocabulary, float32) stay about as large as at 4 x 2k.
 pub fn eval_batch(seq_len: usize) -> usize {

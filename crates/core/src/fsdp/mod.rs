@@ -26,7 +26,7 @@ pub use topology::{Topology, TopologyError};
 use crate::backend::eval::EvalResult;
 use crate::backend::groups::{ParamInfo, ParamKind, ParamList, ParamPlan, plan_params};
 use crate::backend::guard::GuardState;
-use crate::backend::heldout::{accept_result, eval_batch, heldout_windows};
+use crate::backend::heldout::{accept_result, eval_batch, heldout_windows, windows_bytes};
 use crate::backend::hf_files::{copy_side_files, tensor_shapes};
 use crate::backend::metrics::{JsonlWriter, TrainRecord};
 use crate::backend::schedule::lr_at;
@@ -223,14 +223,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     {
         let (windows, unencodable) = heldout_windows(tokenized, seq, p.eval_bytes)?;
         let file = work.join(format!("heldout-{i}.i64"));
-        let mut bytes = Vec::with_capacity(windows.len() * seq * 16);
-        for part in [0, 1] {
-            for w in &windows {
-                let ids = if part == 0 { &w.input } else { &w.target };
-                bytes.extend(ids.iter().flat_map(|t| t.to_le_bytes()));
-            }
-        }
-        fs_err::write(&file, bytes)?;
+        fs_err::write(&file, windows_bytes(&windows))?;
         sets.push(HeldoutSet { name: name.clone(), bytes: windows.iter().map(|w| w.bytes).sum(), unencodable });
         eval_sets.push(EvalSet { name: name.clone(), file, windows: windows.len(), batch: eval_batch(seq) });
     }
@@ -283,7 +276,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             DeviceClass::Cpu => "cpu",
             DeviceClass::Cuda => "cuda",
         },
-        threads: (threads()? / ctx.topology.nproc_per_node as i32).max(1),
+        threads: threads_per_process(ctx)?,
         params: &plans,
         tied,
         eval_steps: p.eval_steps(total, tokens_per_step),
@@ -455,7 +448,7 @@ fn launch(
         .arg(entry)
         .arg(spec)
         .env("PYTHONUNBUFFERED", "1")
-        .env("OMP_NUM_THREADS", ((threads()? as u32 / topology.nproc_per_node).max(1)).to_string())
+        .env("OMP_NUM_THREADS", threads_per_process(ctx)?.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log.into_parts().0);
@@ -492,6 +485,11 @@ fn launch(
         Some(Ok(done)) if status.success() => Ok(done),
         _ => Err(ended(status, &py, &log_path).failure()),
     }
+}
+
+/// This machine's cores (`CPTC_THREADS`) shared by the node's processes.
+fn threads_per_process(ctx: &StageCtx<'_>) -> Result<i32, StageFailure> {
+    Ok((threads()? / ctx.topology.nproc_per_node as i32).max(1))
 }
 
 /// Why torchrun ended without a result: read from its status and its log.
