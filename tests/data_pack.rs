@@ -3,7 +3,7 @@
 
 mod data_common;
 
-use cptc::data::pack::{Order, PackedSequence, Packer, minhash, similarity};
+use cptc::data::pack::{GROUP_WINDOW, Order, PackedSequence, Packer, minhash, similarity};
 use cptc::data::shard::ShardReader;
 use cptc::recipe::LongContext;
 use data_common::{real_texts, shard_of};
@@ -182,4 +182,35 @@ fn nothing_kept_is_an_error_naming_the_corpus() {
         Packer::new(shard, "hpo", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.0, false)) }).unwrap();
     let e = p.next_sequence(true).err().unwrap();
     insta::assert_snapshot!(data_common::render(&e));
+}
+
+/// Past [`GROUP_WINDOW`] documents, grouping reorders each window of the shuffled order on its
+/// own (memory stays bounded), and a bucket holding tens of thousands of copies of one document
+/// is walked in linear time (the walk used to rescan whole buckets at every step).
+#[test]
+fn grouping_works_window_by_window_and_through_a_huge_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = real_texts("hpo", 2_000);
+    // Half of the documents are one and the same: every band of them shares one bucket.
+    let n = GROUP_WINDOW + 4_000;
+    let texts: Vec<String> =
+        (0..n).map(|i| if i % 2 == 0 { real[0].clone() } else { real[i % real.len()].clone() }).collect();
+    let shard = shard_of(tmp.path(), "many", &texts);
+    let grouped =
+        Packer::new(shard, "many", 4096, Order::Shuffled { seed: 9, long_context: Some(lc(1.0, true)) }).unwrap();
+    let shard = ShardReader::open(&tmp.path().join("many")).unwrap();
+    let plain =
+        Packer::new(shard, "many", 4096, Order::Shuffled { seed: 9, long_context: Some(lc(1.0, false)) }).unwrap();
+    let (g, p) = (grouped.order(), plain.order());
+    assert_eq!(g.len(), n);
+    assert_ne!(g, p, "grouping reordered");
+    for (gw, pw) in g.chunks(GROUP_WINDOW).zip(p.chunks(GROUP_WINDOW)) {
+        let (mut a, mut b) = (gw.to_vec(), pw.to_vec());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "each window holds the same documents as the shuffle's window");
+    }
+    // The copies end up side by side: far more neighbouring pairs of them than a shuffle gives.
+    let copies = |order: &[u32]| order.windows(2).filter(|w| w[0] % 2 == 0 && w[1] % 2 == 0).count();
+    assert!(2 * copies(g) > 3 * copies(p), "grouped {} vs shuffled {}", copies(g), copies(p));
 }

@@ -20,6 +20,7 @@ pub fn corpus(name: &str, files: Vec<PathBuf>, format: Format, text: TextSource)
         text,
         heldout: Heldout::Fraction(0.0),
         strict: false,
+        max_epochs: cptc::recipe::DEFAULT_MAX_EPOCHS,
         origin: Origin { file: FileId(0), span: Span::default() },
     }
 }

@@ -201,6 +201,7 @@ impl<'a> Builder<'a> {
         let template = f.string("template");
         let heldout = f.number("heldout", Quantity::Heldout);
         let strict = f.boolean("strict");
+        let max_epochs = f.number("max_epochs", Quantity::Plain);
         if files.is_none() && !f.has("files") {
             f.missing("files", "\"data/*.jsonl\"");
         }
@@ -321,6 +322,15 @@ impl<'a> Builder<'a> {
             Some(n) => Heldout::Fraction(n.value),
             None => Heldout::Fraction(0.02),
         };
+        let max_epochs = match max_epochs {
+            Some(n) if !(n.value > 0.0 && n.value.is_finite()) => {
+                let help = "how many times training may read the corpus over; 4 is the default, 1 reads it once";
+                self.out_of_range(&n, "`max_epochs` must be a positive number", "not a number of passes", Some(help));
+                return None;
+            }
+            Some(n) => n.value,
+            None => crate::recipe::DEFAULT_MAX_EPOCHS,
+        };
         Some(Corpus {
             name: block.display_name(),
             patterns,
@@ -329,6 +339,7 @@ impl<'a> Builder<'a> {
             text: text_source?,
             heldout,
             strict: strict.unwrap_or(false),
+            max_epochs,
             origin: origin(block),
         })
     }

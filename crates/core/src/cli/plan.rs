@@ -11,6 +11,7 @@ use crate::exec::{Options, Status};
 use crate::fsdp::Topology;
 use crate::graph::{Graph, StageKind, StageParams};
 use crate::recipe::Engine;
+use crate::stages::Input;
 
 /// Effective training throughput of this machine when `--tflops` is not given: 100 TFLOP/s on
 /// a CUDA GPU (bf16 at ~40% of an A100/H100's peak), else what cptc measures on CPU in fp32,
@@ -189,17 +190,33 @@ fn text(
                 ));
             }
             out.push_str(&format!("       {line}\n"));
+            let known = sources(graph, statuses, *ix);
             let parts: Vec<String> = est
                 .parts
                 .iter()
                 .map(|p| {
-                    let corpora: Vec<String> =
-                        p.corpora.iter().map(|(c, t)| format!("{c} {}", count_text(*t))).collect();
+                    let corpora: Vec<String> = p
+                        .corpora
+                        .iter()
+                        .map(|(c, t)| match known.iter().find(|s| &s.corpus == c) {
+                            // Once the corpus is tokenized: of how many, and the passes that makes.
+                            Some(s) => format!(
+                                "{c} {} of {} = {:.2} epochs",
+                                count_text(*t),
+                                count_text(s.tokens),
+                                *t as f64 / s.tokens.max(1) as f64
+                            ),
+                            None => format!("{c} {}", count_text(*t)),
+                        })
+                        .collect();
                     format!("{} {} ({})", p.part, count_text(p.tokens), corpora.join(", "))
                 })
                 .collect();
             if !parts.is_empty() {
                 out.push_str(&format!("       tokens by source: {}\n", parts.join("; ")));
+            }
+            for w in data_warnings(est, &known) {
+                out.push_str(&format!("       warning: {w}\n"));
             }
             if let Some(from) = &est.share_from {
                 out.push_str(&format!("       tokens by source: once {from} is known\n"));
@@ -222,6 +239,54 @@ fn text(
         ));
     }
     out.push('\n');
+    out
+}
+
+/// What the store knows of a training source: its tokenized training side, once cached.
+struct SourceData {
+    corpus: String,
+    tokens: u64,
+    max_epochs: f64,
+    seq_len: u64,
+}
+
+/// The sources of a train stage's mix whose tokenize stage is cached, with their limits.
+fn sources(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) -> Vec<SourceData> {
+    let Some(mix) = graph.inputs(train).into_iter().find(|(r, _)| *r == Input::Data).map(|(_, ix)| ix) else {
+        return Vec::new();
+    };
+    let StageParams::Mix(params) = &graph.stage(mix).params else { return Vec::new() };
+    let mut out = Vec::new();
+    for (role, tok) in graph.inputs(mix) {
+        let Input::Corpus(corpus) = role else { continue };
+        let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == tok) else { continue };
+        let Some(tokens) = meta.values.pointer("/train/tokens").and_then(serde_json::Value::as_u64) else { continue };
+        let max_epochs = params.max_epochs.get(&corpus).copied().unwrap_or(crate::recipe::DEFAULT_MAX_EPOCHS);
+        let seq_len = params.long_context.map_or(params.seq_len, |lc| lc.target_len);
+        out.push(SourceData { corpus, tokens, max_epochs, seq_len });
+    }
+    out
+}
+
+/// Sources drawn past their `max_epochs` (which `run` refuses) or too small for one sequence.
+fn data_warnings(est: &crate::graph::TrainEstimate, known: &[SourceData]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in known {
+        let drawn: u64 = est.parts.iter().filter_map(|p| p.corpora.get(&s.corpus)).sum();
+        let epochs = drawn as f64 / s.tokens.max(1) as f64;
+        if epochs > s.max_epochs {
+            out.push(format!(
+                "{} is read {epochs:.1} times over, more than its max_epochs ({}): `cptc run` refuses this mix; add text, lower its share, or raise `max_epochs`",
+                s.corpus, s.max_epochs
+            ));
+        }
+        if s.tokens <= s.seq_len {
+            out.push(format!(
+                "{} holds {} training tokens, less than one sequence of {}: every sequence repeats it",
+                s.corpus, s.tokens, s.seq_len
+            ));
+        }
+    }
     out
 }
 

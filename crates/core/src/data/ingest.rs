@@ -186,6 +186,31 @@ pub fn visit_corpus(
     Ok(st.report)
 }
 
+/// [`visit_corpus`] in batches of about `batch_bytes` of text (at least one document each), for
+/// stages that work on a batch in parallel.
+pub fn visit_batches(
+    corpus: &Corpus,
+    opts: &IngestOptions,
+    batch_bytes: usize,
+    mut sink: impl FnMut(Vec<Document>) -> Result<(), DataError>,
+) -> Result<IngestReport, DataError> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    let report = visit_corpus(corpus, opts, |d| {
+        bytes += d.text.len();
+        batch.push(d);
+        if bytes >= batch_bytes {
+            bytes = 0;
+            sink(std::mem::take(&mut batch))?;
+        }
+        Ok(())
+    })?;
+    if !batch.is_empty() {
+        sink(batch)?;
+    }
+    Ok(report)
+}
+
 struct State<'a> {
     opts: &'a IngestOptions,
     report: IngestReport,
@@ -287,6 +312,17 @@ fn read_line_bounded(r: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> std:
     }
 }
 
+/// Raw lines buffered before they are parsed in parallel (a sequential JSON parse would be a
+/// third of the tokenize stage at the fast engine's speed).
+const JSONL_BATCH_BYTES: usize = 4 << 20;
+
+/// What one jsonl line turned out to be.
+enum Parsed {
+    Blank,
+    Issue(IssueKind, String),
+    Text(String),
+}
+
 fn read_jsonl(
     path: &Path,
     file: u32,
@@ -294,59 +330,91 @@ fn read_jsonl(
     st: &mut State<'_>,
     sink: &mut impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
+    use rayon::prelude::*;
     let mut r = open_maybe_compressed(path)?;
     let mut buf = Vec::new();
     let mut line = 0u64;
     let max = st.opts.max_record_bytes;
-    loop {
-        let got = read_line_bounded(&mut *r, &mut buf, max).map_err(|e| DataError::io("read", path, e))?;
-        line += 1;
-        match got {
-            Line::Eof => return Ok(()),
-            Line::TooLong => {
-                st.issue(path, line, IssueKind::TooLong, format!("record longer than {max} bytes"))?;
-                continue;
-            }
-            Line::Ok => {}
-        }
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-        let s = match std::str::from_utf8(&buf) {
-            Ok(s) => s,
-            Err(e) => {
-                let col = e.valid_up_to() + 1;
-                st.issue(path, line, IssueKind::InvalidUtf8, format!("invalid UTF-8 at byte {col}"))?;
-                continue;
-            }
-        };
-        if s.trim().is_empty() {
-            continue;
-        }
-        let obj = match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                st.issue(path, line, IssueKind::InvalidJson, "expected a JSON object".into())?;
-                continue;
-            }
-            Err(e) => {
-                st.issue(path, line, IssueKind::InvalidJson, format!("invalid JSON: {e}"))?;
-                continue;
-            }
-        };
-        match render(text, |name| obj.get(name)) {
-            Ok(t) => st.keep(path, t, file, line, sink)?,
-            Err((IssueKind::MissingField, detail)) if detail.starts_with("missing") => {
-                // Say what the record does have: the usual cause is a field named otherwise.
-                let mut fields: Vec<String> = obj.keys().take(8).map(|k| format!("`{k}`")).collect();
-                if obj.len() > 8 {
-                    fields.push("...".into());
+    // A batch of lines: their bytes back to back, and per line its number and end (None: too long).
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut lines: Vec<(u64, Option<usize>)> = Vec::new();
+    let mut eof = false;
+    while !eof {
+        bytes.clear();
+        lines.clear();
+        while bytes.len() < JSONL_BATCH_BYTES {
+            let got = read_line_bounded(&mut *r, &mut buf, max).map_err(|e| DataError::io("read", path, e))?;
+            line += 1;
+            match got {
+                Line::Eof => {
+                    eof = true;
+                    break;
                 }
-                let has = if fields.is_empty() { "no fields".to_string() } else { fields.join(", ") };
-                st.issue(path, line, IssueKind::MissingField, format!("{detail} (the record has {has})"))?
+                Line::TooLong => lines.push((line, None)),
+                Line::Ok => {
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                    bytes.extend_from_slice(&buf);
+                    lines.push((line, Some(bytes.len())));
+                }
             }
-            Err((kind, detail)) => st.issue(path, line, kind, detail)?,
         }
+        let mut start = 0;
+        let spans: Vec<(u64, Option<(usize, usize)>)> = lines
+            .iter()
+            .map(|&(n, end)| {
+                let span = end.map(|e| (std::mem::replace(&mut start, e), e));
+                (n, span)
+            })
+            .collect();
+        let parsed: Vec<Parsed> = spans
+            .par_iter()
+            .map(|&(_, span)| match span {
+                None => Parsed::Issue(IssueKind::TooLong, format!("record longer than {max} bytes")),
+                Some((a, b)) => parse_line(&bytes[a..b], text),
+            })
+            .collect();
+        for ((n, _), p) in spans.iter().zip(parsed) {
+            match p {
+                Parsed::Blank => {}
+                Parsed::Issue(kind, detail) => st.issue(path, *n, kind, detail)?,
+                Parsed::Text(t) => st.keep(path, t, file, *n, sink)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One jsonl line (without its line end) into its text or the reason it is skipped.
+fn parse_line(raw: &[u8], text: &TextSource) -> Parsed {
+    let s = match std::str::from_utf8(raw) {
+        Ok(s) => s,
+        Err(e) => {
+            let col = e.valid_up_to() + 1;
+            return Parsed::Issue(IssueKind::InvalidUtf8, format!("invalid UTF-8 at byte {col}"));
+        }
+    };
+    if s.trim().is_empty() {
+        return Parsed::Blank;
+    }
+    let obj = match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into()),
+        Err(e) => return Parsed::Issue(IssueKind::InvalidJson, format!("invalid JSON: {e}")),
+    };
+    match render(text, |name| obj.get(name)) {
+        Ok(t) => Parsed::Text(t),
+        Err((IssueKind::MissingField, detail)) if detail.starts_with("missing") => {
+            // Say what the record does have: the usual cause is a field named otherwise.
+            let mut fields: Vec<String> = obj.keys().take(8).map(|k| format!("`{k}`")).collect();
+            if obj.len() > 8 {
+                fields.push("...".into());
+            }
+            let has = if fields.is_empty() { "no fields".to_string() } else { fields.join(", ") };
+            Parsed::Issue(IssueKind::MissingField, format!("{detail} (the record has {has})"))
+        }
+        Err((kind, detail)) => Parsed::Issue(kind, detail),
     }
 }
 

@@ -35,6 +35,8 @@ const STATE_VERSION: u32 = 1;
 pub struct Source {
     pub corpus: String,
     pub shard: ShardReader,
+    /// Documents of the shard never drawn (held out by another corpus).
+    pub skip: Vec<u32>,
 }
 
 /// Everything the sampler needs from the recipe and the train stage.
@@ -184,7 +186,7 @@ impl Sampler {
         let mut packers = Vec::with_capacity(sources.len());
         for s in sources {
             let name = s.corpus.clone();
-            packers.push(Packer::new(s.shard, &name, seq_len, order)?);
+            packers.push(Packer::new(s.shard, &name, seq_len, order)?.skipping(s.skip)?);
         }
         let n_parts = parts.len();
         let mut state = SamplerState {

@@ -3,14 +3,18 @@
 //! The executor drives it per corpus, then per train stage:
 //!
 //! ```text
-//! ingest::read_corpus(&Corpus, &IngestOptions)          -> Ingested { docs, report }   (or visit_corpus: streaming)
-//! split::split(&texts, corpus.heldout)                  -> Split { train, heldout }     (SplitRule for streaming)
+//! ingest::read_corpus(&Corpus, &IngestOptions)          -> Ingested { docs, report }
+//! ingest::visit_batches(&Corpus, &opts, bytes, sink)    -> IngestReport (streaming: the stages' path)
+//! index::{IndexWriter, IndexReader}                     per-document index (file, record, bytes, hash)
+//! split::split(&texts, corpus.heldout)                  -> Split { train, heldout }
+//! split::SplitRule::streamed(heldout, hashes)           the same decision over a stream of hashes
 //! tokenize::load_tokenizer(path) -> Encoder (fast engine + 0.23 reference), eos_token(enc.reference())
 //! tokenize::tokenize_corpus(&tok, name, docs, prefix, &TokenizeOptions { eos, .. })
 //!                                                        -> CorpusStats (JSON via write_json)
+//!     (tokenize::ShardStream: the same, batch by batch, for a corpus streamed from its files)
 //!     writes <prefix>.bin/.idx (Megatron MMIDIDX v1; shard::{ShardWriter, ShardReader})
 //! mixture::Sampler::new(SamplerConfig { mixture, domain_share, total_tokens, seq_len, seed,
-//!                                       long_context, window }, Vec<Source { corpus, shard }>)
+//!                                       long_context, window }, Vec<Source { corpus, shard, skip }>)
 //!     .next_sequence() -> Sampled { index, part, role, corpus, seq: PackedSequence { tokens, spans, epoch } }
 //!     .state() -> SamplerState (serde; Sampler::resume(cfg, sources, state) continues exactly)
 //!     .drain_events() -> [NewEpoch | Window(WindowStats)]  (log / record in run stats)
@@ -24,12 +28,12 @@
 
 pub mod encoder;
 pub mod error;
+pub mod index;
 pub mod ingest;
 pub mod mixture;
 pub mod pack;
 pub mod shard;
 pub mod split;
-pub mod texts;
 pub mod tokenize;
 
 pub use error::DataError;

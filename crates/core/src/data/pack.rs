@@ -76,6 +76,8 @@ pub struct Packer {
     order_kind: Order,
     order: Vec<u32>,
     cursor: Cursor,
+    /// Documents never packed (sorted shard indices): held out by another corpus.
+    skip: Vec<u32>,
 }
 
 impl Packer {
@@ -93,9 +95,24 @@ impl Packer {
             order_kind: order,
             order: Vec::new(),
             cursor: Cursor::default(),
+            skip: Vec::new(),
         };
         p.order = p.epoch_order(0)?;
         Ok(p)
+    }
+
+    /// The same packer, never packing the documents `skip` lists (shard indices, any order).
+    pub fn skipping(mut self, mut skip: Vec<u32>) -> Result<Packer, DataError> {
+        skip.sort_unstable();
+        skip.dedup();
+        if !skip.is_empty() && skip.len() >= self.shard.len() {
+            return Err(DataError::BadPacking {
+                reason: format!("every document of `{}` is held out by another corpus", self.name),
+            });
+        }
+        self.skip = skip;
+        self.order = self.epoch_order(self.cursor.epoch)?;
+        Ok(self)
     }
 
     pub fn shard(&self) -> &ShardReader {
@@ -179,11 +196,12 @@ impl Packer {
     fn epoch_order(&self, epoch: u64) -> Result<Vec<u32>, DataError> {
         let n = u32::try_from(self.shard.len())
             .map_err(|_| DataError::BadPacking { reason: "more than 2^32 documents in one shard".into() })?;
+        let kept = (0..n).filter(|d| self.skip.binary_search(d).is_err());
         let Order::Shuffled { seed, long_context } = self.order_kind else {
-            return Ok((0..n).collect());
+            return Ok(kept.collect());
         };
         let key = mix(mix(seed ^ self.source_key) ^ epoch);
-        let mut docs: Vec<u32> = (0..n).collect();
+        let mut docs: Vec<u32> = kept.collect();
         if let Some(lc) = long_context {
             docs = self.keep_filter(&docs, &lc, key)?;
         }
@@ -220,18 +238,28 @@ impl Packer {
         Ok(kept)
     }
 
-    /// Reorders `docs` (already shuffled) so that similar documents are adjacent.
+    /// Reorders `docs` (already shuffled) so that similar documents are adjacent, window by
+    /// window of [`GROUP_WINDOW`] documents: memory and work stay bounded for any corpus, and a
+    /// window of shuffled documents holds neighbours enough.
     fn group_similar(&self, docs: &[u32]) -> Result<Vec<u32>, DataError> {
-        let mut sigs = Vec::with_capacity(docs.len());
+        let mut out = Vec::with_capacity(docs.len());
+        let mut sigs = Vec::with_capacity(docs.len().min(GROUP_WINDOW));
         let mut buf = Vec::new();
-        for &d in docs {
-            buf.clear();
-            self.shard.read_range(d as usize, 0, self.shard.doc_len(d as usize), &mut buf)?;
-            sigs.push(minhash(&buf));
+        for window in docs.chunks(GROUP_WINDOW) {
+            sigs.clear();
+            for &d in window {
+                buf.clear();
+                self.shard.read_range(d as usize, 0, self.shard.doc_len(d as usize), &mut buf)?;
+                sigs.push(minhash(&buf));
+            }
+            out.extend(greedy_chain(&sigs).into_iter().map(|i| window[i]));
         }
-        Ok(greedy_chain(&sigs).into_iter().map(|i| docs[i]).collect())
+        Ok(out)
     }
 }
+
+/// Documents grouped together at most (64 Ki: 16 MB of signatures).
+pub const GROUP_WINDOW: usize = 1 << 16;
 
 /// MinHash signature size and LSH banding (16 bands of 2 rows: pairs with Jaccard ~0.3 or more
 /// almost always share a bucket). N-grams of one token: topical similarity lives in shared
@@ -266,6 +294,31 @@ pub fn similarity(a: &[u64; K], b: &[u64; K]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / K as f64
 }
 
+/// One LSH bucket: its documents in order, those before `start` visited.
+#[derive(Default)]
+struct Bucket {
+    items: Vec<usize>,
+    start: usize,
+}
+
+impl Bucket {
+    /// The first [`SCAN`] unvisited documents, in order. Visited ones met on the way move
+    /// before `start` (the unvisited keep their order), so each is stepped over once: the walk
+    /// is linear in a bucket's size, not quadratic.
+    fn first_unvisited(&mut self, visited: &[bool]) -> Vec<usize> {
+        let (mut dead, mut j) = (self.start, self.start);
+        while j < self.items.len() && j - dead < SCAN {
+            if visited[self.items[j]] {
+                self.items[dead..=j].rotate_right(1);
+                dead += 1;
+            }
+            j += 1;
+        }
+        self.start = dead;
+        self.items[dead..j].to_vec()
+    }
+}
+
 /// Greedy nearest-neighbour walk over LSH candidates: from the current document go to the most
 /// similar unvisited candidate; with none, to the next unvisited document in the given order.
 fn greedy_chain(sigs: &[[u64; K]]) -> Vec<usize> {
@@ -277,10 +330,10 @@ fn greedy_chain(sigs: &[[u64; K]]) -> Vec<usize> {
         }
         h
     };
-    let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut buckets: HashMap<u64, Bucket> = HashMap::new();
     for (i, s) in sigs.iter().enumerate() {
         for b in 0..BANDS {
-            buckets.entry(band_key(s, b)).or_default().push(i);
+            buckets.entry(band_key(s, b)).or_default().items.push(i);
         }
     }
     let mut visited = vec![false; sigs.len()];
@@ -291,10 +344,8 @@ fn greedy_chain(sigs: &[[u64; K]]) -> Vec<usize> {
         let pick = cur.and_then(|c| {
             let mut best: Option<(f64, usize)> = None;
             for b in 0..BANDS {
-                let Some(list) = buckets.get_mut(&band_key(&sigs[c], b)) else { continue };
-                // Drop visited entries as they are met, so buckets shrink over the walk.
-                list.retain(|&i| !visited[i]);
-                for &i in list.iter().take(SCAN) {
+                let Some(bucket) = buckets.get_mut(&band_key(&sigs[c], b)) else { continue };
+                for i in bucket.first_unvisited(&visited) {
                     let s = similarity(&sigs[c], &sigs[i]);
                     if best.is_none_or(|(bs, bi)| s > bs || (s == bs && i < bi)) {
                         best = Some((s, i));

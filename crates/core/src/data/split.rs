@@ -1,5 +1,9 @@
-//! Held-out split by document content hash (blake3 of the text): deterministic, order-free and
-//! stable when documents are appended.
+//! Held-out split by document content hash (blake3 of the normalized text): deterministic,
+//! order-free and stable when documents are appended.
+//!
+//! The hash is over the text with every whitespace run (CRLF included) read as one space and
+//! the ends trimmed, so copies that differ only in spacing or line endings share a side, in one
+//! corpus and, through the tokenize stage's exclusions, across corpora.
 //!
 //! - `Heldout::Fraction(f)`: a document is held out iff its hash, read as a number in [0, 1), is
 //!   below `f`. Each document's side depends on its own text only, so appending documents never
@@ -12,18 +16,35 @@
 //!   that is unavoidable for an exact count, and users who need fully frozen eval sets use a
 //!   fraction.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
 use crate::recipe::Heldout;
 
-/// blake3 of a document's UTF-8 text: the key of the split.
+/// blake3 of a document's normalized text (words joined by one space): the key of the split.
 pub fn doc_hash(text: &str) -> [u8; 32] {
-    *blake3::hash(text.as_bytes()).as_bytes()
+    let mut h = blake3::Hasher::new();
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            h.update(b" ");
+        }
+        h.update(word.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The first 16 bytes of a [`doc_hash`]: what a shard keeps per document (`train.hashes`) to
+/// recognise a document another corpus holds out.
+pub type DocKey = [u8; 16];
+
+pub fn doc_key(hash: &[u8; 32]) -> DocKey {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&hash[..16]);
+    k
 }
 
 /// A per-document decision, computable for each document alone once built (for streaming).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SplitRule {
     /// Held out iff the hash is strictly below this (big-endian) 256-bit threshold.
     Below([u8; 32]),
@@ -51,29 +72,45 @@ impl SplitRule {
 
     /// The rule for a count: the `n` smallest distinct hashes among `hashes`.
     pub fn count(hashes: &[[u8; 32]], n: u64) -> Result<SplitRule, DataError> {
+        SplitRule::count_streamed(hashes.iter().copied(), n)
+    }
+
+    /// [`count`](Self::count) over a stream of hashes, holding at most `n + 1` of them.
+    pub fn count_streamed(hashes: impl Iterator<Item = [u8; 32]>, n: u64) -> Result<SplitRule, DataError> {
         if n == 0 {
             return Ok(SplitRule::None);
         }
-        let mut sorted: Vec<[u8; 32]> = hashes.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
         let n_us = usize::try_from(n).unwrap_or(usize::MAX);
-        if n_us >= sorted.len() {
+        // The n smallest distinct hashes so far, plus a witness that at least one more exists.
+        let mut smallest = std::collections::BTreeSet::new();
+        for h in hashes {
+            if smallest.len() <= n_us {
+                smallest.insert(h);
+            } else if smallest.last().is_some_and(|last| &h < last) && smallest.insert(h) {
+                smallest.pop_last();
+            }
+        }
+        if smallest.len() <= n_us {
             return Err(DataError::BadSplit {
                 reason: format!(
                     "{n} held-out documents requested but the corpus has {} distinct documents; none would be left to train on",
-                    sorted.len()
+                    smallest.len()
                 ),
             });
         }
-        Ok(SplitRule::AtMost(sorted[n_us - 1]))
+        Ok(SplitRule::AtMost(*smallest.iter().nth(n_us - 1).unwrap_or(&[0xFF; 32])))
     }
 
     /// The rule for a recipe's setting over a corpus' document hashes.
     pub fn new(heldout: Heldout, hashes: &[[u8; 32]]) -> Result<SplitRule, DataError> {
+        SplitRule::streamed(heldout, hashes.iter().copied())
+    }
+
+    /// [`new`](Self::new) over a stream of hashes (a fraction reads none of them).
+    pub fn streamed(heldout: Heldout, hashes: impl Iterator<Item = [u8; 32]>) -> Result<SplitRule, DataError> {
         match heldout {
             Heldout::Fraction(f) => SplitRule::fraction(f),
-            Heldout::Docs(n) => SplitRule::count(hashes, n),
+            Heldout::Docs(n) => SplitRule::count_streamed(hashes, n),
         }
     }
 

@@ -180,8 +180,8 @@ impl<'t> ShardTokenizer<'t> {
     }
 
     /// Writes encoded documents (the next ones of the shard) and counts them.
-    fn append<S: AsRef<str>>(&mut self, encoded: EncodedBatch, batch: &[S]) -> Result<(), DataError> {
-        for (enc, text) in encoded.into_iter().zip(batch) {
+    fn append(&mut self, encoded: EncodedBatch) -> Result<(), DataError> {
+        for enc in encoded {
             let doc = self.documents;
             let enc = enc.map_err(|message| DataError::Encode { corpus: self.corpus.clone(), doc, message })?;
             if let Some(position) = enc.mismatch {
@@ -199,7 +199,7 @@ impl<'t> ShardTokenizer<'t> {
             self.engine.checked_documents += u64::from(enc.checked);
             self.writer.add_document(&enc.ids)?;
             self.documents += 1;
-            self.bytes += text.as_ref().len() as u64;
+            self.bytes += enc.bytes as u64;
         }
         Ok(())
     }
@@ -232,7 +232,7 @@ fn encode_docs<S: AsRef<str> + Sync>(tok: &Encoder, opts: &TokenizeOptions, docs
             let mut ids = Vec::with_capacity(t.len() / 3 + 2);
             let (route, checked, mismatch) = tok.encode_checked(t, add, first + i as u64, every, &mut ids)?;
             ids.extend(eos);
-            Ok(Encoded { ids, route, checked, mismatch })
+            Ok(Encoded { ids, bytes: t.len(), route, checked, mismatch })
         })
         .collect()
 }
@@ -243,10 +243,58 @@ type EncodedBatch = Vec<Result<Encoded, String>>;
 /// One document's ids and how they were made.
 struct Encoded {
     ids: Vec<u32>,
+    /// UTF-8 bytes of the document's text.
+    bytes: usize,
     route: Route,
     checked: bool,
     /// Where the fast engine's ids first differ from the reference's, when checked and different.
     mismatch: Option<usize>,
+}
+
+/// A shard written from documents that arrive in batches (a corpus streamed from its files):
+/// each batch is encoded in parallel while the one before it is written, so memory holds two
+/// batches, whatever the corpus' size.
+pub struct ShardStream<'t> {
+    st: ShardTokenizer<'t>,
+    pending: Option<EncodedBatch>,
+    /// Index in the shard of the next document pushed.
+    next: u64,
+}
+
+impl<'t> ShardStream<'t> {
+    /// Starts `<out_prefix>.bin/.idx` for `corpus`.
+    pub fn create(
+        tok: &'t Encoder,
+        corpus: &str,
+        out_prefix: &Path,
+        opts: &TokenizeOptions,
+    ) -> Result<Self, DataError> {
+        Ok(ShardStream { st: ShardTokenizer::new(tok, corpus, out_prefix, opts.clone())?, pending: None, next: 0 })
+    }
+
+    /// The next documents of the shard, in order.
+    pub fn push<S: AsRef<str> + Sync>(&mut self, docs: &[S]) -> Result<(), DataError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let (tok, first) = (self.st.tok, self.next);
+        let opts = self.st.opts.clone();
+        let (st, pending) = (&mut self.st, self.pending.take());
+        let (encoded, written) =
+            rayon::join(|| encode_docs(tok, &opts, docs, first), || pending.map_or(Ok(()), |e| st.append(e)));
+        written?;
+        self.pending = Some(encoded);
+        self.next += docs.len() as u64;
+        Ok(())
+    }
+
+    /// Writes what is pending and renames the shard into place.
+    pub fn finish(mut self) -> Result<CorpusStats, DataError> {
+        if let Some(e) = self.pending.take() {
+            self.st.append(e)?;
+        }
+        self.st.finish()
+    }
 }
 
 /// Tokenizes `docs` into `<out_prefix>.bin/.idx`, one sequence per document.
@@ -263,10 +311,8 @@ pub fn tokenize_corpus<S: AsRef<str> + Sync>(
     opts: &TokenizeOptions,
 ) -> Result<CorpusStats, DataError> {
     let run = |tok: &Encoder| {
-        let mut st = ShardTokenizer::new(tok, corpus, out_prefix, opts.clone())?;
-        // Batches of about `batch_bytes`, borrowed from `docs` (no copy of the text); batch k is
-        // written while batch k + 1 is encoded, so no core waits for the writer.
-        let mut pending: Option<(EncodedBatch, &[S])> = None;
+        let mut stream = ShardStream::create(tok, corpus, out_prefix, opts)?;
+        // Batches of about `batch_bytes`, borrowed from `docs` (no copy of the text).
         let mut start = 0;
         while start < docs.len() {
             let mut end = start;
@@ -276,19 +322,10 @@ pub fn tokenize_corpus<S: AsRef<str> + Sync>(
                 bytes += docs[end].as_ref().len();
                 end += 1;
             }
-            let batch = &docs[start..end];
-            let (encoded, written) = rayon::join(
-                || encode_docs(tok, opts, batch, start as u64),
-                || pending.take().map_or(Ok(()), |(e, b)| st.append(e, b)),
-            );
-            written?;
-            pending = Some((encoded, batch));
+            stream.push(&docs[start..end])?;
             start = end;
         }
-        if let Some((e, b)) = pending {
-            st.append(e, b)?;
-        }
-        st.finish()
+        stream.finish()
     };
     match run(tok) {
         Err(e @ DataError::EngineMismatch { .. }) => run(&tok.reference_copy(e.to_string())),

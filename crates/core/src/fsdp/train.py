@@ -356,7 +356,12 @@ def moments_of(slots):
     for s in slots:
         for key, t in (("exp_avg", s.exp_avg), ("exp_avg_sq", s.exp_avg_sq)):
             if isinstance(s.param, DTensor):
-                t = DTensor.from_local(t, s.param.device_mesh, s.param.placements, run_check=False)
+                # The global shape and stride must be given: from_local assumes even shards, and
+                # a dimension the world does not divide (50,275 rows on 2 ranks) would save
+                # overlapping chunks that the checkpoint planner rejects.
+                t = DTensor.from_local(
+                    t, s.param.device_mesh, s.param.placements, run_check=False, shape=s.param.shape, stride=s.param.stride()
+                )
             out[f"{s.name}.{key}"] = t
     return out
 

@@ -65,6 +65,16 @@ fn pct(x: f64) -> String {
     crate::recipe::percent(x, 2)
 }
 
+/// How the data stages read `corpus`' files.
+fn source(corpus: &Corpus) -> ingest::Source {
+    ingest::Source {
+        corpus: corpus.name.clone(),
+        format: corpus.format,
+        text: corpus.text.clone(),
+        strict: corpus.strict,
+    }
+}
+
 fn count(x: u64) -> String {
     match x {
         x if x >= 1_000_000_000 && x % 1_000_000_000 == 0 => format!("{}B", x / 1_000_000_000),
@@ -101,6 +111,27 @@ impl<'r> Lowerer<'r> {
             self.choose_stage(&choose.name);
         }
         self.report();
+        self.exclusions();
+    }
+
+    /// Every mix stage keeps out of training what any corpus of the recipe holds out: a
+    /// document in two corpora is never evaluated in one and trained on in the other. (The mix,
+    /// not tokenize, so that a corpus' tokens never depend on another corpus.)
+    fn exclusions(&mut self) {
+        let splits: Vec<(String, NodeIndex)> = self
+            .g
+            .graph
+            .node_indices()
+            .filter(|&ix| self.g.stage(ix).kind() == StageKind::Split)
+            .map(|ix| (self.g.stage(ix).id.name.clone(), ix))
+            .collect();
+        let mixes: Vec<NodeIndex> =
+            self.g.graph.node_indices().filter(|&ix| self.g.stage(ix).kind() == StageKind::Mix).collect();
+        for mix in mixes {
+            for (corpus, split) in &splits {
+                self.g.connect(*split, mix, Input::Exclude(corpus.clone()));
+            }
+        }
     }
 
     /// The stage providing a declared base model (checking guarantees it is declared).
@@ -157,13 +188,7 @@ impl<'r> Lowerer<'r> {
         if let Some(ix) = self.g.find_id(&split_id) {
             return ix;
         }
-        let params = ingest::Params {
-            corpus: corpus.name.clone(),
-            format: corpus.format,
-            text: corpus.text.clone(),
-            strict: corpus.strict,
-        };
-        let mut ingest = Stage::new(id(StageKind::Ingest, &corpus.name), StageParams::Ingest(params));
+        let mut ingest = Stage::new(id(StageKind::Ingest, &corpus.name), StageParams::Ingest(source(corpus)));
         ingest.files.clone_from(&corpus.files);
         let ingest = self.g.add(ingest);
         let split = self.g.add(Stage::new(split_id, StageParams::Split(split::Params { heldout: corpus.heldout })));
@@ -196,16 +221,7 @@ impl<'r> Lowerer<'r> {
         }
         let recipe = self.recipe;
         let Some(vocab) = recipe.vocab(name) else { unreachable_vocab(name) };
-        let params = vocab::Params { size: vocab.size, min_frequency: vocab.min_frequency, select: vocab.select };
-        let ix = self.g.add(Stage::new(vocab_id, StageParams::Vocab(params)));
-        let base = self.model(&vocab.base);
-        self.g.connect(base, ix, Input::Base);
-        for corpus_name in &vocab.train_on {
-            if let Some(corpus) = recipe.corpus(corpus_name) {
-                let split = self.split(corpus);
-                self.g.connect(split, ix, Input::TrainOn(corpus_name.clone()));
-            }
-        }
+        let train_on: Vec<&Corpus> = vocab.train_on.iter().filter_map(|c| recipe.corpus(c)).collect();
         // General text of the trains that use this vocabulary: its report shows the
         // compression of general held-out text does not change.
         let mut general: Vec<&Corpus> = Vec::new();
@@ -218,9 +234,24 @@ impl<'r> Lowerer<'r> {
         }
         general.sort_by(|a, b| a.name.cmp(&b.name));
         general.dedup_by(|a, b| a.name == b.name);
-        for corpus in general {
+        // The stage reads the corpora's files itself: they are its external files, in order.
+        let read: Vec<(bool, &Corpus)> =
+            train_on.iter().map(|&c| (true, c)).chain(general.iter().map(|&c| (false, c))).collect();
+        let sources = read
+            .iter()
+            .map(|&(train_on, c)| vocab::VocabSource { train_on, source: source(c), files: c.files.len() })
+            .collect();
+        let params =
+            vocab::Params { size: vocab.size, min_frequency: vocab.min_frequency, select: vocab.select, sources };
+        let mut stage = Stage::new(vocab_id, StageParams::Vocab(params));
+        stage.files = read.iter().flat_map(|(_, c)| c.files.iter().cloned()).collect();
+        let ix = self.g.add(stage);
+        let base = self.model(&vocab.base);
+        self.g.connect(base, ix, Input::Base);
+        for (train_on, corpus) in read {
             let split = self.split(corpus);
-            self.g.connect(split, ix, Input::General(corpus.name.clone()));
+            let role = if train_on { Input::TrainOn(corpus.name.clone()) } else { Input::General(corpus.name.clone()) };
+            self.g.connect(split, ix, role);
         }
         ix
     }
@@ -231,8 +262,10 @@ impl<'r> Lowerer<'r> {
             return ix;
         }
         let split = self.split(corpus);
-        let params = tokenize::Params { corpus: corpus.name.clone(), eos: true };
-        let ix = self.g.add(Stage::new(tok_id, StageParams::Tokenize(params)));
+        let params = tokenize::Params { source: source(corpus), eos: true };
+        let mut stage = Stage::new(tok_id, StageParams::Tokenize(params));
+        stage.files.clone_from(&corpus.files);
+        let ix = self.g.add(stage);
         self.g.connect(split, ix, Input::Split);
         self.g.connect(tokenizer.1, ix, Input::Tokenizer);
         ix
@@ -306,6 +339,13 @@ impl<'r> Lowerer<'r> {
             seed: train.seed,
             long_context: train.long_context,
             domain_share,
+            max_epochs: mixture
+                .parts
+                .iter()
+                .flat_map(|p| &p.corpora)
+                .filter_map(|c| recipe.corpus(c))
+                .map(|c| (c.name.clone(), c.max_epochs))
+                .collect(),
         };
         let mix = StageParams::Mix(mix);
         let waits: Vec<StageId> = mix.waits_for().into_iter().map(|v| v.stage.clone()).collect();

@@ -148,8 +148,14 @@ pub struct Corpus {
     pub heldout: Heldout,
     /// Fail on the first bad record instead of skipping and counting it.
     pub strict: bool,
+    /// How many passes over its training side a train stage may draw (`run` refuses more).
+    pub max_epochs: f64,
     pub origin: Origin,
 }
+
+/// A corpus' `max_epochs` unless the recipe says otherwise: past about 4 repeats, more passes
+/// over the same tokens stop helping (Muennighoff et al., 2023).
+pub const DEFAULT_MAX_EPOCHS: f64 = 4.0;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,9 @@ use crate::data;
 use crate::recipe::{LongContext, Mixture};
 
 /// v2: share windows sized to the run (about 40 per run), for the report's chart.
-pub const VERSION: u64 = 2;
+/// v3: documents any corpus holds out are never drawn (`excluded` per corpus); passes per
+/// corpus (`epochs`), refused past its `max_epochs`.
+pub const VERSION: u64 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Params {
@@ -25,6 +27,8 @@ pub struct Params {
     /// Overrides the mixture's final domain share (a sweep point, a chosen ratio).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain_share: Option<Runtime<f64>>,
+    /// Per corpus of the mixture, the passes over its training side the stage may draw.
+    pub max_epochs: std::collections::BTreeMap<String, f64>,
 }
 
 impl Params {
@@ -49,6 +53,25 @@ impl Params {
     }
 }
 
+/// Fails once `corpus` has given more than its `max_epochs` passes over its `available`
+/// tokens: past a few repeats more passes stop helping, and silent extra epochs are a classic
+/// surprise of mixture changes.
+fn over_limit(p: &Params, corpus: &str, drawn: u64, available: u64) -> Result<(), StageFailure> {
+    let Some(&limit) = p.max_epochs.get(corpus) else { return Ok(()) };
+    if (drawn as f64) <= limit * available as f64 {
+        return Ok(());
+    }
+    Err(StageFailure::input(
+        format!(
+            "mixture `{}` reads corpus `{corpus}` more than {limit} times over (max_epochs): its training side holds {available} tokens, and {drawn} of the stage's {} were drawn from it before it was done",
+            p.mixture.name, p.tokens
+        ),
+        Some(format!(
+            "add text to `{corpus}`, lower its share or the stage's `tokens`, or allow more passes with `max_epochs = ...` in corpus `{corpus}` (`cptc plan` shows the passes per source)"
+        )),
+    ))
+}
+
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let domain_share = match &p.domain_share {
         None => None,
@@ -57,15 +80,37 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             return Err(StageFailure::internal(format!("{r} was not resolved before the stage ran")));
         }
     };
+    // A document held out anywhere in the recipe (by its normalized hash) is trained on nowhere.
+    let mut held = std::collections::HashSet::new();
+    for ((), dir, _) in ctx.inputs_where(|i| matches!(i, Input::Exclude(_)).then_some(())) {
+        super::split::heldout_keys(dir, &mut held)?;
+    }
     let mut sources = Vec::new();
+    let mut excluded = serde_json::Map::new();
+    // Training tokens each source can give, and how many the stage has drawn from it.
+    let mut available: Vec<u64> = Vec::new();
     for (corpus, dir, _) in ctx.inputs_where(|i| match i {
         Input::Corpus(c) => Some(c),
         _ => None,
     }) {
-        sources.push(data::mixture::Source {
-            corpus: corpus.clone(),
-            shard: data::shard::ShardReader::open(&dir.join("train"))?,
-        });
+        let shard = data::shard::ShardReader::open(&dir.join("train"))?;
+        let keys = super::tokenize::train_keys(dir)?;
+        if keys.len() != shard.len() {
+            return Err(StageFailure::internal(format!(
+                "{}: {} document keys for {} documents",
+                dir.display(),
+                keys.len(),
+                shard.len()
+            )));
+        }
+        let skip: Vec<u32> =
+            keys.iter().enumerate().filter(|(_, k)| held.contains(*k)).map(|(i, _)| i as u32).collect();
+        if !skip.is_empty() {
+            excluded.insert(corpus.clone(), json!(skip.len()));
+        }
+        let skipped: u64 = skip.iter().map(|&d| u64::from(shard.doc_len(d as usize))).sum();
+        available.push(shard.num_tokens().saturating_sub(skipped));
+        sources.push(data::mixture::Source { corpus: corpus.clone(), shard, skip });
     }
     let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
     let length = p.long_context.map_or(p.seq_len, |lc| lc.target_len);
@@ -91,8 +136,13 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut windows = Vec::new();
     let mut epochs = Vec::new();
     ctx.progress.set_length(sequences);
+    let mut drawn = vec![0u64; available.len()];
+    let names = sampler.corpus_names().to_vec();
     for _ in 0..sequences {
         let sampled = sampler.next_sequence()?;
+        // Consecutive sequences share one token: count what is new.
+        drawn[sampled.corpus] += sampled.seq.tokens.len().saturating_sub(1) as u64;
+        over_limit(p, &names[sampled.corpus], drawn[sampled.corpus], available[sampled.corpus])?;
         writer.add_document(&sampled.seq.tokens)?;
         writeln!(
             spans,
@@ -113,7 +163,16 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         windows.push(serde_json::to_value(last)?);
     }
     let summary = writer.finish()?;
-    let stats = json!({ "sequences": sequences, "seq_len": length, "tokens": summary.tokens, "windows": windows, "epochs": epochs });
+    let passes: serde_json::Map<String, Value> = names
+        .iter()
+        .zip(drawn.iter().zip(&available))
+        .map(|(n, (&d, &a))| (n.clone(), json!({ "drawn": d, "tokens": a, "epochs": d as f64 / a.max(1) as f64 })))
+        .collect();
+    let mut stats = json!({ "sequences": sequences, "seq_len": length, "tokens": summary.tokens, "windows": windows, "epochs": epochs, "sources": passes });
+    // Written only when any, so a recipe whose corpora share no document keeps its artifact.
+    if !excluded.is_empty() {
+        stats["excluded"] = Value::Object(excluded);
+    }
     write_json(&ctx.out.join("stats.json"), &stats)?;
     Ok(json!({ "sequences": sequences, "tokens": summary.tokens }))
 }

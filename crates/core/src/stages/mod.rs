@@ -154,8 +154,10 @@ impl Serialize for StageId {
 pub enum Input {
     /// split <- ingest: the documents.
     Docs,
-    /// tokenize <- split.
+    /// tokenize <- split: the corpus' held-out rule.
     Split,
+    /// mix <- every corpus's split: documents it holds out are trained on nowhere.
+    Exclude(String),
     /// tokenize <- a model or vocab stage: whose `tokenizer.json` encodes.
     Tokenizer,
     /// vocab <- the base model.
@@ -190,6 +192,7 @@ impl fmt::Display for Input {
         match self {
             Input::Docs => f.write_str("docs"),
             Input::Split => f.write_str("split"),
+            Input::Exclude(c) => write!(f, "exclude:{c}"),
             Input::Tokenizer => f.write_str("tokenizer"),
             Input::Base => f.write_str("base"),
             Input::TrainOn(c) => write!(f, "train_on:{c}"),

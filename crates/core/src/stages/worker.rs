@@ -75,6 +75,7 @@ struct StageIdWire {
 enum InputWire {
     Docs,
     Split,
+    Exclude(String),
     Tokenizer,
     Base,
     TrainOn(String),

@@ -1,0 +1,283 @@
+//! Benchmark of the data path at corpus scale (issue #19): generates a corpus of many jsonl
+//! files from the real corpora, measures the fast engine's raw encode throughput on a sample in
+//! memory (the ceiling), then runs `cptc run --only tokenize:big@base` (ingest, split, tokenize
+//! straight from the files) and prints each stage's time, the whole path's MB/s against the
+//! ceiling, the run's peak RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
+//!
+//! Usage: bench_stream --gb G [--file-mb M] [--tokenizer gpt2|qwen3|mistral] [--sample-mb S]
+//!        [--work DIR] [--cptc PATH] [--append]
+
+#[path = "../tests/rss_support/mod.rs"]
+mod rss_support;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cptc::data::tokenize::load_tokenizer;
+use rayon::prelude::*;
+
+const CORPORA: [&str; 9] =
+    ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
+
+struct Args {
+    gb: f64,
+    file_mb: u64,
+    tokenizer: String,
+    sample_mb: u64,
+    work: PathBuf,
+    cptc: PathBuf,
+    append: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        gb: 3.0,
+        file_mb: 64,
+        tokenizer: "gpt2".into(),
+        sample_mb: 512,
+        work: std::env::temp_dir().join("cptc-bench-stream"),
+        cptc: PathBuf::from("target/release/cptc"),
+        append: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| fail(&format!("{flag} needs a value")));
+        match flag.as_str() {
+            "--gb" => a.gb = value().parse().unwrap_or_else(|_| fail("--gb: a number")),
+            "--file-mb" => a.file_mb = value().parse().unwrap_or_else(|_| fail("--file-mb: a number")),
+            "--tokenizer" => a.tokenizer = value(),
+            "--sample-mb" => a.sample_mb = value().parse().unwrap_or_else(|_| fail("--sample-mb: a number")),
+            "--work" => a.work = PathBuf::from(value()),
+            "--cptc" => a.cptc = PathBuf::from(value()),
+            "--append" => a.append = true,
+            other => fail(&format!("unknown flag {other}")),
+        }
+    }
+    a
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("bench_stream: {message}");
+    std::process::exit(2)
+}
+
+/// The real corpora's lines, interleaved so every file has a realistic mix.
+fn real_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in CORPORA {
+        let path = format!("data/corpora/{c}.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| fail(&format!("{path}: {e} (run setup)")));
+        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    }
+    let n = lines.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (i * 7919) % n);
+    order.into_iter().map(|i| lines[i].clone()).collect()
+}
+
+/// Writes `gb` GB of jsonl into `dir` as files of `file_mb` MB, each document the real text
+/// prefixed by a counter so no two are the same. Returns (files, documents, text bytes).
+fn generate(dir: &Path, gb: f64, file_mb: u64, first_file: usize) -> (usize, u64, u64) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+    let texts: Vec<String> = real_lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["text"].as_str().map(str::to_string)))
+        .map(Option::unwrap_or_default)
+        .collect();
+    let total = (gb * 1e9) as u64;
+    let (mut written, mut docs, mut text_bytes, mut files) = (0u64, 0u64, 0u64, 0usize);
+    while written < total {
+        let path = dir.join(format!("part-{:05}.jsonl", first_file + files));
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).expect("create"));
+        let mut in_file = 0u64;
+        while in_file < file_mb << 20 && written < total {
+            let t = &texts[(docs as usize) % texts.len()];
+            let text = format!("{} {}: {t}", first_file + files, docs);
+            let line = serde_json::json!({ "text": text }).to_string();
+            out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).expect("write");
+            in_file += line.len() as u64 + 1;
+            written += line.len() as u64 + 1;
+            text_bytes += text.len() as u64;
+            docs += 1;
+        }
+        out.flush().expect("flush");
+        files += 1;
+    }
+    (files, docs, text_bytes)
+}
+
+/// The fast engine's encode MB/s on the first `mb` MB of the corpus' texts, in memory, in the
+/// stage's batch size, no I/O: the ceiling the whole path is compared with.
+fn raw_encode(corpus: &Path, tokenizer: &Path, mb: u64) -> (f64, String) {
+    let tok = load_tokenizer(tokenizer).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut texts = Vec::new();
+    let mut bytes = 0u64;
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(corpus).expect("corpus").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    'files: for f in files {
+        for line in std::fs::read_to_string(&f).expect("read").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let t = v["text"].as_str().unwrap_or("").to_string();
+            bytes += t.len() as u64;
+            texts.push(t);
+            if bytes >= mb << 20 {
+                break 'files;
+            }
+        }
+    }
+    let mut batches: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut size = 0;
+    for t in &texts {
+        if size >= 8 << 20 {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        size += t.len();
+        batches.last_mut().expect("batch").push(t.as_str());
+    }
+    // Warm the engine's word cache, as the stage's first batch does.
+    batches[0].par_iter().for_each(|t| {
+        tok.encode_into(t, false, &mut Vec::new()).expect("encode");
+    });
+    let start = Instant::now();
+    let tokens: usize = batches
+        .iter()
+        .map(|b| {
+            b.par_iter()
+                .map(|t| {
+                    let mut ids = Vec::new();
+                    tok.encode_into(t, false, &mut ids).expect("encode");
+                    ids.len()
+                })
+                .sum::<usize>()
+        })
+        .sum();
+    let s = start.elapsed().as_secs_f64();
+    (
+        bytes as f64 / 1e6 / s,
+        format!("{tokens} tokens from {:.0} MB in {s:.1} s, engine {}", bytes as f64 / 1e6, tok.info().engine),
+    )
+}
+
+fn du(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if meta.is_dir() {
+        std::fs::read_dir(path).map_or(0, |d| d.filter_map(Result::ok).map(|e| du(&e.path())).sum())
+    } else {
+        meta.len()
+    }
+}
+
+/// Elapsed seconds per stage of the newest run log in the store.
+fn stage_times(store: &Path) -> Vec<(String, f64)> {
+    let runs = store.join("v1/runs");
+    let newest = std::fs::read_dir(&runs).ok().and_then(|d| d.filter_map(Result::ok).map(|e| e.path()).max());
+    let Some(log) = newest else { return Vec::new() };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "done")
+        .map(|v| (v["stage"].as_str().unwrap_or("").to_string(), v["elapsed_s"].as_f64().unwrap_or(0.0)))
+        .collect()
+}
+
+/// One `cptc run --only tokenize:big@base`: (wall s, exit status, peak RSS bytes).
+fn run_cptc(a: &Args) -> (f64, i32, u64) {
+    let start = Instant::now();
+    let child = std::process::Command::new(&a.cptc)
+        .args(["run", "recipe.cpt", "--only", "tokenize:big@base", "--store", "store"])
+        .current_dir(&a.work)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", a.cptc.display())));
+    let (status, rss) = rss_support::wait_peak_rss(child);
+    (start.elapsed().as_secs_f64(), status, rss)
+}
+
+fn main() {
+    let a = args();
+    let cptc = std::fs::canonicalize(&a.cptc).unwrap_or_else(|e| fail(&format!("{}: {e}", a.cptc.display())));
+    let a = Args { cptc, ..a };
+    let tokenizer = std::fs::canonicalize(format!("data/tokenizers/{}/tokenizer.json", a.tokenizer))
+        .unwrap_or_else(|e| fail(&format!("tokenizer {}: {e}", a.tokenizer)));
+    let config = std::fs::canonicalize("tests/fixtures/exec/hf/config.json").expect("config fixture");
+    println!(
+        "machine: {} cores; corpus {:.1} GB in files of {} MB; tokenizer {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        a.gb,
+        a.file_mb,
+        a.tokenizer
+    );
+    let corpus = a.work.join("corpus");
+    if a.append {
+        // One more file into the corpus of the previous run: what reruns, and how long it takes.
+        let existing = std::fs::read_dir(&corpus).map_or(0, Iterator::count);
+        let (_, docs, bytes) = generate(&corpus, a.file_mb as f64 / 1e3, a.file_mb, existing);
+        println!("appended one file: {docs} documents, {:.0} MB of text", bytes as f64 / 1e6);
+    } else {
+        let _ = std::fs::remove_dir_all(&a.work);
+        let t = Instant::now();
+        let (files, docs, bytes) = generate(&corpus, a.gb, a.file_mb, 0);
+        println!(
+            "generated {files} files, {docs} documents, {:.2} GB of text in {:.0} s",
+            bytes as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
+        std::fs::create_dir_all(a.work.join("hf")).expect("mkdir");
+        std::fs::copy(&tokenizer, a.work.join("hf/tokenizer.json")).expect("tokenizer");
+        std::fs::copy(&config, a.work.join("hf/config.json")).expect("config");
+        let recipe = "model base {\n  hf = \"hf\"\n}\ncorpus big {\n  files = \"corpus/*.jsonl\"\n  heldout = 1%\n}\neval all {\n  model = base\n  sets = [big]\n}\n";
+        std::fs::write(a.work.join("recipe.cpt"), recipe).expect("recipe");
+    }
+    let ceiling = if a.append {
+        0.0
+    } else {
+        let (ceiling, how) = raw_encode(&corpus, &tokenizer, a.sample_mb);
+        println!("raw encode (ceiling): {ceiling:.1} MB/s ({how})");
+        ceiling
+    };
+    let (wall, status, rss) = run_cptc(&a);
+    if status != 0 {
+        fail(&format!("cptc run failed (status {status}); see {}/store/v1/runs", a.work.display()));
+    }
+    let text_bytes: u64 = {
+        let art = a.work.join("store/v1/artifacts");
+        let ingest = std::fs::read_dir(&art)
+            .ok()
+            .and_then(|d| d.filter_map(Result::ok).find(|e| e.file_name().to_string_lossy().starts_with("ingest")))
+            .map(|e| e.path());
+        let newest = ingest.and_then(|d| {
+            std::fs::read_dir(d)
+                .ok()?
+                .filter_map(Result::ok)
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        });
+        newest
+            .and_then(|d| std::fs::read_to_string(d.path().join("report.json")).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["bytes"].as_u64())
+            .unwrap_or(0)
+    };
+    let times = stage_times(&a.work.join("store"));
+    for (stage, s) in &times {
+        println!("  {stage}: {s:.1} s");
+    }
+    let mbs = text_bytes as f64 / 1e6 / wall;
+    if a.append {
+        println!("rerun after appending one file: {wall:.1} s, peak RSS {:.0} MiB", rss as f64 / f64::from(1 << 20));
+        return;
+    }
+    println!(
+        "whole path: {wall:.1} s for {:.2} GB of text = {mbs:.1} MB/s = {:.0}% of the raw encode ceiling",
+        text_bytes as f64 / 1e9,
+        100.0 * mbs / ceiling
+    );
+    println!(
+        "peak RSS {:.0} MiB; store {:.2} GB (source {:.2} GB)",
+        rss as f64 / f64::from(1 << 20),
+        du(&a.work.join("store/v1/artifacts")) as f64 / 1e9,
+        du(&corpus) as f64 / 1e9
+    );
+}

@@ -1,0 +1,346 @@
+//! The streaming data path (ingest -> split -> tokenize straight from the source files) through
+//! `cptc run` on the real corpora: its shards equal the in-memory reference path's, a document
+//! held out in one corpus is drawn for training from no other (normalized hashes: CRLF and
+//! spacing do not matter), and the tokenize stage's peak memory does not grow with the corpus.
+
+mod cli_support;
+mod rss_support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use cptc::data::ingest::{IngestOptions, read_corpus};
+use cptc::data::split::{DocKey, MAX_HELDOUT_PIECE_BYTES, SplitRule, doc_hash, doc_key, pieces};
+use cptc::data::tokenize::{TokenizeOptions, eos_token, load_tokenizer, tokenize_corpus};
+use cptc::recipe::{Corpus, Format, Heldout, Origin, TextSource};
+
+const CORPORA: [&str; 9] =
+    ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn material(rel: &str) -> PathBuf {
+    let path = repo().join(rel);
+    assert!(path.is_file(), "{} is missing: run `scripts/setup.sh` first", path.display());
+    path
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
+}
+
+/// A model folder with GPT-2's real tokenizer (no weights: only tokenize stages run).
+fn model_folder(root: &Path) {
+    std::fs::create_dir_all(root.join("hf")).expect("mkdir");
+    std::fs::copy(repo().join("tests/fixtures/exec/hf/config.json"), root.join("hf/config.json")).expect("config");
+    std::fs::copy(material("data/tokenizers/gpt2/tokenizer.json"), root.join("hf/tokenizer.json")).expect("tok");
+}
+
+/// `corpus NAME { files = "FILE" heldout = HELDOUT }` for each, an eval of all of them.
+fn recipe(corpora: &[(&str, &Path, &str)]) -> String {
+    let mut out = String::from("model base {\n  hf = \"hf\"\n}\n");
+    for (name, file, heldout) in corpora {
+        out += &format!("corpus {name} {{\n  files = \"{}\"\n  heldout = {heldout}\n}}\n", file.display());
+    }
+    let names: Vec<&str> = corpora.iter().map(|c| c.0).collect();
+    out += &format!("eval all {{\n  model = base\n  sets = [{}]\n}}\n", names.join(", "));
+    out
+}
+
+/// [`recipe`] plus a train stage `t` whose mixture draws half from each of two corpora.
+fn recipe_with_training(corpora: &[(&str, &Path, &str)]) -> String {
+    format!(
+        "import \"std/schedules\"\n{}mixture m {{\n  part general {{\n    corpora = [{}]\n    share = 50%\n  }}\n  part domain {{\n    corpora = [{}]\n    share = 50%\n  }}\n}}\ntrain t {{\n  model = base\n  mixture = m\n  tokens = 256k tokens\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n",
+        recipe(corpora),
+        corpora[0].0,
+        corpora[1].0
+    )
+}
+
+/// Runs the tokenize stages of `corpora` in `root`; returns stderr.
+fn tokenize(root: &Path, corpora: &[&str]) -> String {
+    let stages: Vec<String> = corpora.iter().map(|c| format!("tokenize:{c}@base")).collect();
+    run_only(root, &stages)
+}
+
+/// Runs `stages` (and what they need) in `root`; returns stderr.
+fn run_only(root: &Path, stages: &[String]) -> String {
+    let mut args = vec!["run".to_string(), "recipe.cpt".to_string()];
+    for s in stages {
+        args.extend(["--only".to_string(), s.clone()]);
+    }
+    let out = cli_support::cptc(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .current_dir(root)
+        .output()
+        .expect("cptc run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// The published artifact folder of `stage`.
+fn artifact(root: &Path, stage: &str) -> PathBuf {
+    for kind in std::fs::read_dir(root.join(".cptc/v1/artifacts")).expect("artifacts").filter_map(Result::ok) {
+        for a in std::fs::read_dir(kind.path()).expect("kind").filter_map(Result::ok) {
+            if json(&a.path().join("meta.json"))["stage"] == stage {
+                return a.path();
+            }
+        }
+    }
+    panic!("no artifact of {stage}");
+}
+
+fn corpus(name: &str, file: &Path, heldout: Heldout) -> Corpus {
+    Corpus {
+        name: name.to_string(),
+        patterns: Vec::new(),
+        files: vec![file.to_path_buf()],
+        format: Format::Jsonl,
+        text: TextSource::Field("text".into()),
+        heldout,
+        strict: false,
+        max_epochs: cptc::recipe::DEFAULT_MAX_EPOCHS,
+        origin: Origin::default(),
+    }
+}
+
+#[test]
+fn streamed_shards_equal_the_in_memory_path_on_every_real_corpus() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    // Two corpora hold out a count (the split reads the index twice), the others a fraction.
+    let heldout = |c: &str| match c {
+        "hpo" | "zh_poetry" => ("40 docs", Heldout::Docs(40)),
+        _ => ("5%", Heldout::Fraction(0.05)),
+    };
+    let files: Vec<(&str, PathBuf)> =
+        CORPORA.iter().map(|c| (*c, material(&format!("data/corpora/{c}.jsonl")))).collect();
+    let decl: Vec<(&str, &Path, &str)> = files.iter().map(|(c, f)| (*c, f.as_path(), heldout(c).0)).collect();
+    std::fs::write(root.join("recipe.cpt"), recipe(&decl)).expect("recipe");
+    tokenize(root, &CORPORA);
+
+    // The reference: every corpus in memory, split by the same rules, tokenized as documents.
+    let read: Vec<(Vec<String>, SplitRule)> = files
+        .iter()
+        .map(|(c, f)| {
+            let docs: Vec<String> = read_corpus(&corpus(c, f, heldout(c).1), &IngestOptions::default())
+                .expect("read")
+                .docs
+                .into_iter()
+                .map(|d| d.text)
+                .collect();
+            let hashes: Vec<[u8; 32]> = docs.iter().map(|d| doc_hash(d)).collect();
+            let rule = SplitRule::new(heldout(c).1, &hashes).expect("rule");
+            (docs, rule)
+        })
+        .collect();
+    let tok = load_tokenizer(&root.join("hf/tokenizer.json")).expect("tokenizer");
+    let opts = TokenizeOptions { eos: eos_token(tok.reference()), ..Default::default() };
+    let expected = root.join("expected");
+    std::fs::create_dir_all(&expected).expect("mkdir");
+    for (i, (name, _)) in files.iter().enumerate() {
+        let (docs, rule) = &read[i];
+        let mut train: Vec<&str> = Vec::new();
+        let mut heldout_pieces: Vec<&str> = Vec::new();
+        for d in docs {
+            let h = doc_hash(d);
+            if rule.is_heldout(&h) {
+                heldout_pieces.extend(pieces(d, MAX_HELDOUT_PIECE_BYTES));
+            } else {
+                train.push(d);
+            }
+        }
+        let got = artifact(root, &format!("tokenize:{name}@base"));
+        for (side, texts) in [("train", &train), ("heldout", &heldout_pieces)] {
+            let prefix = expected.join(format!("{name}.{side}"));
+            let stats = tokenize_corpus(&tok, name, texts, &prefix, &opts).expect("tokenize");
+            for ext in ["bin", "idx"] {
+                let want = std::fs::read(prefix.with_extension(format!("{side}.{ext}"))).expect("expected shard");
+                let have = std::fs::read(got.join(format!("{side}.{ext}"))).expect("stage shard");
+                assert!(want == have, "{name}: {side}.{ext} differs from the in-memory path's");
+            }
+            let said = &json(&got.join("stats.json"))[side];
+            assert_eq!(said["documents"], stats.documents, "{name} {side}");
+            assert_eq!(said["tokens"], stats.tokens, "{name} {side}");
+        }
+        let bytes: Vec<u64> = heldout_pieces.iter().map(|p| p.len() as u64).collect();
+        assert_eq!(json(&got.join("heldout.doc_bytes.json")), serde_json::json!(bytes), "{name}");
+        assert!(!heldout_pieces.is_empty() && train.len() > heldout_pieces.len() / 4, "{name}: both sides used");
+    }
+}
+
+#[test]
+fn a_document_held_out_in_one_corpus_is_trained_on_in_no_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    // `original`: 400 real documents; `variant`: the same with CRLF line ends and doubled
+    // spaces, in reverse order. Half of `original` is held out, 10 documents of `variant`.
+    let text = std::fs::read_to_string(material("data/corpora/hpo.jsonl")).expect("corpus");
+    let docs: Vec<String> = text
+        .lines()
+        .take(400)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().expect("text").into())
+        .collect();
+    let variants: Vec<String> = docs.iter().rev().map(|d| d.replace('\n', "\r\n").replace(' ', "  ")).collect();
+    let write = |name: &str, texts: &[String]| {
+        let lines: String = texts.iter().map(|t| format!("{}\n", serde_json::json!({ "text": t }))).collect();
+        std::fs::write(root.join(name), lines).expect("write");
+    };
+    write("original.jsonl", &docs);
+    write("variant.jsonl", &variants);
+    // The mix cycles through these small corpora many times: allowed here.
+    let decl = [
+        ("original", Path::new("original.jsonl"), "50%\n  max_epochs = 100"),
+        ("variant", Path::new("variant.jsonl"), "10 docs\n  max_epochs = 100"),
+    ];
+    std::fs::write(root.join("recipe.cpt"), recipe_with_training(&decl)).expect("recipe");
+    run_only(root, &["mix:t".to_string()]);
+
+    let hashes: Vec<[u8; 32]> = docs.iter().map(|d| doc_hash(d)).collect();
+    for (d, v) in docs.iter().zip(variants.iter().rev()) {
+        assert_eq!(doc_hash(d), doc_hash(v), "spacing and line ends do not change a document's hash");
+    }
+    let half = SplitRule::new(Heldout::Fraction(0.5), &hashes).expect("rule");
+    let ten = SplitRule::new(Heldout::Docs(10), &hashes).expect("rule");
+    let in_original: HashSet<DocKey> = hashes.iter().filter(|h| half.is_heldout(h)).map(doc_key).collect();
+    let in_variant: HashSet<DocKey> = hashes.iter().filter(|h| ten.is_heldout(h)).map(doc_key).collect();
+    assert!(in_original.len() > 150 && in_variant.len() == 10, "{} {}", in_original.len(), in_variant.len());
+    let trained_nowhere: HashSet<DocKey> = in_original.union(&in_variant).copied().collect();
+
+    let mix = artifact(root, "mix:t");
+    let stats = json(&mix.join("stats.json"));
+    // Each corpus' shard holds what its own rule keeps; the mix skips what the other holds out.
+    let mut keys = std::collections::HashMap::new();
+    for (name, own, other) in [("original", &in_original, &in_variant), ("variant", &in_variant, &in_original)] {
+        let tokenized = artifact(root, &format!("tokenize:{name}@base"));
+        let shard_keys: Vec<DocKey> = std::fs::read(tokenized.join("train.hashes"))
+            .expect("train.hashes")
+            .chunks_exact(16)
+            .map(|c| c.try_into().expect("16 bytes"))
+            .collect();
+        assert_eq!(shard_keys.len(), docs.len() - own.len(), "{name}: its own held-out side only");
+        // (A count's held-out documents have the smallest hashes: `original` holds them out too.)
+        let excluded = stats["excluded"][name].as_u64().unwrap_or(0);
+        assert_eq!(excluded, other.difference(own).count() as u64, "{name}: {}", stats["excluded"]);
+        keys.insert(name.to_string(), shard_keys);
+    }
+    let mut drawn = 0;
+    for line in std::fs::read_to_string(mix.join("spans.jsonl")).expect("spans").lines() {
+        let seq: serde_json::Value = serde_json::from_str(line).expect("json");
+        let corpus = seq["corpus"].as_str().expect("corpus");
+        for span in seq["spans"].as_array().expect("spans") {
+            let key = keys[corpus][span["doc"].as_u64().expect("doc") as usize];
+            assert!(!trained_nowhere.contains(&key), "{corpus}: a held-out document was drawn");
+            drawn += 1;
+        }
+    }
+    assert!(drawn > 400, "the mix drew {drawn} spans: the corpora were cycled through");
+}
+
+#[test]
+fn a_mix_past_max_epochs_is_refused_and_the_plan_says_so_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    // Two small real corpora (about 40k tokens each): 128k tokens drawn from each is ~3 passes
+    // over `small` (half of it), ~6 over `smaller` (a quarter).
+    let text = std::fs::read_to_string(material("data/corpora/hpo.jsonl")).expect("corpus");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let write = |name: &str, from: usize, n: usize| {
+        let body: String = lines[from..from + n].iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(root.join(name), body).expect("write");
+    };
+    write("small.jsonl", 0, 1200);
+    write("smaller.jsonl", 1200, 600);
+    let limited = |limit: &str| {
+        let decl = [
+            ("small", Path::new("small.jsonl"), "2%".to_string()),
+            ("smaller", Path::new("smaller.jsonl"), format!("2%{limit}")),
+        ];
+        let decl: Vec<(&str, &Path, &str)> = decl.iter().map(|(n, f, h)| (*n, *f, h.as_str())).collect();
+        std::fs::write(root.join("recipe.cpt"), recipe_with_training(&decl)).expect("recipe");
+    };
+    limited("");
+    run_only(root, &["tokenize:small@base".to_string(), "tokenize:smaller@base".to_string()]);
+    let tokens = |c: &str| {
+        json(&artifact(root, &format!("tokenize:{c}@base")).join("stats.json"))["train"]["tokens"]
+            .as_u64()
+            .expect("tokens")
+    };
+    let (small, smaller) = (tokens("small"), tokens("smaller"));
+    assert!(128_000 < 4 * small && 128_000 > 4 * smaller, "the fixture's sizes: {small}, {smaller}");
+
+    // Once tokenized, the plan knows the passes and warns before anything trains.
+    let plan = cli_support::cptc(&["plan", "recipe.cpt"]).current_dir(root).output().expect("plan");
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(plan.contains(&format!("of {}", small.div_ceil(1000))) || plan.contains("epochs"), "{plan}");
+    let warning = plan.lines().find(|l| l.contains("warning: smaller is read")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(warning.contains("max_epochs (4)"), "{warning}");
+    assert!(!plan.contains("warning: small is read"), "{plan}");
+
+    // `run` refuses the mix, naming the corpus and the setting; nothing is published.
+    let out = cli_support::cptc(&["run", "recipe.cpt", "--only", "mix:t"]).current_dir(root).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a recipe error: {stderr}");
+    assert!(stderr.contains("corpus `smaller` more than 4 times over (max_epochs)"), "{stderr}");
+    assert!(!stderr.contains("`small` more"), "{stderr}");
+
+    // Allowed by the recipe: it runs, and the artifact says how many passes each source took.
+    limited("\n  max_epochs = 8");
+    run_only(root, &["mix:t".to_string()]);
+    let sources = &json(&artifact(root, "mix:t").join("stats.json"))["sources"];
+    let epochs = |c: &str| sources[c]["epochs"].as_f64().expect("epochs");
+    assert!(epochs("smaller") > 4.0 && epochs("smaller") < 8.0, "{sources}");
+    assert!(epochs("small") > 1.0 && epochs("small") < 4.0, "{sources}");
+}
+
+/// Peak resident memory (bytes) of `cptc run --only tokenize:big@base` over `mb` MB of text.
+fn tokenize_peak_rss(mb: usize) -> u64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    // The real corpora's lines, cycled with a counter so no two documents are the same.
+    let mut lines: Vec<String> = Vec::new();
+    for c in CORPORA {
+        let text = std::fs::read_to_string(material(&format!("data/corpora/{c}.jsonl"))).expect("corpus");
+        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(root.join("big.jsonl")).expect("create"));
+    let (mut written, mut n) = (0, 0usize);
+    while written < mb << 20 {
+        let doc: serde_json::Value = serde_json::from_str(&lines[n % lines.len()]).expect("json");
+        let line =
+            format!("{}\n", serde_json::json!({ "text": format!("{n}: {}", doc["text"].as_str().unwrap_or("")) }));
+        std::io::Write::write_all(&mut out, line.as_bytes()).expect("write");
+        written += line.len();
+        n += 1;
+    }
+    drop(out);
+    std::fs::write(root.join("recipe.cpt"), recipe(&[("big", Path::new("big.jsonl"), "1%")])).expect("recipe");
+    let child = cli_support::cptc(&["run", "recipe.cpt", "--only", "tokenize:big@base"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cptc run");
+    let (status, rss) = rss_support::wait_peak_rss(child);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "cptc run failed: {status}");
+    let stats = json(&artifact(root, "tokenize:big@base").join("stats.json"));
+    assert!(stats["train"]["bytes"].as_u64().expect("bytes") > (mb as u64 * 9 / 10) << 20, "{stats}");
+    rss
+}
+
+#[test]
+fn tokenize_memory_does_not_grow_with_the_corpus() {
+    let small = tokenize_peak_rss(32);
+    let large = tokenize_peak_rss(160);
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    eprintln!("peak RSS: {:.0} MiB at 32 MB, {:.0} MiB at 160 MB", mib(small), mib(large));
+    // In memory, 128 MB more text held twice (bytes and documents) would add 250+ MB.
+    assert!(large < small + (48 << 20), "peak RSS {:.0} MiB at 32 MB, {:.0} MiB at 160 MB", mib(small), mib(large));
+    assert!(large < 1536 << 20, "peak RSS {:.0} MiB", mib(large));
+}
