@@ -398,6 +398,13 @@ fn parse_line(raw: &[u8], text: &TextSource) -> Parsed {
     if s.trim().is_empty() {
         return Parsed::Blank;
     }
+    // The common case, one string field, without building the record: other fields are
+    // skipped unread. Anything unusual takes the full parse below, which says what is wrong.
+    if let TextSource::Field(name) = text
+        && let Ok(Some(t)) = one_string_field(s, name)
+    {
+        return Parsed::Text(t);
+    }
     let obj = match serde_json::from_str::<Value>(s) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into()),
@@ -416,6 +423,81 @@ fn parse_line(raw: &[u8], text: &TextSource) -> Parsed {
         }
         Err((kind, detail)) => Parsed::Issue(kind, detail),
     }
+}
+
+/// The string in field `name` of the JSON object `line` (the last, if repeated); `None` when
+/// absent or not a string.
+fn one_string_field(line: &str, name: &str) -> Result<Option<String>, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Field<'n>(&'n str);
+    struct Text;
+
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Text {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Field<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == self.0 {
+                    found = a.next_value_seed(Text)?;
+                } else {
+                    a.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(line);
+    let got = de.deserialize_map(Field(name))?;
+    de.end()?;
+    Ok(got)
 }
 
 /// The text of one record: one field, or a template over several.

@@ -215,10 +215,11 @@ impl CacheKey for serde_json::Value {
     }
 }
 
-/// Hashes a file's content, streaming (corpora can be large).
+/// Hashes a file's content, streaming (corpora can be large). Read through a small buffer, not
+/// mapped: every mapped page of a multi-GB shard would count in the process's resident memory.
 pub fn hash_file(path: &std::path::Path) -> std::io::Result<Digest> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap(path)?;
+    hasher.update_reader(std::fs::File::open(path)?)?;
     Ok(Digest(*hasher.finalize().as_bytes()))
 }
 
