@@ -1,7 +1,8 @@
 //! The streaming data path (ingest -> split -> tokenize straight from the source files) through
 //! `cptc run` on the real corpora: its shards equal the in-memory reference path's, a document
 //! held out in one corpus is drawn for training from no other (normalized hashes: CRLF and
-//! spacing do not matter), and the tokenize stage's peak memory does not grow with the corpus.
+//! spacing do not matter), the tokenize stage's peak memory does not grow with the corpus, and
+//! a file appended to a corpus of many is the only one read and tokenized again.
 
 mod cli_support;
 mod rss_support;
@@ -10,6 +11,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use cptc::data::ingest::{IngestOptions, read_corpus};
+use cptc::data::shard::ShardReader;
 use cptc::data::split::{DocKey, MAX_HELDOUT_PIECE_BYTES, SplitRule, doc_hash, doc_key, pieces};
 use cptc::data::tokenize::{TokenizeOptions, eos_token, load_tokenizer, tokenize_corpus};
 use cptc::recipe::{Corpus, Format, Heldout, Origin, TextSource};
@@ -80,16 +82,24 @@ fn run_only(root: &Path, stages: &[String]) -> String {
     stderr
 }
 
-/// The published artifact folder of `stage`.
+/// The newest published artifact folder of `stage`.
 fn artifact(root: &Path, stage: &str) -> PathBuf {
+    let mut found = Vec::new();
     for kind in std::fs::read_dir(root.join(".cptc/v1/artifacts")).expect("artifacts").filter_map(Result::ok) {
         for a in std::fs::read_dir(kind.path()).expect("kind").filter_map(Result::ok) {
-            if json(&a.path().join("meta.json"))["stage"] == stage {
-                return a.path();
+            let meta = a.path().join("meta.json");
+            if json(&meta)["stage"] == stage {
+                found.push((std::fs::metadata(&meta).and_then(|m| m.modified()).expect("mtime"), a.path()));
             }
         }
     }
-    panic!("no artifact of {stage}");
+    found.into_iter().max().map(|(_, dir)| dir).unwrap_or_else(|| panic!("no artifact of {stage}"))
+}
+
+/// Every document's ids of the shard at `prefix` (a pair or a list of parts).
+fn shard_docs(prefix: &Path) -> Vec<Vec<u32>> {
+    let shard = ShardReader::open(prefix).expect("shard");
+    (0..shard.len()).map(|i| shard.read_doc(i).expect("doc")).collect()
 }
 
 fn corpus(name: &str, file: &Path, heldout: Heldout) -> Corpus {
@@ -157,11 +167,10 @@ fn streamed_shards_equal_the_in_memory_path_on_every_real_corpus() {
         for (side, texts) in [("train", &train), ("heldout", &heldout_pieces)] {
             let prefix = expected.join(format!("{name}.{side}"));
             let stats = tokenize_corpus(&tok, name, texts, &prefix, &opts).expect("tokenize");
-            for ext in ["bin", "idx"] {
-                let want = std::fs::read(prefix.with_extension(format!("{side}.{ext}"))).expect("expected shard");
-                let have = std::fs::read(got.join(format!("{side}.{ext}"))).expect("stage shard");
-                assert!(want == have, "{name}: {side}.{ext} differs from the in-memory path's");
-            }
+            assert!(
+                shard_docs(&prefix) == shard_docs(&got.join(side)),
+                "{name}: the {side} shard's ids differ from the in-memory path's"
+            );
             let said = &json(&got.join("stats.json"))[side];
             assert_eq!(said["documents"], stats.documents, "{name} {side}");
             assert_eq!(said["tokens"], stats.tokens, "{name} {side}");
@@ -343,4 +352,99 @@ fn tokenize_memory_does_not_grow_with_the_corpus() {
     // In memory, 128 MB more text held twice (bytes and documents) would add 250+ MB.
     assert!(large < small + (48 << 20), "peak RSS {:.0} MiB at 32 MB, {:.0} MiB at 160 MB", mib(small), mib(large));
     assert!(large < 1536 << 20, "peak RSS {:.0} MiB", mib(large));
+}
+
+/// Writes `docs` of the real corpora's lines (from line `from` on, cycled) as one jsonl file.
+fn write_real_docs(path: &Path, from: usize, docs: usize) {
+    let mut lines: Vec<String> = Vec::new();
+    for c in CORPORA {
+        let text = std::fs::read_to_string(material(&format!("data/corpora/{c}.jsonl"))).expect("corpus");
+        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    }
+    let text: String = (from..from + docs).map(|i| format!("{}\n", lines[(i * 7919) % lines.len()])).collect();
+    std::fs::write(path, text).expect("write");
+}
+
+/// The part folders an artifact lists.
+fn parts_of(root: &Path, stage: &str) -> Vec<String> {
+    serde_json::from_value(json(&artifact(root, stage).join("parts.json"))).expect("parts.json")
+}
+
+#[test]
+fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
+    for heldout in ["10%", "40 docs"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        model_folder(root);
+        std::fs::create_dir(root.join("many")).expect("mkdir");
+        for f in 0..6 {
+            write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 300, 300);
+        }
+        let recipe = recipe(&[("many", Path::new("many/*.jsonl"), heldout)]);
+        std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
+        let first = tokenize(root, &["many"]);
+        assert!(!first.contains("the others"), "a fresh store reads every file: {first}");
+        let (ingest_before, tok_before) = (parts_of(root, "ingest:many"), parts_of(root, "tokenize:many@base"));
+        assert_eq!((ingest_before.len(), tok_before.len()), (6, 6));
+
+        write_real_docs(&root.join("many/part-6.jsonl"), 6 * 300, 300);
+        let second = tokenize(root, &["many"]);
+        let (ingest_after, tok_after) = (parts_of(root, "ingest:many"), parts_of(root, "tokenize:many@base"));
+        assert!(second.contains("read 1 of 7 files"), "{heldout}: {second}");
+        assert_eq!(ingest_after[..6], ingest_before[..], "{heldout}: the first six files' index parts are reused");
+        // A held-out fraction decides each document alone: only the new file is tokenized. A
+        // held-out count moves its threshold: an old file is tokenized again exactly when one
+        // of its documents changed side.
+        let retokenized = tok_after.iter().filter(|p| !tok_before.contains(p)).count();
+        let hashes: Vec<Vec<[u8; 32]>> = (0..7)
+            .map(|f| {
+                let c = corpus("many", &root.join(format!("many/part-{f}.jsonl")), Heldout::Fraction(0.0));
+                let docs = read_corpus(&c, &IngestOptions::default()).expect("read").docs;
+                docs.iter().map(|d| doc_hash(&d.text)).collect()
+            })
+            .collect();
+        let setting = if heldout == "10%" { Heldout::Fraction(0.1) } else { Heldout::Docs(40) };
+        let rule = |files: usize| SplitRule::new(setting, &hashes[..files].concat()).expect("rule");
+        let (before, after) = (rule(6), rule(7));
+        let moved =
+            hashes[..6].iter().filter(|h| h.iter().any(|h| before.is_heldout(h) != after.is_heldout(h))).count();
+        assert_eq!(retokenized, moved + 1, "{heldout}: files tokenized again: {second}");
+        if heldout == "10%" {
+            assert_eq!(moved, 0);
+        }
+
+        // What the reused parts assembled equals a fresh store's artifact, byte for byte.
+        let reused = artifact(root, "tokenize:many@base");
+        let fresh_dir = tempfile::tempdir().expect("temp dir");
+        let fresh = fresh_dir.path();
+        model_folder(fresh);
+        std::fs::create_dir(fresh.join("many")).expect("mkdir");
+        for f in 0..7 {
+            let name = format!("many/part-{f}.jsonl");
+            std::fs::copy(root.join(&name), fresh.join(&name)).expect("copy");
+        }
+        std::fs::write(fresh.join("recipe.cpt"), &recipe).expect("recipe");
+        tokenize(fresh, &["many"]);
+        let meta = |dir: &Path| json(&dir.join("meta.json"))["output"].clone();
+        assert_eq!(meta(&reused), meta(&artifact(fresh, "tokenize:many@base")), "{heldout}: same output digest");
+        assert!(shard_docs(&reused.join("train")).len() > 1500, "{heldout}");
+
+        // gc keeps the parts the current artifacts list and removes the superseded ones.
+        let gc = cli_support::cptc(&["cache", "gc", "recipe.cpt"]).current_dir(root).output().expect("gc");
+        assert_eq!(gc.status.code(), Some(0), "{}", String::from_utf8_lossy(&gc.stderr));
+        let mut left: Vec<String> = Vec::new();
+        for space in ["ingest", "tokenize"] {
+            for e in std::fs::read_dir(root.join(".cptc/v1/parts").join(space)).expect("parts").filter_map(Result::ok) {
+                left.push(format!("{space}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+        left.sort();
+        let mut listed: Vec<String> = ingest_after.iter().chain(&tok_after).cloned().collect();
+        listed.sort();
+        assert_eq!(left, listed, "{heldout}: parts after gc");
+        assert_eq!(
+            shard_docs(&artifact(root, "tokenize:many@base").join("train")).len(),
+            shard_docs(&reused.join("train")).len()
+        );
+    }
 }

@@ -8,6 +8,7 @@ use cptc::stages::{Progress, StageCtx, StageFailure};
 
 /// Runs the command in `args` (without the program name); returns the exit status.
 pub fn main(args: &[String]) -> i32 {
+    cptc::data::shard::raise_open_file_limit();
     match args.first().map(String::as_str) {
         Some("stage") => stage(),
         Some("probe") => {
@@ -66,6 +67,8 @@ fn run(request: &Request, progress: &Progress) -> Event {
     let ctx = StageCtx {
         id: &request.id,
         files: &request.files,
+        file_digests: &[],
+        parts: None,
         out: &request.out,
         inputs: request.inputs.iter().map(|i| (i.role.clone(), i.dir.clone(), i.meta.clone())).collect(),
         progress,

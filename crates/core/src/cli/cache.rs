@@ -118,12 +118,16 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
         Err(code) => return code,
     };
     let (mut keep, mut keep_stages, mut keep_resume) = (HashSet::new(), HashSet::new(), HashSet::new());
+    let mut to_run = HashSet::new();
     for file in recipes {
         let (graph, statuses) = match planned(file, store_dir, &crate::exec::Options::default()) {
             Ok(planned) => planned,
             Err(code) => return code,
         };
         for (ix, status) in statuses {
+            if !matches!(status, Status::Cached(_)) {
+                to_run.insert(graph.stage(ix).id.to_string());
+            }
             match status {
                 Status::Cached(meta) => {
                     keep.insert(meta.key);
@@ -148,9 +152,31 @@ pub(crate) fn gc(store_dir: &Path, recipes: &[PathBuf]) -> i32 {
             return EXIT_INTERNAL;
         }
     }
+    // Per-file parts stay while an artifact kept lists them, or an artifact of a stage that
+    // will run again: a stage whose corpus grew by a file reuses the others' parts next run.
+    let parts_kept: HashSet<String> = store
+        .list()
+        .into_iter()
+        .filter(|(_, meta)| meta.as_ref().is_some_and(|m| keep.contains(&m.key) || to_run.contains(&m.stage)))
+        .flat_map(|(dir, _)| crate::store::parts::listed(&dir))
+        .collect();
+    let removed_parts = match store.parts().gc(&parts_kept) {
+        Ok(removed) => removed,
+        Err(e) => {
+            eprint!("{}", super::report(&e));
+            return EXIT_INTERNAL;
+        }
+    };
     match store.gc(&keep, &keep_stages) {
         Ok((n, bytes)) => {
             eprintln!("removed {n} artifacts ({}); kept {}", human_bytes(bytes), keep.len());
+            if removed_parts.0 > 0 {
+                eprintln!(
+                    "removed {} per-file parts ({}) no kept stage uses",
+                    removed_parts.0,
+                    human_bytes(removed_parts.1)
+                );
+            }
             0
         }
         Err(e) => {

@@ -254,6 +254,7 @@ pub(crate) fn report(d: &dyn miette::Diagnostic) -> String {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    crate::data::shard::raise_open_file_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -94,6 +94,16 @@ impl IndexReader {
         }
         Ok(IndexReader { path: path.to_path_buf(), r })
     }
+
+    /// [`open`](Self::open), positioned at document `first` (0-based).
+    pub fn open_at(path: &Path, first: u64) -> Result<IndexReader, DataError> {
+        use std::io::Seek as _;
+        let mut reader = IndexReader::open(path)?;
+        let offset = first.checked_mul(RECORD as u64).and_then(|o| o.checked_add(MAGIC.len() as u64));
+        let offset = offset.ok_or_else(|| DataError::io("seek", path, std::io::Error::other("offset overflows")))?;
+        reader.r.seek(std::io::SeekFrom::Start(offset)).map_err(|e| DataError::io("seek", path, e))?;
+        Ok(reader)
+    }
 }
 
 impl Iterator for IndexReader {

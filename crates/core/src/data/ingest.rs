@@ -53,7 +53,7 @@ pub struct Document {
 }
 
 /// What kind of problem a skipped record had.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueKind {
     InvalidJson,
@@ -65,7 +65,7 @@ pub enum IssueKind {
 }
 
 /// One skipped record.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Issue {
     pub file: PathBuf,
     pub line: u64,
@@ -112,6 +112,16 @@ impl SkipCounts {
         if listed.is_empty() { String::new() } else { format!(": {}", listed.join(", ")) }
     }
 
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &SkipCounts) {
+        self.invalid_json += other.invalid_json;
+        self.missing_field += other.missing_field;
+        self.not_text += other.not_text;
+        self.invalid_utf8 += other.invalid_utf8;
+        self.too_long += other.too_long;
+        self.empty += other.empty;
+    }
+
     /// All skipped records, empty ones included.
     pub fn total(&self) -> u64 {
         self.invalid_json + self.missing_field + self.not_text + self.invalid_utf8 + self.too_long + self.empty
@@ -119,7 +129,7 @@ impl SkipCounts {
 }
 
 /// The ingest report of one corpus (for the run's stats and for users).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct IngestReport {
     pub corpus: String,
     pub files: usize,
@@ -157,33 +167,105 @@ pub fn visit_corpus(
     opts: &IngestOptions,
     mut sink: impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<IngestReport, DataError> {
-    let mut st = State {
-        opts,
-        report: IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() },
-    };
+    let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };
     for (i, path) in corpus.files.iter().enumerate() {
         let file = u32::try_from(i).unwrap_or(u32::MAX);
-        match corpus.format {
-            Format::Jsonl => read_jsonl(path, file, &corpus.text, &mut st, &mut sink)?,
-            Format::Text => read_text(path, file, &mut st, &mut sink)?,
-            Format::Parquet => read_parquet(path, file, &corpus.text, &mut st, &mut sink)?,
-        }
+        let one = visit_file(path, file, corpus.format, &corpus.text, opts, &mut sink)?;
+        report.absorb(one, opts.max_issues_listed);
     }
-    if st.report.documents == 0 {
-        let report = &st.report;
-        let first = report.issues.first().map_or_else(String::new, |i| {
+    report.check_not_empty(corpus)?;
+    Ok(report)
+}
+
+/// The documents of one file of a corpus (`file`: its index, as the documents carry it) and
+/// that file's report (`corpus` and `files` left empty; no check for an empty file).
+pub fn visit_file(
+    path: &Path,
+    file: u32,
+    format: Format,
+    text: &TextSource,
+    opts: &IngestOptions,
+    sink: &mut impl FnMut(Document) -> Result<(), DataError>,
+) -> Result<IngestReport, DataError> {
+    let mut st = State { opts, report: IngestReport::default() };
+    match format {
+        Format::Jsonl => read_jsonl(path, file, text, &mut st, sink)?,
+        Format::Text => read_text(path, file, &mut st, sink)?,
+        Format::Parquet => read_parquet(path, file, text, &mut st, sink)?,
+    }
+    Ok(st.report)
+}
+
+/// [`visit_file`] in batches of about `batch_bytes` of text (at least one document each).
+pub fn visit_file_batches(
+    path: &Path,
+    file: u32,
+    format: Format,
+    text: &TextSource,
+    opts: &IngestOptions,
+    batch_bytes: usize,
+    mut sink: impl FnMut(Vec<Document>) -> Result<(), DataError>,
+) -> Result<IngestReport, DataError> {
+    let mut batches = Batcher { batch: Vec::new(), bytes: 0, limit: batch_bytes };
+    let report = visit_file(path, file, format, text, opts, &mut |d: Document| batches.push(d, &mut sink))?;
+    batches.finish(&mut sink)?;
+    Ok(report)
+}
+
+/// Documents gathered into batches of about `limit` bytes of text.
+struct Batcher {
+    batch: Vec<Document>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Batcher {
+    fn push(
+        &mut self,
+        d: Document,
+        sink: &mut impl FnMut(Vec<Document>) -> Result<(), DataError>,
+    ) -> Result<(), DataError> {
+        self.bytes += d.text.len();
+        self.batch.push(d);
+        if self.bytes >= self.limit {
+            self.bytes = 0;
+            sink(std::mem::take(&mut self.batch))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self, sink: &mut impl FnMut(Vec<Document>) -> Result<(), DataError>) -> Result<(), DataError> {
+        if self.batch.is_empty() { Ok(()) } else { sink(self.batch) }
+    }
+}
+
+impl IngestReport {
+    /// Adds the report of the corpus' next file; issues listed up to `max_issues_listed`.
+    pub fn absorb(&mut self, file: IngestReport, max_issues_listed: usize) {
+        self.documents += file.documents;
+        self.bytes += file.bytes;
+        self.skipped.merge(&file.skipped);
+        let room = max_issues_listed.saturating_sub(self.issues.len());
+        self.issues.extend(file.issues.into_iter().take(room));
+    }
+
+    /// [`DataError::EmptyCorpus`] when no document of `corpus` was kept.
+    pub fn check_not_empty(&self, corpus: &Corpus) -> Result<(), DataError> {
+        if self.documents > 0 {
+            return Ok(());
+        }
+        let first = self.issues.first().map_or_else(String::new, |i| {
             let name = i.file.file_name().map_or_else(|| i.file.display().to_string(), |n| n.to_string_lossy().into());
             format!("the first skipped record: {name}:{}: {}; ", i.line, i.detail)
         });
-        return Err(DataError::EmptyCorpus {
+        Err(DataError::EmptyCorpus {
             corpus: corpus.name.clone(),
             files: corpus.files.len(),
-            skipped: report.skipped.total(),
-            reasons: report.skipped.reasons(),
+            skipped: self.skipped.total(),
+            reasons: self.skipped.reasons(),
             first,
-        });
+        })
     }
-    Ok(st.report)
 }
 
 /// [`visit_corpus`] in batches of about `batch_bytes` of text (at least one document each), for
@@ -194,20 +276,9 @@ pub fn visit_batches(
     batch_bytes: usize,
     mut sink: impl FnMut(Vec<Document>) -> Result<(), DataError>,
 ) -> Result<IngestReport, DataError> {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    let report = visit_corpus(corpus, opts, |d| {
-        bytes += d.text.len();
-        batch.push(d);
-        if bytes >= batch_bytes {
-            bytes = 0;
-            sink(std::mem::take(&mut batch))?;
-        }
-        Ok(())
-    })?;
-    if !batch.is_empty() {
-        sink(batch)?;
-    }
+    let mut batches = Batcher { batch: Vec::new(), bytes: 0, limit: batch_bytes };
+    let report = visit_corpus(corpus, opts, |d| batches.push(d, &mut sink))?;
+    batches.finish(&mut sink)?;
     Ok(report)
 }
 

@@ -240,19 +240,78 @@ impl Drop for ShardWriter {
 }
 
 /// Reads a shard: the index in memory (12 bytes per sequence), tokens by positioned reads.
+///
+/// A shard is one Megatron pair `<prefix>.bin`/`.idx`, or, where `<prefix>.parts` exists, the
+/// concatenation of the pairs it lists (one prefix per line, relative to its folder): what a
+/// stage assembled from per-file parts. Each listed pair is a Megatron shard of its own.
 #[derive(Debug)]
 pub struct ShardReader {
-    bin_path: PathBuf,
-    bin: File,
+    /// Each pair's `.bin` (path, open file); `starts[k]` is the first sequence of pair `k`.
+    bins: Vec<(PathBuf, File)>,
+    starts: Vec<usize>,
     dtype: TokenDtype,
     lengths: Vec<u32>,
+    /// Byte offsets, each within its own pair's `.bin`.
     pointers: Vec<u64>,
     tokens: u64,
 }
 
+/// The manifest of a shard made of several pairs.
+pub fn parts_path(prefix: &Path) -> PathBuf {
+    with_suffix(prefix, ".parts")
+}
+
+/// Writes `<prefix>.parts` listing `parts` (prefixes relative to `prefix`'s folder).
+pub fn write_parts(prefix: &Path, parts: &[String]) -> Result<(), DataError> {
+    let path = parts_path(prefix);
+    let mut text = parts.join("\n");
+    text.push('\n');
+    std::fs::write(&path, text).map_err(|e| DataError::io("write", &path, e))
+}
+
 impl ShardReader {
-    /// Opens `<prefix>.bin`/`.idx`, validating the index against both files' sizes.
+    /// Opens the shard at `prefix` (a pair, or the pairs its `.parts` lists), validating every
+    /// index against its files' sizes.
     pub fn open(prefix: &Path) -> Result<ShardReader, DataError> {
+        let manifest = parts_path(prefix);
+        if !manifest.is_file() {
+            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(prefix)?;
+            return Ok(ShardReader { bins: vec![bin], starts: vec![0], dtype, lengths, pointers, tokens });
+        }
+        let text = std::fs::read_to_string(&manifest).map_err(|e| DataError::io("read", &manifest, e))?;
+        let folder = prefix.parent().unwrap_or(Path::new("."));
+        let mut out = ShardReader {
+            bins: Vec::new(),
+            starts: Vec::new(),
+            dtype: TokenDtype::U16,
+            lengths: Vec::new(),
+            pointers: Vec::new(),
+            tokens: 0,
+        };
+        for (k, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(&folder.join(line.trim()))?;
+            if k > 0 && dtype != out.dtype {
+                return Err(DataError::BadShard {
+                    path: manifest,
+                    reason: format!("{line} holds {} tokens, the parts before it {}", dtype.name(), out.dtype.name()),
+                });
+            }
+            out.dtype = dtype;
+            out.starts.push(out.lengths.len());
+            out.bins.push(bin);
+            out.lengths.extend(lengths);
+            out.pointers.extend(pointers);
+            out.tokens += tokens;
+        }
+        if out.bins.is_empty() {
+            return Err(DataError::BadShard { path: manifest, reason: "lists no shard".into() });
+        }
+        Ok(out)
+    }
+
+    /// One `<prefix>.bin`/`.idx` pair: its bin, dtype, lengths, pointers and tokens.
+    #[allow(clippy::type_complexity)]
+    fn open_pair(prefix: &Path) -> Result<((PathBuf, File), TokenDtype, Vec<u32>, Vec<u64>, u64), DataError> {
         let (bin_path, idx_path) = shard_paths(prefix);
         let bad = |reason: String| DataError::BadShard { path: idx_path.clone(), reason };
         let mut f = File::open(&idx_path).map_err(|e| DataError::io("open", &idx_path, e))?;
@@ -327,7 +386,7 @@ impl ShardReader {
             }
             tokens += u64::from(l);
         }
-        Ok(ShardReader { bin_path, bin, dtype, lengths, pointers, tokens })
+        Ok(((bin_path, bin), dtype, lengths, pointers, tokens))
     }
 
     pub fn dtype(&self) -> TokenDtype {
@@ -353,12 +412,14 @@ impl ShardReader {
 
     /// Appends tokens `start..start+len` of sequence `i` to `out`.
     pub fn read_range(&self, i: usize, start: u32, len: u32, out: &mut Vec<u32>) -> Result<(), DataError> {
+        let pair = self.starts.partition_point(|&s| s <= i).saturating_sub(1);
+        let (bin_path, bin) = &self.bins[pair.min(self.bins.len() - 1)];
         let (Some(&l), Some(&p)) = (self.lengths.get(i), self.pointers.get(i)) else {
-            return Err(DataError::BadShard { path: self.bin_path.clone(), reason: format!("no sequence {i}") });
+            return Err(DataError::BadShard { path: bin_path.clone(), reason: format!("no sequence {i}") });
         };
         if u64::from(start) + u64::from(len) > u64::from(l) {
             return Err(DataError::BadShard {
-                path: self.bin_path.clone(),
+                path: bin_path.clone(),
                 reason: format!(
                     "tokens {start}..{} of sequence {i} requested; it has {l}",
                     u64::from(start) + u64::from(len)
@@ -367,9 +428,8 @@ impl ShardReader {
         }
         let size = self.dtype.size();
         let mut buf = vec![0u8; len as usize * size];
-        self.bin
-            .read_exact_at(&mut buf, p + u64::from(start) * size as u64)
-            .map_err(|e| DataError::io("read", &self.bin_path, e))?;
+        bin.read_exact_at(&mut buf, p + u64::from(start) * size as u64)
+            .map_err(|e| DataError::io("read", bin_path, e))?;
         match self.dtype {
             TokenDtype::U16 => out.extend(buf.chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))),
             // Values were checked non-negative when written; a damaged file reads as large ids.
@@ -383,5 +443,20 @@ impl ShardReader {
         let mut out = Vec::with_capacity(self.doc_len(i) as usize);
         self.read_range(i, 0, self.doc_len(i), &mut out)?;
         Ok(out)
+    }
+}
+
+/// Raises this process' soft limit of open files to its hard limit: a shard assembled from a
+/// corpus of many files keeps one file open per part (Go's runtime does the same at start).
+/// Best effort: a limit that cannot be raised stays as it was.
+#[allow(unsafe_code)]
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }

@@ -490,6 +490,12 @@ impl Job<'_> {
                 return Err(fail(StageFailure { tier: Tier::Environment, diagnostic: Box::new(e) }));
             }
         }
+        // Remembered when the key was made: no file is read again here.
+        let file_digests = stage
+            .files
+            .iter()
+            .map(|path| self.digests.digest(path).map_err(|source| StageError::input_file(&id, path, source)))
+            .collect::<Result<Vec<_>, _>>()?;
         let staging = self.store.begin(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
         let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
         bar.set_style(
@@ -503,9 +509,12 @@ impl Job<'_> {
             self.store.clear_resume(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
         }
         let progress = crate::stages::Progress::bar(bar.clone());
+        let part_cache = self.store.parts();
         let ctx = StageCtx {
             id: &stage.id,
             files: &stage.files,
+            file_digests: &file_digests,
+            parts: Some(&part_cache),
             out: &staging.dir,
             inputs,
             progress: &progress,

@@ -188,12 +188,20 @@ impl<'r> Lowerer<'r> {
         if let Some(ix) = self.g.find_id(&split_id) {
             return ix;
         }
-        let mut ingest = Stage::new(id(StageKind::Ingest, &corpus.name), StageParams::Ingest(source(corpus)));
-        ingest.files.clone_from(&corpus.files);
-        let ingest = self.g.add(ingest);
+        let ingest = self.ingest(corpus);
         let split = self.g.add(Stage::new(split_id, StageParams::Split(split::Params { heldout: corpus.heldout })));
         self.g.connect(ingest, split, Input::Docs);
         split
+    }
+
+    fn ingest(&mut self, corpus: &Corpus) -> NodeIndex {
+        let ingest_id = id(StageKind::Ingest, &corpus.name);
+        if let Some(ix) = self.g.find_id(&ingest_id) {
+            return ix;
+        }
+        let mut ingest = Stage::new(ingest_id, StageParams::Ingest(source(corpus)));
+        ingest.files.clone_from(&corpus.files);
+        self.g.add(ingest)
     }
 
     /// The stage that provides the tokenizer for a model chain, and a short name for ids.
@@ -262,10 +270,12 @@ impl<'r> Lowerer<'r> {
             return ix;
         }
         let split = self.split(corpus);
+        let ingest = self.ingest(corpus);
         let params = tokenize::Params { source: source(corpus), eos: true };
         let mut stage = Stage::new(tok_id, StageParams::Tokenize(params));
         stage.files.clone_from(&corpus.files);
         let ix = self.g.add(stage);
+        self.g.connect(ingest, ix, Input::Docs);
         self.g.connect(split, ix, Input::Split);
         self.g.connect(tokenizer.1, ix, Input::Tokenizer);
         ix

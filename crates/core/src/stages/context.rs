@@ -14,6 +14,11 @@ pub struct StageCtx<'a> {
     pub id: &'a StageId,
     /// External files of the stage (corpus files, a GGUF), in the order `lower` gave them.
     pub files: &'a [PathBuf],
+    /// Their content digests, in the same order (what the stage's key holds; empty in the
+    /// worker process, whose stages read no external files).
+    pub file_digests: &'a [crate::graph::Digest],
+    /// The store's per-file cache (`None` in the worker process).
+    pub parts: Option<&'a crate::store::Parts>,
     /// Folder to write the output into (published when the stage returns Ok).
     pub out: &'a Path,
     /// Published inputs: role, artifact folder and its meta.

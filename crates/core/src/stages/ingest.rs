@@ -9,12 +9,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{StageCtx, StageFailure, write_json};
+use super::{StageCtx, StageFailure, read_json, write_json};
 use crate::data;
+use crate::data::ingest::IngestReport;
+use crate::graph::{Digest, KeyWriter};
 use crate::recipe::{Corpus, Format, Heldout, Origin, TextSource};
 
 /// v2: streamed into `docs.index` (normalized hashes); the text is no longer copied.
-pub const VERSION: u64 = 2;
+/// v3: assembled from per-file parts (`parts.json`).
+pub const VERSION: u64 = 3;
 
 /// How to read a corpus' files: what ingest, tokenize and vocab share. The files themselves are
 /// the stage's external files (their content digests are in its key).
@@ -55,16 +58,42 @@ impl Source {
 
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let corpus = p.corpus(ctx.files);
-    ctx.progress.set_message(format!("reading {} files", corpus.files.len()));
+    let opts = p.options();
+    let parts = ctx.parts.ok_or_else(|| StageFailure::internal("the ingest stage runs without the store's parts"))?;
+    // Each file's index and report is a part keyed by the file's content: a corpus with a file
+    // appended reads that file only.
+    let mut names = Vec::with_capacity(corpus.files.len());
+    let mut dirs = Vec::with_capacity(corpus.files.len());
+    let mut built = 0;
+    for (i, path) in corpus.files.iter().enumerate() {
+        let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
+        let key = part_key(p, &opts, digest);
+        ctx.progress.set_message(format!("file {} of {}", i + 1, corpus.files.len()));
+        let (dir, fresh) = parts.get_or_build(PART_SPACE, &key, |dir| build_part(p, &opts, path, dir))?;
+        built += usize::from(fresh);
+        names.push(crate::store::parts::part_name(PART_SPACE, &key));
+        dirs.push(dir);
+    }
+    // The corpus' index: the parts' records in file order, each with its file's index.
     let mut index = data::index::IndexWriter::create(&ctx.out.join("docs.index"))?;
-    let report = data::ingest::visit_batches(&corpus, &p.options(), BATCH_BYTES, |batch| {
-        let hashes: Vec<[u8; 32]> = batch.par_iter().map(|d| data::split::doc_hash(&d.text)).collect();
-        for (d, hash) in batch.iter().zip(hashes) {
-            index.push(&data::index::DocEntry { file: d.file, record: d.line, bytes: d.text.len() as u64, hash })?;
+    let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };
+    for (i, (dir, path)) in dirs.iter().zip(&corpus.files).enumerate() {
+        let file = u32::try_from(i).map_err(|_| StageFailure::internal("more than 2^32 files"))?;
+        for d in data::index::IndexReader::open(&dir.join(PART_INDEX))? {
+            index.push(&data::index::DocEntry { file, ..d? })?;
         }
-        Ok(())
-    })?;
+        let mut one: IngestReport = read_json(&dir.join(PART_REPORT))?;
+        for issue in &mut one.issues {
+            issue.file.clone_from(path);
+        }
+        report.absorb(one, opts.max_issues_listed);
+    }
+    report.check_not_empty(&corpus)?;
     index.finish()?;
+    write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
+    if built < corpus.files.len() {
+        ctx.notice(&format!("read {built} of {} files; the others' index was cached", corpus.files.len()));
+    }
     let skipped = &report.skipped;
     if skipped.total() > 0 {
         let first = report.issues.first().map_or_else(String::new, |i| {
@@ -86,4 +115,38 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     }
     write_json(&ctx.out.join("report.json"), &value)?;
     Ok(json!({ "documents": report.documents, "bytes": report.bytes, "skipped": report.skipped.total() }))
+}
+
+/// The parts' space in the store.
+const PART_SPACE: &str = "ingest";
+/// A part's files: the file's documents (`file` 0) and its report.
+const PART_INDEX: &str = "docs.index";
+const PART_REPORT: &str = "report.json";
+
+/// What one file's part is made from: the file's content and how it is read (not the corpus'
+/// name: a file shared by two corpora is read once).
+fn part_key(p: &Params, opts: &data::ingest::IngestOptions, file: &Digest) -> Digest {
+    let mut w = KeyWriter::new();
+    w.str("ingest part");
+    w.u64(VERSION);
+    w.digest(file);
+    w.str(&serde_json::to_string(&(p.format, &p.text)).unwrap_or_default());
+    w.bool(opts.strict);
+    w.u64(opts.max_record_bytes as u64);
+    w.u64(opts.max_issues_listed as u64);
+    w.finish()
+}
+
+/// One file read into its index and report.
+fn build_part(p: &Params, opts: &data::ingest::IngestOptions, path: &Path, dir: &Path) -> Result<(), StageFailure> {
+    let mut index = data::index::IndexWriter::create(&dir.join(PART_INDEX))?;
+    let report = data::ingest::visit_file_batches(path, 0, p.format, &p.text, opts, BATCH_BYTES, |batch| {
+        let hashes: Vec<[u8; 32]> = batch.par_iter().map(|d| data::split::doc_hash(&d.text)).collect();
+        for (d, hash) in batch.iter().zip(hashes) {
+            index.push(&data::index::DocEntry { file: 0, record: d.line, bytes: d.text.len() as u64, hash })?;
+        }
+        Ok(())
+    })?;
+    index.finish()?;
+    write_json(&dir.join(PART_REPORT), &report)
 }

@@ -1,30 +1,36 @@
 //! The tokenize stage: a corpus streamed from its source files straight into Megatron shards
-//! (`train`, `heldout`), the split's rule deciding each document's side, with statistics and
-//! each held-out piece's byte count (evaluation divides by them, less the held-out bytes the
-//! vocabulary cannot encode, `heldout.unencodable.json`).
+//! (`train`, `heldout`), the split's rule deciding each document's side by its hash in the
+//! corpus' index, with statistics and each held-out piece's byte count (evaluation divides by
+//! them, less the held-out bytes the vocabulary cannot encode, `heldout.unencodable.json`).
 //!
-//! Memory holds a few batches of text whatever the corpus' size; nothing but tokens lands in
-//! the store, and per training document its [`DocKey`] (`train.hashes`): the mix stage skips a
-//! document another corpus holds out, so this stage depends on its own corpus only.
+//! Work is per file: each file's shards are a part in the store (`store::parts`), keyed by the
+//! file's content, the tokenizer and the split's decisions for that file's documents, so a
+//! corpus with a file appended tokenizes that file only. Each side's shard in the artifact is
+//! the list of its parts' pairs (`train.parts`, hard links, no copy; `data::shard` reads them
+//! as one). Memory holds a few batches of text whatever the corpus' size; nothing but tokens
+//! lands in the store, and per training document its [`DocKey`] (`train.hashes`): the mix stage
+//! skips a document another corpus holds out, so this stage depends on its own corpus only.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ingest::{BATCH_BYTES, Source};
 use super::{Input, StageCtx, StageFailure, model_dir, read_json, split, tokenizer_path, write_json};
 use crate::data;
-use crate::data::split::DocKey;
+use crate::data::split::{DocKey, SplitRule};
 use crate::data::tokenize::{Encoder, ShardStream, TokenizeOptions};
+use crate::graph::key::hash_file;
+use crate::graph::{Digest, KeyWriter};
 
 /// v2: per-document byte counts of each side, for bits per byte.
 /// v3: a tokenizer.json's truncation and padding ignored; dtype from the largest id.
 /// v4: held-out bytes the vocabulary cannot encode, per document (written only when any).
 /// v5: streamed from the source files; `train.hashes`.
-pub const VERSION: u64 = 5;
+/// v6: per-file parts (hashes read from the corpus' index), each side's shard a list of them.
+pub const VERSION: u64 = 6;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Params {
@@ -36,43 +42,42 @@ pub struct Params {
 }
 
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
+    let (docs_dir, _) = ctx.input(&Input::Docs)?;
     let (split_dir, _) = ctx.input(&Input::Split)?;
     let (tok_dir, _) = ctx.input(&Input::Tokenizer)?;
+    let parts = ctx.parts.ok_or_else(|| StageFailure::internal("the tokenize stage runs without the store's parts"))?;
     let decision = split::decision(split_dir)?;
-    let tokenizer = data::tokenize::load_tokenizer(&tokenizer_path(tok_dir)?)?;
+    let tok_path = tokenizer_path(tok_dir)?;
+    let tokenizer = data::tokenize::load_tokenizer(&tok_path)?;
     let eos = if p.eos { Some(eos_id(tok_dir, &tokenizer)?) } else { None };
     let options = TokenizeOptions { eos, ..Default::default() };
-    let sides = match stream(p, ctx, &tokenizer, &options, &decision.rule) {
-        // The fast engine disagreed with the reference on a checked document: the ids are
-        // always the reference's, so the whole corpus is encoded again by it.
-        Err(e @ data::DataError::EngineMismatch { .. }) => {
-            stream(p, ctx, &tokenizer.reference_copy(e.to_string()), &options, &decision.rule)?
-        }
-        other => other?,
-    };
-    let Sides { train, heldout, heldout_bytes, unencodable } = sides;
-    write_json(&ctx.out.join("heldout.doc_bytes.json"), &heldout_bytes)?;
-    let mut stats = serde_json::Map::new();
-    for (side, s) in [("train", train), ("heldout", heldout)] {
-        let mut value = serde_json::to_value(&s).map_err(|e| StageFailure::internal(e.to_string()))?;
-        if let Value::Object(map) = &mut value {
-            // The staging folder's path must not leak into the output: keep file names only.
-            map.insert("bin".to_string(), json!(format!("{side}.bin")));
-            map.insert("idx".to_string(), json!(format!("{side}.idx")));
-        }
-        stats.insert(side.to_string(), value);
+    let index = docs_dir.join("docs.index");
+    let spans = file_spans(&index, &decision.rule, ctx.files.len())?;
+    let tok_digest = hash_file(&tok_path).map_err(|e| StageFailure::of(data::DataError::io("read", &tok_path, e)))?;
+    let (mut done_bytes, total_bytes) =
+        (0u64, ctx.files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum());
+    ctx.progress.set_length(total_bytes);
+    let mut names = Vec::with_capacity(ctx.files.len());
+    let mut dirs = Vec::with_capacity(ctx.files.len());
+    let mut built = 0;
+    for (i, (path, span)) in ctx.files.iter().zip(&spans).enumerate() {
+        let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
+        let key = part_key(p, eos, &tok_digest, digest, span);
+        let file = Part { path, span, index: &index, rule: &decision.rule };
+        let (dir, fresh) =
+            parts.get_or_build(PART_SPACE, &key, |dir| build_part(p, &file, &tokenizer, &options, dir))?;
+        built += usize::from(fresh);
+        names.push(crate::store::parts::part_name(PART_SPACE, &key));
+        dirs.push(dir);
+        done_bytes += path.metadata().map_or(0, |m| m.len());
+        ctx.progress.set_position(done_bytes.min(total_bytes));
     }
-    // Bits per byte leave out what no token covers: counted per held-out piece, and written
-    // only when there is any, so a complete vocabulary's artifact is unchanged.
-    let total: u64 = unencodable.iter().sum();
-    if total > 0 {
-        write_json(&ctx.out.join("heldout.unencodable.json"), &unencodable)?;
-        if let Some(Value::Object(map)) = stats.get_mut("heldout") {
-            map.insert("unencodable_bytes".to_string(), json!(total));
-        }
+    let stats = assemble(&p.source.corpus, &dirs, ctx.out)?;
+    write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
+    if built < dirs.len() {
+        ctx.notice(&format!("tokenized {built} of {} files; the others were cached", dirs.len()));
     }
-    write_json(&ctx.out.join("stats.json"), &stats)?;
-    Ok(Value::Object(stats))
+    Ok(stats)
 }
 
 /// Per training document (in shard order), its [`DocKey`].
@@ -85,8 +90,75 @@ pub fn train_keys(dir: &Path) -> Result<Vec<DocKey>, StageFailure> {
     Ok(bytes.chunks_exact(16).map(|c| c.try_into().unwrap_or([0; 16])).collect())
 }
 
-/// Both shards of a corpus and what evaluation needs of the held-out side.
-struct Sides {
+/// The parts' space in the store, and a part's files besides its two shards.
+const PART_SPACE: &str = "tokenize";
+const PART_STATS: &str = "part.json";
+
+/// One file's documents in the corpus' index.
+struct Span {
+    /// Its first document's position in the index, and how many it has.
+    first: u64,
+    docs: u64,
+    /// Which of them the split holds out (a digest of their positions in the file): under a
+    /// held-out count, appending a file can move the split's threshold, and then only the files
+    /// whose decisions changed are tokenized again.
+    heldout: Digest,
+}
+
+/// Each file's [`Span`], from one pass over the index.
+fn file_spans(index: &Path, rule: &SplitRule, files: usize) -> Result<Vec<Span>, StageFailure> {
+    let mut spans: Vec<(Span, KeyWriter)> = Vec::with_capacity(files);
+    for _ in 0..files {
+        spans.push((Span { first: 0, docs: 0, heldout: Digest::of_bytes(b"") }, KeyWriter::new()));
+    }
+    for (n, d) in data::index::IndexReader::open(index)?.enumerate() {
+        let d = d?;
+        let Some((span, held)) = spans.get_mut(d.file as usize) else {
+            return Err(StageFailure::internal(format!("{}: file {} of {files}", index.display(), d.file)));
+        };
+        if span.docs == 0 {
+            span.first = n as u64;
+        }
+        if rule.is_heldout(&d.hash) {
+            held.u64(span.docs);
+        }
+        span.docs += 1;
+    }
+    Ok(spans
+        .into_iter()
+        .map(|(mut span, held)| {
+            span.heldout = held.finish();
+            span
+        })
+        .collect())
+}
+
+/// What one file's part is made from: the file's content, how it is read, the tokenizer, the
+/// end-of-document id and the split's decisions for its documents.
+fn part_key(p: &Params, eos: Option<u32>, tokenizer: &Digest, file: &Digest, span: &Span) -> Digest {
+    let mut w = KeyWriter::new();
+    w.str("tokenize part");
+    w.u64(VERSION);
+    w.digest(file);
+    w.str(&serde_json::to_string(&(p.source.format, &p.source.text, p.source.strict)).unwrap_or_default());
+    w.digest(tokenizer);
+    w.u64(eos.map_or(u64::MAX, u64::from));
+    w.u64(span.docs);
+    w.digest(&span.heldout);
+    w.finish()
+}
+
+/// A file to tokenize: where it is, its documents in the index, and the split's rule.
+struct Part<'a> {
+    path: &'a Path,
+    span: &'a Span,
+    index: &'a Path,
+    rule: &'a SplitRule,
+}
+
+/// What a part records besides its shards.
+#[derive(Serialize, Deserialize)]
+struct PartStats {
     train: data::tokenize::CorpusStats,
     heldout: data::tokenize::CorpusStats,
     /// Per held-out piece: its bytes, and the bytes of it no token covers.
@@ -94,34 +166,58 @@ struct Sides {
     unencodable: Vec<u64>,
 }
 
-/// One pass over the corpus' files: each batch of documents hashed and sent to its side.
-fn stream(
+/// One file tokenized into `dir`: `train` and `heldout` shards, `train.hashes`, `part.json`.
+fn build_part(
     p: &Params,
-    ctx: &StageCtx<'_>,
+    file: &Part<'_>,
     tok: &Encoder,
     options: &TokenizeOptions,
-    rule: &data::split::SplitRule,
-) -> Result<Sides, data::DataError> {
+    dir: &Path,
+) -> Result<(), StageFailure> {
+    let stats = match stream_file(p, file, tok, options, dir) {
+        // The fast engine disagreed with the reference on a checked document: the ids are
+        // always the reference's, so the file is encoded again by it.
+        Err(e @ data::DataError::EngineMismatch { .. }) => {
+            stream_file(p, file, &tok.reference_copy(e.to_string()), options, dir)?
+        }
+        other => other?,
+    };
+    write_json(&dir.join(PART_STATS), &stats)
+}
+
+/// One pass over a file, each document sent to its side by its hash in the index (read in
+/// lockstep: no document is hashed again).
+fn stream_file(
+    p: &Params,
+    file: &Part<'_>,
+    tok: &Encoder,
+    options: &TokenizeOptions,
+    dir: &Path,
+) -> Result<PartStats, data::DataError> {
     let missing = data::tokenize::unencodable_bytes(tok.reference());
-    let corpus = p.source.corpus(ctx.files);
     let name = &p.source.corpus;
-    let mut train = ShardStream::create(tok, name, &ctx.out.join("train"), options)?;
-    let mut heldout = ShardStream::create(tok, name, &ctx.out.join("heldout"), options)?;
+    let mut train = ShardStream::create(tok, name, &dir.join("train"), options)?;
+    let mut heldout = ShardStream::create(tok, name, &dir.join("heldout"), options)?;
     let (mut heldout_bytes, mut unencodable) = (Vec::new(), Vec::new());
-    let keys_path = ctx.out.join(TRAIN_HASHES);
+    let keys_path = dir.join(TRAIN_HASHES);
     let io = |e| data::DataError::io("write", &keys_path, e);
     let mut keys = std::io::BufWriter::new(std::fs::File::create(&keys_path).map_err(io)?);
+    let mut index = data::index::IndexReader::open_at(file.index, file.span.first)?.take(file.span.docs as usize);
+    let changed = || data::DataError::BadState {
+        reason: format!("{} changed since it was indexed: run again", file.path.display()),
+    };
     // Held-out pieces wait until a batch's worth has gathered: they are a small share.
     let mut held: Vec<String> = Vec::new();
     let mut held_len = 0;
-    let (mut done_bytes, total_bytes) =
-        (0u64, ctx.files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum());
-    ctx.progress.set_length(total_bytes);
-    data::ingest::visit_batches(&corpus, &p.source.options(), BATCH_BYTES, |batch| {
-        let hashes: Vec<[u8; 32]> = batch.par_iter().map(|d| data::split::doc_hash(&d.text)).collect();
+    let opts = p.source.options();
+    data::ingest::visit_file_batches(file.path, 0, p.source.format, &p.source.text, &opts, BATCH_BYTES, |batch| {
         let mut to_train: Vec<&str> = Vec::with_capacity(batch.len());
-        for (d, h) in batch.iter().zip(&hashes) {
-            if rule.is_heldout(h) {
+        for d in &batch {
+            let entry = index.next().ok_or_else(changed)??;
+            if entry.record != d.line || entry.bytes != d.text.len() as u64 {
+                return Err(changed());
+            }
+            if file.rule.is_heldout(&entry.hash) {
                 for piece in data::split::pieces(&d.text, data::split::MAX_HELDOUT_PIECE_BYTES) {
                     heldout_bytes.push(piece.len() as u64);
                     if let Some(m) = &missing {
@@ -132,7 +228,7 @@ fn stream(
                 }
             } else {
                 to_train.push(&d.text);
-                keys.write_all(&data::split::doc_key(h)).map_err(io)?;
+                keys.write_all(&data::split::doc_key(&entry.hash)).map_err(io)?;
             }
         }
         train.push(&to_train)?;
@@ -141,15 +237,109 @@ fn stream(
             held.clear();
             held_len = 0;
         }
-        // Progress in source bytes is approximate (compressed files, skipped records).
-        done_bytes += batch.iter().map(|d| d.text.len() as u64).sum::<u64>();
-        ctx.progress.set_position(done_bytes.min(total_bytes));
         Ok(())
     })?;
+    if index.next().is_some() {
+        return Err(changed());
+    }
     heldout.push(&held)?;
     keys.flush().map_err(io)?;
     let (train, heldout) = (train.finish()?, heldout.finish()?);
-    Ok(Sides { train, heldout, heldout_bytes, unencodable })
+    Ok(PartStats { train, heldout, heldout_bytes, unencodable })
+}
+
+/// The corpus' artifact from its files' parts, in file order: each side's shard lists the
+/// parts' shards (hard-linked, not copied), `train.hashes` and the held-out byte counts are
+/// concatenated, and the statistics summed.
+fn assemble(corpus: &str, dirs: &[std::path::PathBuf], out: &Path) -> Result<Value, StageFailure> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |e| StageFailure::of(data::DataError::io(what, &path, e))
+    };
+    let keys_path = out.join(TRAIN_HASHES);
+    let mut keys = std::io::BufWriter::new(std::fs::File::create(&keys_path).map_err(io("create", &keys_path))?);
+    let (mut heldout_bytes, mut unencodable) = (Vec::new(), Vec::new());
+    let mut sides: Vec<Option<data::tokenize::CorpusStats>> = vec![None, None];
+    for side in ["train", "heldout"] {
+        std::fs::create_dir_all(out.join(side)).map_err(io("create", &out.join(side)))?;
+    }
+    let mut listed: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for (k, dir) in dirs.iter().enumerate() {
+        let part: PartStats = read_json(&dir.join(PART_STATS))?;
+        for (s, side) in ["train", "heldout"].into_iter().enumerate() {
+            let name = format!("{side}/{k:05}");
+            for ext in ["bin", "idx"] {
+                let (from, to) = (dir.join(format!("{side}.{ext}")), out.join(format!("{name}.{ext}")));
+                crate::store::parts::link_or_copy(&from, &to).map_err(io("link", &to))?;
+            }
+            listed[s].push(name);
+            let stats = if s == 0 { &part.train } else { &part.heldout };
+            merge_stats(&mut sides[s], stats);
+        }
+        let hashes = dir.join(TRAIN_HASHES);
+        let mut from = std::fs::File::open(&hashes).map_err(io("open", &hashes))?;
+        std::io::copy(&mut from, &mut keys).map_err(io("copy", &hashes))?;
+        heldout_bytes.extend(part.heldout_bytes);
+        // A part without unencodable bytes (a complete vocabulary) records none: zeros then.
+        let pieces = heldout_bytes.len() - unencodable.len();
+        if part.unencodable.is_empty() {
+            unencodable.extend(std::iter::repeat_n(0, pieces));
+        } else {
+            unencodable.extend(part.unencodable);
+        }
+    }
+    keys.flush().map_err(io("write", &keys_path))?;
+    for (s, side) in ["train", "heldout"].into_iter().enumerate() {
+        data::shard::write_parts(&out.join(side), &listed[s])?;
+    }
+    write_json(&out.join("heldout.doc_bytes.json"), &heldout_bytes)?;
+    let mut stats = serde_json::Map::new();
+    for (s, side) in ["train", "heldout"].into_iter().enumerate() {
+        let Some(mut side_stats) = sides[s].take() else {
+            return Err(StageFailure::internal(format!("corpus {corpus} has no files")));
+        };
+        side_stats.corpus = corpus.to_string();
+        let mut value = serde_json::to_value(&side_stats).map_err(|e| StageFailure::internal(e.to_string()))?;
+        if let Value::Object(map) = &mut value {
+            // The shard is the list of its parts' pairs.
+            map.remove("bin");
+            map.remove("idx");
+            map.insert("shard".to_string(), json!(format!("{side}.parts")));
+            map.insert("parts".to_string(), json!(dirs.len()));
+        }
+        stats.insert(side.to_string(), value);
+    }
+    // Bits per byte leave out what no token covers: counted per held-out piece, and written
+    // only when there is any, so a complete vocabulary's artifact is unchanged.
+    let total: u64 = unencodable.iter().sum();
+    if total > 0 {
+        write_json(&out.join("heldout.unencodable.json"), &unencodable)?;
+        if let Some(Value::Object(map)) = stats.get_mut("heldout") {
+            map.insert("unencodable_bytes".to_string(), json!(total));
+        }
+    }
+    write_json(&out.join("stats.json"), &stats)?;
+    Ok(Value::Object(stats))
+}
+
+/// Adds a part's statistics of one side to the corpus'.
+fn merge_stats(into: &mut Option<data::tokenize::CorpusStats>, part: &data::tokenize::CorpusStats) {
+    let Some(total) = into else {
+        *into = Some(part.clone());
+        return;
+    };
+    total.documents += part.documents;
+    total.bytes += part.bytes;
+    total.tokens += part.tokens;
+    total.tokens_per_byte = if total.bytes == 0 { 0.0 } else { total.tokens as f64 / total.bytes as f64 };
+    let engine = &mut total.engine;
+    engine.fast_documents += part.engine.fast_documents;
+    engine.reference_documents += part.engine.reference_documents;
+    engine.checked_documents += part.engine.checked_documents;
+    // A file the reference encoded alone (the engines disagreed) names the reference and why.
+    if part.engine.info != engine.info && part.engine.fast_documents == 0 && part.engine.reference_documents > 0 {
+        engine.info.clone_from(&part.engine.info);
+    }
 }
 
 /// The id that ends every document in the shards: one of the usual EOS tokens of the tokenizer,

@@ -9,6 +9,7 @@
 //! v1/stages/<stage id>.json                the key parts a stage last ran with (for -v)
 //! v1/runs/<run id>.jsonl                   one event log per run
 //! v1/digests.json                          external files' digests by stat (`digests.rs`)
+//! v1/parts/<space>/<key>/                  per-file results stages reuse (`parts.rs`)
 //! ```
 //!
 //! Invariant: an artifact directory exists only complete. Stages write under `tmp/`, the
@@ -28,7 +29,9 @@ use thiserror::Error;
 use crate::graph::{Digest, StageKind, key::hash_file};
 
 pub mod digests;
+pub mod parts;
 pub use digests::FileDigests;
+pub use parts::Parts;
 
 /// Store layout version: the folder name under the store root.
 pub const LAYOUT: &str = "v1";
@@ -428,6 +431,11 @@ impl Store {
             removed.1 += bytes;
         }
         Ok(removed)
+    }
+
+    /// The store's part cache.
+    pub fn parts(&self) -> Parts {
+        Parts::new(&self.root)
     }
 
     pub fn runs_dir(&self) -> PathBuf {

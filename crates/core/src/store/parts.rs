@@ -1,0 +1,172 @@
+//! Per-file results a stage caches below the artifact level (`v1/parts/<space>/<key>/`), so a
+//! corpus with one file appended re-reads that file only. A stage names a part by a key of what
+//! the part is made from (one source file's content digest, the tokenizer, the split's decision
+//! for that file...), builds it once, and assembles its artifact from the parts, hard-linking
+//! their files where it can. The artifact lists the parts it used (`parts.json`), which is what
+//! `cptc cache gc` keeps.
+//!
+//! Invariant (as for artifacts): a part folder exists only complete. It is built under `tmp/`
+//! and renamed into place; a part some other stage of the same run published first wins.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{StoreError, io_err};
+use crate::graph::Digest;
+
+/// The file in an artifact that lists the parts it was assembled from.
+pub const PARTS_LIST: &str = "parts.json";
+
+/// The part cache of a store.
+#[derive(Clone, Debug)]
+pub struct Parts {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A part's name: its space (the stage kind that makes it) and key.
+pub fn part_name(space: &str, key: &Digest) -> String {
+    format!("{space}/{}", key.hex())
+}
+
+impl Parts {
+    /// The parts of the store whose layout folder is `store_root` (`.cptc/v1`).
+    pub fn new(store_root: &Path) -> Parts {
+        Parts { root: store_root.join("parts"), tmp: store_root.join("tmp") }
+    }
+
+    /// The folder of a part (which may not exist).
+    pub fn dir(&self, space: &str, key: &Digest) -> PathBuf {
+        self.root.join(space).join(key.hex())
+    }
+
+    /// The published part, if any, whose files still have the sizes they were built with (a
+    /// truncated or damaged part is set aside, so it is built again).
+    pub fn get(&self, space: &str, key: &Digest) -> Option<PathBuf> {
+        let dir = self.dir(space, key);
+        if !dir.is_dir() {
+            return None;
+        }
+        let recorded: Option<Vec<(String, u64)>> =
+            fs::read_to_string(dir.join(SIZES)).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if recorded.is_some_and(|r| r == sizes(&dir)) {
+            return Some(dir);
+        }
+        let _ = self.remove(&dir);
+        None
+    }
+
+    fn remove(&self, dir: &Path) -> Result<(), StoreError> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let aside = self.tmp.join(format!("removed-part-{}-{nanos}", std::process::id()));
+        fs::rename(dir, &aside).map_err(io_err(dir))?;
+        fs::remove_dir_all(&aside).map_err(io_err(&aside))
+    }
+
+    /// The part of `key`: published already, or built now by `build` into a fresh folder and
+    /// renamed into place. A failed build leaves nothing.
+    pub fn get_or_build<E: From<StoreError>>(
+        &self,
+        space: &str,
+        key: &Digest,
+        build: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<(PathBuf, bool), E> {
+        if let Some(dir) = self.get(space, key) {
+            return Ok((dir, false));
+        }
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let tmp = self.tmp.join(format!("part-{space}-{}-{}-{nanos}", key.short(), std::process::id()));
+        fs::create_dir_all(&tmp).map_err(|e| E::from(io_err(&tmp)(e)))?;
+        if let Err(e) = build(&tmp) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let listing = serde_json::to_string(&sizes(&tmp)).unwrap_or_default();
+        let sizes_path = tmp.join(SIZES);
+        fs::write(&sizes_path, listing).map_err(|e| E::from(io_err(&sizes_path)(e)))?;
+        let target = self.dir(space, key);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| E::from(io_err(parent)(e)))?;
+        }
+        if let Err(e) = fs::rename(&tmp, &target) {
+            // Built meanwhile by another stage of this run: equal by construction.
+            let _ = fs::remove_dir_all(&tmp);
+            if !target.is_dir() {
+                return Err(E::from(io_err(&target)(e)));
+            }
+        }
+        Ok((target, true))
+    }
+
+    /// Every part in the store, by name.
+    pub fn list(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        let Ok(spaces) = fs::read_dir(&self.root) else { return out };
+        for space in spaces.filter_map(Result::ok) {
+            let Ok(entries) = fs::read_dir(space.path()) else { continue };
+            for entry in entries.filter_map(Result::ok) {
+                let name = format!("{}/{}", space.file_name().to_string_lossy(), entry.file_name().to_string_lossy());
+                out.push((name, entry.path()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Removes the parts not named in `keep`; returns (count, bytes) removed. The bytes count
+    /// files no artifact shares (a hard-linked file stays on disk with its artifact).
+    pub fn gc(&self, keep: &HashSet<String>) -> Result<(usize, u64), StoreError> {
+        let mut removed = (0, 0);
+        for (name, dir) in self.list() {
+            if keep.contains(&name) {
+                continue;
+            }
+            removed.1 += unshared_bytes(&dir);
+            self.remove(&dir)?;
+            removed.0 += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// A part's record of its files' sizes, checked whenever it is reused.
+const SIZES: &str = "sizes.json";
+
+/// The part's files (but the size record) with their sizes, by name.
+fn sizes(dir: &Path) -> Vec<(String, u64)> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(String, u64)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != SIZES)
+        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.len())))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Bytes of the files under `dir` that have no other link.
+fn unshared_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && m.nlink() == 1)
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The parts an artifact folder lists (none when it has no `parts.json`).
+pub fn listed(artifact: &Path) -> Vec<String> {
+    fs::read_to_string(artifact.join(PARTS_LIST)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+/// Links `from` as `to` (same file system: no copy), else copies it.
+pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) => fs::copy(from, to).map(|_| ()),
+    }
+}
