@@ -161,13 +161,23 @@ fn raw_encode(corpus: &Path, tokenizer: &Path, mb: u64) -> (f64, String) {
     )
 }
 
+/// Bytes under `path`, each file once however many links reach it (parts are hard-linked
+/// into their artifacts).
 fn du(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
-    if meta.is_dir() {
-        std::fs::read_dir(path).map_or(0, |d| d.filter_map(Result::ok).map(|e| du(&e.path())).sum())
-    } else {
-        meta.len()
+    fn walk(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+        if meta.is_dir() {
+            let entries: Vec<PathBuf> =
+                std::fs::read_dir(path).map_or(Vec::new(), |d| d.filter_map(Result::ok).map(|e| e.path()).collect());
+            entries.iter().map(|e| walk(e, seen)).sum()
+        } else if seen.insert((meta.dev(), meta.ino())) {
+            meta.len()
+        } else {
+            0
+        }
     }
+    walk(path, &mut std::collections::HashSet::new())
 }
 
 /// Elapsed seconds per stage of the newest run log in the store.
@@ -275,9 +285,9 @@ fn main() {
         100.0 * mbs / ceiling
     );
     println!(
-        "peak RSS {:.0} MiB; store {:.2} GB (source {:.2} GB)",
+        "peak RSS {:.0} MiB; store {:.2} GB, artifacts and per-file parts, each file once (source {:.2} GB)",
         rss as f64 / f64::from(1 << 20),
-        du(&a.work.join("store/v1/artifacts")) as f64 / 1e9,
+        du(&a.work.join("store/v1")) as f64 / 1e9,
         du(&corpus) as f64 / 1e9
     );
 }

@@ -130,3 +130,29 @@ fn long_heldout_documents_become_pieces_at_breaks() {
     assert_eq!(parts.concat(), han);
     assert!(parts.iter().all(|p| p.len() <= 4096 && p.len() % 3 == 0));
 }
+
+/// The normalization `doc_hash` promises, written the obvious way.
+fn normalized_hash(text: &str) -> [u8; 32] {
+    *blake3::hash(text.split_whitespace().collect::<Vec<_>>().join(" ").as_bytes()).as_bytes()
+}
+
+#[test]
+fn the_hash_is_of_the_words_joined_by_one_space() {
+    let mut cases: Vec<String> = Vec::new();
+    for corpus in ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"] {
+        cases.extend(real_texts(corpus, 300));
+    }
+    // Every White_Space character, between words, leading, trailing and doubled; characters
+    // whose UTF-8 starts like a space's but is none (U+00A1, U+1681, U+2030, U+205E, U+3001).
+    let spaces: Vec<char> = (0..=0x3000u32).filter_map(char::from_u32).filter(|c| c.is_whitespace()).collect();
+    assert_eq!(spaces.len(), 25, "{spaces:?}");
+    for s in &spaces {
+        cases.push(format!("{s}a{s}{s}b{s}"));
+        cases.push(format!("x{s}\u{a1}\u{1681}\u{2030}\u{205e}\u{3001}{s}y"));
+    }
+    cases.extend(["", " ", "\r\n", "a", " a ", "a\r\nb", "\u{85}\u{a0}"].map(String::from));
+    cases.push(format!("{} tail", "w".repeat(40_000)));
+    for text in &cases {
+        assert_eq!(doc_hash(text), normalized_hash(text), "{:?}", text.chars().take(80).collect::<String>());
+    }
+}

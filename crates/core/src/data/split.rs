@@ -22,28 +22,115 @@ use super::error::DataError;
 use crate::recipe::Heldout;
 
 /// blake3 of a document's normalized text (words joined by one space): the key of the split.
+/// "Whitespace" is Unicode's `White_Space`, as `str::split_whitespace` reads it.
 pub fn doc_hash(text: &str) -> [u8; 32] {
-    // Words gathered into a buffer and hashed a buffer at a time: one `update` per word costs
-    // more than the hashing itself.
-    let mut h = blake3::Hasher::new();
-    let mut buf = [0u8; 8192];
-    let mut len = 0;
-    for (i, word) in text.split_whitespace().enumerate() {
-        for piece in [if i > 0 { &b" "[..] } else { &b""[..] }, word.as_bytes()] {
-            if len + piece.len() > buf.len() {
-                h.update(&buf[..len]);
-                len = 0;
+    // Runs of non-space bytes are copied into a buffer, hashed a buffer at a time: one
+    // `update` per word costs more than the hashing itself. The buffer is the thread's own (a
+    // fresh one per document would cost a memset each). The scan works on bytes: every space
+    // but ASCII's has a lead byte (C2, E1, E2, E3) no other byte of UTF-8 text shares.
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(HASH_BUFFER));
+    }
+    BUFFER.with_borrow_mut(|buf| {
+        buf.clear();
+        let bytes = text.as_bytes();
+        let mut h = blake3::Hasher::new();
+        let mut put = |h: &mut blake3::Hasher, piece: &[u8]| {
+            if buf.len() + piece.len() > HASH_BUFFER {
+                h.update(buf);
+                buf.clear();
             }
-            if piece.len() > buf.len() {
+            if piece.len() > HASH_BUFFER {
                 h.update(piece);
             } else {
-                buf[len..len + piece.len()].copy_from_slice(piece);
-                len += piece.len();
+                buf.extend_from_slice(piece);
             }
+        };
+        // Text already normal (words and single ASCII spaces) is copied a stretch at a time;
+        // a stretch ends where a run of spaces is anything else.
+        let n = bytes.len();
+        let run_end = |mut j: usize| {
+            while j < n {
+                match space_len(bytes, j) {
+                    0 => break,
+                    l => j += l,
+                }
+            }
+            j
+        };
+        let mut i = run_end(0);
+        let mut stretch = i;
+        while i < n {
+            let b = bytes[i];
+            if !MAY_START_SPACE[usize::from(b)] {
+                i += 1;
+                continue;
+            }
+            // The common case: one ASCII space between two words.
+            if b == b' ' && i + 1 < n && !MAY_START_SPACE[usize::from(bytes[i + 1])] {
+                i += 2;
+                continue;
+            }
+            if space_len(bytes, i) == 0 {
+                i += 1;
+                continue;
+            }
+            let j = run_end(i);
+            if j == n {
+                break;
+            }
+            if j - i > 1 || bytes[i] != b' ' {
+                put(&mut h, &bytes[stretch..i]);
+                put(&mut h, b" ");
+                stretch = j;
+            }
+            i = j;
         }
+        put(&mut h, &bytes[stretch..i.min(n)]);
+        h.update(buf);
+        *h.finalize().as_bytes()
+    })
+}
+
+/// Bytes of normalized text gathered per `update` of the document hash.
+const HASH_BUFFER: usize = 64 << 10;
+
+/// Bytes a `White_Space` character can start with: ASCII's spaces and four lead bytes.
+const MAY_START_SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 9;
+    while b <= 13 {
+        t[b] = true;
+        b += 1;
     }
-    h.update(&buf[..len]);
-    *h.finalize().as_bytes()
+    t[b' ' as usize] = true;
+    t[0xC2] = true;
+    t[0xE1] = true;
+    t[0xE2] = true;
+    t[0xE3] = true;
+    t
+};
+
+/// The byte length of the `White_Space` character starting at `bytes[i]`, or 0.
+#[inline(always)]
+fn space_len(bytes: &[u8], i: usize) -> usize {
+    let b = bytes[i];
+    if b < 0x80 {
+        return usize::from(matches!(b, b'\t'..=b'\r' | b' '));
+    }
+    let at = |k: usize| bytes.get(i + k).copied().unwrap_or(0);
+    match b {
+        // U+0085, U+00A0
+        0xC2 if matches!(at(1), 0x85 | 0xA0) => 2,
+        // U+1680
+        0xE1 if at(1) == 0x9A && at(2) == 0x80 => 3,
+        // U+2000..U+200A, U+2028, U+2029, U+202F; U+205F
+        0xE2 if at(1) == 0x80 && matches!(at(2), 0x80..=0x8A | 0xA8 | 0xA9 | 0xAF) => 3,
+        0xE2 if at(1) == 0x81 && at(2) == 0x9F => 3,
+        // U+3000
+        0xE3 if at(1) == 0x80 && at(2) == 0x80 => 3,
+        _ => 0,
+    }
 }
 
 /// The first 16 bytes of a [`doc_hash`]: what a shard keeps per document (`train.hashes`) to
