@@ -238,7 +238,12 @@ fn bench_data_pipeline() {
     let seq_len = 2048u64;
     let sources: Vec<Source> = ["general", "domain", "sft"]
         .iter()
-        .map(|n| Source { corpus: n.to_string(), shard: ShardReader::open(&prefix).unwrap(), skip: Vec::new() })
+        .map(|n| Source {
+            corpus: n.to_string(),
+            shard: ShardReader::open(&prefix).unwrap(),
+            skip: Vec::new(),
+            continues: None,
+        })
         .collect();
     let part = |role, c: &str, share| Part { role, corpora: vec![c.to_string()], share };
     let sequences = (shard.num_tokens() / seq_len).max(10);

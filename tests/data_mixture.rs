@@ -24,7 +24,12 @@ fn build(dir: &Path) {
 fn sources(dir: &Path) -> Vec<Source> {
     ["austen", "mobydick", "hpo", "pydocs"]
         .iter()
-        .map(|n| Source { corpus: n.to_string(), shard: ShardReader::open(&dir.join(n)).unwrap(), skip: Vec::new() })
+        .map(|n| Source {
+            corpus: n.to_string(),
+            shard: ShardReader::open(&dir.join(n)).unwrap(),
+            skip: Vec::new(),
+            continues: None,
+        })
         .collect()
 }
 

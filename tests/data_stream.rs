@@ -448,3 +448,89 @@ fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
         );
     }
 }
+
+/// Per sequence of `corpus` in a mix artifact's `spans.jsonl`: its index and documents.
+fn spans_of(mix: &Path, corpus: &str) -> Vec<(u64, Vec<u64>)> {
+    std::fs::read_to_string(mix.join("spans.jsonl"))
+        .expect("spans.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("span line"))
+        .filter(|v| v["corpus"] == corpus)
+        .map(|v| {
+            let docs = v["spans"].as_array().expect("spans").iter().map(|s| s["doc"].as_u64().expect("doc")).collect();
+            (v["index"].as_u64().expect("index"), docs)
+        })
+        .collect()
+}
+
+#[test]
+fn a_continuing_phase_reads_what_its_parent_left_and_turns_one_epoch_when_the_corpus_is_done() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    let corpora = [
+        ("hpo", &*material("data/corpora/hpo.jsonl"), "5%"),
+        ("austen", &*material("data/corpora/austen.jsonl"), "5%"),
+    ];
+    std::fs::write(root.join("recipe.cpt"), recipe(&corpora)).expect("recipe");
+    tokenize(root, &["hpo"]);
+    let hpo_tokens =
+        json(&artifact(root, "tokenize:hpo@base").join("stats.json"))["train"]["tokens"].as_u64().expect("tokens");
+    // Half of every phase is hpo: two phases of 1.2x its tokens read it 1.2 times in all, so
+    // the second phase exhausts it once. `again` starts from the base model: no ledger.
+    let tokens = hpo_tokens * 12 / 10 / 1024 * 1024;
+    let train = |name: &str, model: &str, tokens: u64| {
+        format!(
+            "train {name} {{\n  model = {model}\n  mixture = m\n  tokens = {tokens} tokens\n  seq_len = 128\n  batch = 1k tokens\n  lr = cosine_rewarm\n}}\n"
+        )
+    };
+    let text = format!(
+        "import \"std/schedules\"\n{}mixture m {{\n  part general {{\n    corpora = [austen]\n    share = 50%\n  }}\n  part domain {{\n    corpora = [hpo]\n    share = 50%\n  }}\n}}\n{}{}{}",
+        recipe(&corpora),
+        train("p1", "base", tokens),
+        train("p2", "p1", tokens),
+        // Another budget, so not the same key (and artifact) as p1's mix.
+        train("again", "base", tokens * 2)
+    );
+    std::fs::write(root.join("recipe.cpt"), text).expect("recipe");
+    run_only(root, &["mix:p2".to_string(), "mix:again".to_string()]);
+    let (p1, p2, again) = (artifact(root, "mix:p1"), artifact(root, "mix:p2"), artifact(root, "mix:again"));
+
+    let first: HashSet<u64> = spans_of(&p1, "hpo").into_iter().flat_map(|(_, d)| d).collect();
+    let stats = json(&p2.join("stats.json"));
+    let turns: Vec<&serde_json::Value> =
+        stats["epochs"].as_array().expect("epochs").iter().filter(|e| e["new_epoch"]["corpus"] == "hpo").collect();
+    assert_eq!(turns.len(), 1, "one epoch boundary in the second phase: {}", stats["epochs"]);
+    assert_eq!(turns[0]["new_epoch"]["epoch"], 1);
+    let turn_at = turns[0]["new_epoch"]["at_sequence"].as_u64().expect("at_sequence");
+    let second = spans_of(&p2, "hpo");
+    let before_turn: HashSet<u64> = second.iter().filter(|(i, _)| *i < turn_at).flat_map(|(_, d)| d.clone()).collect();
+    let overlap = first.intersection(&before_turn).count();
+    eprintln!(
+        "hpo: {} documents, the first phase read {}, the second {} before its epoch turn (at sequence {turn_at}), {overlap} of them again",
+        json(&artifact(root, "tokenize:hpo@base").join("stats.json"))["train"]["documents"],
+        first.len(),
+        before_turn.len()
+    );
+    // The phases may share the one document the first left half read.
+    assert!(overlap <= 1, "the second phase read {overlap} documents of the first's again before the corpus was done");
+    let at_turn: HashSet<u64> = second.iter().filter(|(i, _)| *i == turn_at).flat_map(|(_, d)| d.clone()).collect();
+    let docs = json(&artifact(root, "tokenize:hpo@base").join("stats.json"))["train"]["documents"]
+        .as_u64()
+        .expect("documents");
+    let read: HashSet<u64> = first.union(&before_turn).chain(&at_turn).copied().collect();
+    assert!(read.len() as u64 >= docs - 1, "the first epoch read {} of {docs} documents", read.len());
+
+    // Without the ledger the same mixture reads the first phase's documents first: the check
+    // above would fail.
+    let fresh: HashSet<u64> = spans_of(&again, "hpo").into_iter().take(second.len() / 2).flat_map(|(_, d)| d).collect();
+    assert!(first.intersection(&fresh).count() > fresh.len() / 2, "a phase from the base starts its stream over");
+
+    let ledger = json(&p2.join("ledger.json"));
+    let phases: Vec<&str> =
+        ledger["phases"].as_array().expect("phases").iter().map(|p| p["stage"].as_str().unwrap_or("")).collect();
+    assert_eq!(phases, ["p1", "p2"]);
+    assert_eq!(ledger["sources"]["hpo"]["epoch"], 1);
+    let p1_docs = ledger["phases"][0]["sources"]["hpo"]["documents"].as_u64().expect("documents");
+    assert!((first.len() as u64).abs_diff(p1_docs) <= 1, "{p1_docs} documents counted, {} read", first.len());
+}

@@ -37,6 +37,9 @@ pub struct Source {
     pub shard: ShardReader,
     /// Documents of the shard never drawn (held out by another corpus).
     pub skip: Vec<u32>,
+    /// Where an earlier phase left this corpus' stream: its epoch and the documents consumed
+    /// in it (see [`Packer::continuing`]); `None` starts at epoch 0.
+    pub continues: Option<(u64, Vec<u32>)>,
 }
 
 /// Everything the sampler needs from the recipe and the train stage.
@@ -186,7 +189,11 @@ impl Sampler {
         let mut packers = Vec::with_capacity(sources.len());
         for s in sources {
             let name = s.corpus.clone();
-            packers.push(Packer::new(s.shard, &name, seq_len, order)?.skipping(s.skip)?);
+            let mut packer = Packer::new(s.shard, &name, seq_len, order)?.skipping(s.skip)?;
+            if let Some((epoch, consumed)) = s.continues {
+                packer = packer.continuing(epoch, consumed)?;
+            }
+            packers.push(packer);
         }
         let n_parts = parts.len();
         let mut state = SamplerState {
@@ -241,6 +248,12 @@ impl Sampler {
         }
         self.state = st;
         Ok(())
+    }
+
+    /// Per source (in the order given), its epoch and the documents consumed in it, earlier
+    /// phases' included: the data ledger a later phase continues from.
+    pub fn consumed(&self) -> Vec<(u64, Vec<u32>)> {
+        self.packers.iter().map(Packer::consumed).collect()
     }
 
     /// Sequences produced so far.
@@ -353,6 +366,12 @@ impl Sampler {
             h.update(n.as_bytes());
             h.update(&p.shard().num_tokens().to_le_bytes());
             h.update(&(p.shard().len() as u64).to_le_bytes());
+            // Only a continuing stream adds to it: states saved before ledgers stay valid.
+            let (epoch, consumed) = p.continuation();
+            if epoch > 0 || !consumed.is_empty() {
+                h.update(&epoch.to_le_bytes());
+                h.update(bytemuck::cast_slice(consumed));
+            }
         }
         h.finalize().to_hex()[..16].to_string()
     }

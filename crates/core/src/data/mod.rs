@@ -14,7 +14,7 @@
 //!     (tokenize::ShardStream: the same, batch by batch, for a corpus streamed from its files)
 //!     writes <prefix>.bin/.idx (Megatron MMIDIDX v1; shard::{ShardWriter, ShardReader})
 //! mixture::Sampler::new(SamplerConfig { mixture, domain_share, total_tokens, seq_len, seed,
-//!                                       long_context, window }, Vec<Source { corpus, shard, skip }>)
+//!                                       long_context, window }, Vec<Source { corpus, shard, skip, continues }>)
 //!     .next_sequence() -> Sampled { index, part, role, corpus, seq: PackedSequence { tokens, spans, epoch } }
 //!     .state() -> SamplerState (serde; Sampler::resume(cfg, sources, state) continues exactly)
 //!     .drain_events() -> [NewEpoch | Window(WindowStats)]  (log / record in run stats)

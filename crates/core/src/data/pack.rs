@@ -78,6 +78,9 @@ pub struct Packer {
     cursor: Cursor,
     /// Documents never packed (sorted shard indices): held out by another corpus.
     skip: Vec<u32>,
+    /// Documents an earlier phase consumed in the epoch this packer starts in (sorted): they
+    /// are left out of that epoch only.
+    consumed: (u64, Vec<u32>),
 }
 
 impl Packer {
@@ -96,6 +99,7 @@ impl Packer {
             order: Vec::new(),
             cursor: Cursor::default(),
             skip: Vec::new(),
+            consumed: (0, Vec::new()),
         };
         p.order = p.epoch_order(0)?;
         Ok(p)
@@ -113,6 +117,46 @@ impl Packer {
         self.skip = skip;
         self.order = self.epoch_order(self.cursor.epoch)?;
         Ok(self)
+    }
+
+    /// The same packer continuing a stream an earlier phase left in `epoch` after consuming
+    /// `consumed` (shard indices): that epoch goes on without them, later ones are whole.
+    pub fn continuing(mut self, epoch: u64, mut consumed: Vec<u32>) -> Result<Packer, DataError> {
+        consumed.sort_unstable();
+        consumed.dedup();
+        if consumed.last().is_some_and(|&d| d as usize >= self.shard.len()) {
+            return Err(DataError::BadState {
+                reason: format!(
+                    "the earlier phase consumed document {} of `{}`, which has {} documents",
+                    consumed.last().copied().unwrap_or(0),
+                    self.name,
+                    self.shard.len()
+                ),
+            });
+        }
+        self.consumed = (epoch, consumed);
+        self.cursor = Cursor { epoch, ..Cursor::default() };
+        self.order = self.epoch_order(epoch)?;
+        Ok(self)
+    }
+
+    /// The epoch the stream is in and every document consumed in it so far, earlier phases'
+    /// included (sorted): what a later phase continues from. A document begun counts.
+    pub fn consumed(&self) -> (u64, Vec<u32>) {
+        let c = self.cursor;
+        let begun = c.pos as usize + usize::from(c.offset > 0);
+        let mut docs: Vec<u32> = self.order[..begun.min(self.order.len())].to_vec();
+        if self.consumed.0 == c.epoch {
+            docs.extend(&self.consumed.1);
+        }
+        docs.sort_unstable();
+        docs.dedup();
+        (c.epoch, docs)
+    }
+
+    /// What [`continuing`](Self::continuing) set: the epoch and the earlier phases' documents.
+    pub fn continuation(&self) -> (u64, &[u32]) {
+        (self.consumed.0, &self.consumed.1)
     }
 
     pub fn shard(&self) -> &ShardReader {
@@ -196,7 +240,8 @@ impl Packer {
     fn epoch_order(&self, epoch: u64) -> Result<Vec<u32>, DataError> {
         let n = u32::try_from(self.shard.len())
             .map_err(|_| DataError::BadPacking { reason: "more than 2^32 documents in one shard".into() })?;
-        let kept = (0..n).filter(|d| self.skip.binary_search(d).is_err());
+        let consumed: &[u32] = if self.consumed.0 == epoch { &self.consumed.1 } else { &[] };
+        let kept = (0..n).filter(|d| self.skip.binary_search(d).is_err() && consumed.binary_search(d).is_err());
         let Order::Shuffled { seed, long_context } = self.order_kind else {
             return Ok(kept.collect());
         };

@@ -537,7 +537,7 @@ impl Job<'_> {
                 // A forced rerun replaces the old artifact of the same key.
                 let meta = self
                     .store
-                    .publish(staging, &id, parts, values, elapsed, self.forced)
+                    .publish(staging, &id, parts, values, elapsed, self.forced, &part_cache.linked())
                     .map_err(|e| fail(StageFailure::of(e)))?;
                 // Published: what a resume would have needed is garbage now (left behind, it is
                 // only disk: a published key never resumes, and `cache gc` removes it).

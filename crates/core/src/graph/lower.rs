@@ -364,6 +364,12 @@ impl<'r> Lowerer<'r> {
             let choose = self.choose_stage(&from.name);
             self.g.connect(choose, mix_ix, Input::Value);
         }
+        // A stage continuing another's model continues its data streams too.
+        if let ModelRef::Train(parent) = &spec.model
+            && let Some(parent_mix) = self.g.find_id(&id(StageKind::Mix, parent))
+        {
+            self.g.connect(parent_mix, mix_ix, Input::Ledger);
+        }
         let corpora: Vec<&Corpus> =
             mixture.parts.iter().flat_map(|p| &p.corpora).filter_map(|name| recipe.corpus(name)).collect();
         for corpus in &corpora {

@@ -70,6 +70,24 @@ pub struct TrainReport {
     pub curve: Vec<StepPoint>,
     pub evals: Vec<EvalPoint>,
     pub windows: Vec<ShareWindow>,
+    /// The data ledger: per phase (this stage and those it continues), what each corpus gave.
+    #[serde(default)]
+    pub phases: Vec<DataPhase>,
+}
+
+/// One phase of the data ledger: what one train stage's mix read, per corpus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataPhase {
+    pub stage: String,
+    pub sources: BTreeMap<String, DataRead>,
+}
+
+/// One corpus in one phase: tokens drawn, documents begun, passes over its training side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataRead {
+    pub tokens: u64,
+    pub documents: u64,
+    pub epochs: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -463,6 +481,26 @@ fn html_train(h: &mut String, t: &TrainReport) {
             percent: true,
         };
         let _ = writeln!(h, "<figure>{}</figure>", chart.svg());
+    }
+    if !t.phases.is_empty() {
+        let _ = writeln!(
+            h,
+            "<table><tr><th>data read: phase</th><th>corpus</th><th>tokens</th><th>documents</th><th>epochs</th></tr>"
+        );
+        for phase in &t.phases {
+            for (corpus, read) in &phase.sources {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
+                    escape(&phase.stage),
+                    escape(corpus),
+                    read.tokens,
+                    read.documents,
+                    read.epochs
+                );
+            }
+        }
+        let _ = writeln!(h, "</table>");
     }
 }
 

@@ -1,20 +1,67 @@
 //! The mix stage: the training sequences of one train stage drawn from its mixture (shares,
 //! ramp, seed), written as a shard of `seq_len + 1`-token sequences, with realized shares per
-//! window.
+//! window, and the data ledger (`ledger.json`, `ledger/<corpus>.docs`): where each corpus'
+//! stream stands (its epoch and the documents consumed in it) and what every phase so far read.
+//! A train stage that continues another (`model = <train>`) continues each shared corpus'
+//! stream from its parent's ledger: no document is read again before the corpus is exhausted.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Input, Runtime, StageCtx, StageFailure, ValueRef, write_json};
+use super::{Input, Runtime, StageCtx, StageFailure, ValueRef, read_json, write_json};
 use crate::data;
 use crate::recipe::{LongContext, Mixture};
+use crate::report::{DataPhase, DataRead};
 
 /// v2: share windows sized to the run (about 40 per run), for the report's chart.
 /// v3: documents any corpus holds out are never drawn (`excluded` per corpus); passes per
 /// corpus (`epochs`), refused past its `max_epochs`.
-pub const VERSION: u64 = 3;
+/// v4: the data ledger; a continuing stage's streams go on from its parent's.
+pub const VERSION: u64 = 4;
+
+/// `ledger.json`: per corpus where its stream stands, and the phases so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    pub sources: BTreeMap<String, Stream>,
+    pub phases: Vec<DataPhase>,
+}
+
+/// Where one corpus' stream stands after a phase.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stream {
+    pub epoch: u64,
+    /// Documents consumed in that epoch (their shard indices are in `ledger/<corpus>.docs`).
+    pub consumed: u64,
+}
+
+fn docs_path(dir: &Path, corpus: &str) -> std::path::PathBuf {
+    dir.join("ledger").join(format!("{corpus}.docs"))
+}
+
+impl Ledger {
+    pub fn read(dir: &Path) -> Result<Ledger, StageFailure> {
+        read_json(&dir.join("ledger.json"))
+    }
+
+    /// The documents consumed in `corpus`' current epoch (sorted shard indices).
+    pub fn consumed(dir: &Path, corpus: &str) -> Result<Vec<u32>, StageFailure> {
+        let path = docs_path(dir, corpus);
+        let bytes = std::fs::read(&path).map_err(|e| StageFailure::of(data::DataError::io("read", &path, e)))?;
+        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn write_docs(dir: &Path, corpus: &str, docs: &[u32]) -> Result<(), StageFailure> {
+        let path = docs_path(dir, corpus);
+        let io = |e| StageFailure::of(data::DataError::io("write", &path, e));
+        std::fs::create_dir_all(dir.join("ledger")).map_err(io)?;
+        let bytes: Vec<u8> = docs.iter().flat_map(|d| d.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).map_err(io)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Params {
@@ -85,6 +132,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     for ((), dir, _) in ctx.inputs_where(|i| matches!(i, Input::Exclude(_)).then_some(())) {
         super::split::heldout_keys(dir, &mut held)?;
     }
+    // The phase this one continues: each shared corpus' stream goes on where it stood.
+    let parent = ctx.optional(&Input::Ledger).map(|(dir, _)| Ledger::read(dir).map(|l| (dir, l))).transpose()?;
     let mut sources = Vec::new();
     let mut excluded = serde_json::Map::new();
     // Training tokens each source can give, and how many the stage has drawn from it.
@@ -110,7 +159,14 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         }
         let skipped: u64 = skip.iter().map(|&d| u64::from(shard.doc_len(d as usize))).sum();
         available.push(shard.num_tokens().saturating_sub(skipped));
-        sources.push(data::mixture::Source { corpus: corpus.clone(), shard, skip });
+        let continues = match &parent {
+            Some((dir, ledger)) => match ledger.sources.get(corpus) {
+                Some(stream) => Some((stream.epoch, Ledger::consumed(dir, corpus)?)),
+                None => None,
+            },
+            None => None,
+        };
+        sources.push(data::mixture::Source { corpus: corpus.clone(), shard, skip, continues });
     }
     let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
     let length = p.long_context.map_or(p.seq_len, |lc| lc.target_len);
@@ -137,11 +193,20 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut epochs = Vec::new();
     ctx.progress.set_length(sequences);
     let mut drawn = vec![0u64; available.len()];
+    // Documents begun per source (the last one, so the one-token overlap is not a new read).
+    let mut documents = vec![0u64; available.len()];
+    let mut last_doc: Vec<Option<u64>> = vec![None; available.len()];
     let names = sampler.corpus_names().to_vec();
     for _ in 0..sequences {
         let sampled = sampler.next_sequence()?;
         // Consecutive sequences share one token: count what is new.
         drawn[sampled.corpus] += sampled.seq.tokens.len().saturating_sub(1) as u64;
+        for span in &sampled.seq.spans {
+            if span.doc_start == 0 && last_doc[sampled.corpus] != Some(span.doc) {
+                documents[sampled.corpus] += 1;
+            }
+            last_doc[sampled.corpus] = Some(span.doc);
+        }
         over_limit(p, &names[sampled.corpus], drawn[sampled.corpus], available[sampled.corpus])?;
         writer.add_document(&sampled.seq.tokens)?;
         writeln!(
@@ -165,9 +230,35 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let summary = writer.finish()?;
     let passes: serde_json::Map<String, Value> = names
         .iter()
-        .zip(drawn.iter().zip(&available))
-        .map(|(n, (&d, &a))| (n.clone(), json!({ "drawn": d, "tokens": a, "epochs": d as f64 / a.max(1) as f64 })))
+        .enumerate()
+        .map(|(i, n)| {
+            let (d, a) = (drawn[i], available[i]);
+            (
+                n.clone(),
+                json!({ "drawn": d, "tokens": a, "epochs": d as f64 / a.max(1) as f64, "documents": documents[i] }),
+            )
+        })
         .collect();
+    // The ledger: this phase's streams, the parent's for corpora this phase did not read.
+    let mut ledger = Ledger::default();
+    if let Some((dir, before)) = &parent {
+        for (corpus, stream) in &before.sources {
+            if !names.contains(corpus) {
+                Ledger::write_docs(ctx.out, corpus, &Ledger::consumed(dir, corpus)?)?;
+                ledger.sources.insert(corpus.clone(), stream.clone());
+            }
+        }
+        ledger.phases.clone_from(&before.phases);
+    }
+    let mut phase = DataPhase { stage: ctx.id.name.clone(), sources: BTreeMap::new() };
+    for (i, (epoch, docs)) in sampler.consumed().into_iter().enumerate() {
+        Ledger::write_docs(ctx.out, &names[i], &docs)?;
+        ledger.sources.insert(names[i].clone(), Stream { epoch, consumed: docs.len() as u64 });
+        let epochs = drawn[i] as f64 / available[i].max(1) as f64;
+        phase.sources.insert(names[i].clone(), DataRead { tokens: drawn[i], documents: documents[i], epochs });
+    }
+    ledger.phases.push(phase);
+    write_json(&ctx.out.join("ledger.json"), &ledger)?;
     let mut stats = json!({ "sequences": sequences, "seq_len": length, "tokens": summary.tokens, "windows": windows, "epochs": epochs, "sources": passes });
     // Written only when any, so a recipe whose corpora share no document keeps its artifact.
     if !excluded.is_empty() {

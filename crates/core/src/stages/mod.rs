@@ -174,6 +174,8 @@ pub enum Input {
     Corpus(String),
     /// mix <- the stage computing a run-time value it waits for.
     Value,
+    /// mix <- the mix of the train stage its own continues: the data ledger it goes on from.
+    Ledger,
     /// train <- its mix.
     Data,
     /// train, eval <- a tokenized corpus whose held-out side is evaluated.
@@ -201,6 +203,7 @@ impl fmt::Display for Input {
             Input::Vocab => f.write_str("vocab"),
             Input::Corpus(c) => write!(f, "corpus:{c}"),
             Input::Value => f.write_str("value"),
+            Input::Ledger => f.write_str("ledger"),
             Input::Data => f.write_str("data"),
             Input::Heldout(c) => write!(f, "heldout:{c}"),
             Input::Point(id) => write!(f, "point:{id}"),

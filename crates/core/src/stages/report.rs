@@ -96,7 +96,12 @@ fn train_report(name: &str, dir: &Path, values: &Value, mix: Option<&Path>) -> R
         }
     }
     let mut windows = Vec::new();
+    let mut phases = Vec::new();
     if let Some(mix) = mix {
+        // Mix artifacts before the ledger have none.
+        if mix.join("ledger.json").is_file() {
+            phases = super::mix::Ledger::read(mix)?.phases;
+        }
         let stats: MixStats = read_json(&mix.join("stats.json"))?;
         for w in stats.windows {
             windows.push(ShareWindow {
@@ -124,6 +129,7 @@ fn train_report(name: &str, dir: &Path, values: &Value, mix: Option<&Path>) -> R
         curve,
         evals,
         windows,
+        phases,
     })
 }
 

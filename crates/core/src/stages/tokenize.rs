@@ -72,7 +72,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         done_bytes += path.metadata().map_or(0, |m| m.len());
         ctx.progress.set_position(done_bytes.min(total_bytes));
     }
-    let stats = assemble(&p.source.corpus, &dirs, ctx.out)?;
+    let stats = assemble(&p.source.corpus, parts, &dirs, ctx.out)?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     if built < dirs.len() {
         ctx.notice(&format!("tokenized {built} of {} files; the others were cached", dirs.len()));
@@ -251,7 +251,12 @@ fn stream_file(
 /// The corpus' artifact from its files' parts, in file order: each side's shard lists the
 /// parts' shards (hard-linked, not copied), `train.hashes` and the held-out byte counts are
 /// concatenated, and the statistics summed.
-fn assemble(corpus: &str, dirs: &[std::path::PathBuf], out: &Path) -> Result<Value, StageFailure> {
+fn assemble(
+    corpus: &str,
+    parts: &crate::store::Parts,
+    dirs: &[std::path::PathBuf],
+    out: &Path,
+) -> Result<Value, StageFailure> {
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |e| StageFailure::of(data::DataError::io(what, &path, e))
@@ -269,8 +274,8 @@ fn assemble(corpus: &str, dirs: &[std::path::PathBuf], out: &Path) -> Result<Val
         for (s, side) in ["train", "heldout"].into_iter().enumerate() {
             let name = format!("{side}/{k:05}");
             for ext in ["bin", "idx"] {
-                let (from, to) = (dir.join(format!("{side}.{ext}")), out.join(format!("{name}.{ext}")));
-                crate::store::parts::link_or_copy(&from, &to).map_err(io("link", &to))?;
+                let to = out.join(format!("{name}.{ext}"));
+                parts.link(dir, &format!("{side}.{ext}"), &to).map_err(io("link", &to))?;
             }
             listed[s].push(name);
             let stats = if s == 0 { &part.train } else { &part.heldout };

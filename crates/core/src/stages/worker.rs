@@ -84,6 +84,7 @@ enum InputWire {
     Vocab,
     Corpus(String),
     Value,
+    Ledger,
     Data,
     Heldout(String),
     Point(#[serde(with = "StageIdWire")] StageId),

@@ -16,7 +16,7 @@
 //! store writes `meta.json` last, and one `rename` publishes the directory; a killed run
 //! leaves only `tmp/` entries, which the next run removes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -293,7 +293,9 @@ impl Store {
 
     /// Publishes a finished stage output: digests its files, writes `meta.json`, renames.
     /// `replace` (a forced rerun) puts it in place of a published artifact of the same key; a
-    /// damaged one (no readable `meta.json`) is always replaced.
+    /// damaged one (no readable `meta.json`) is always replaced. `known`: the digests of files
+    /// the stage linked from parts (`Parts::linked`), not read again if their size matches.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         staging: Staging,
@@ -302,8 +304,9 @@ impl Store {
         values: serde_json::Value,
         elapsed_s: f64,
         replace: bool,
+        known: &HashMap<PathBuf, (u64, Digest)>,
     ) -> Result<Meta, StoreError> {
-        let files = manifest(&staging.dir)?;
+        let files = manifest_known(&staging.dir, known)?;
         let output = output_digest(&files);
         let meta = Meta {
             stage: stage.to_string(),
@@ -467,6 +470,11 @@ pub fn check_artifact(dir: &Path, meta: &Meta) -> Result<(), StoreError> {
 }
 
 fn manifest(dir: &Path) -> Result<Vec<FileEntry>, StoreError> {
+    manifest_known(dir, &HashMap::new())
+}
+
+/// [`manifest`], taking the digest of a file in `known` whose size still matches.
+fn manifest_known(dir: &Path, known: &HashMap<PathBuf, (u64, Digest)>) -> Result<Vec<FileEntry>, StoreError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
@@ -481,7 +489,11 @@ fn manifest(dir: &Path) -> Result<Vec<FileEntry>, StoreError> {
                 continue;
             }
             let size = entry.metadata().map_err(io_err(&path))?.len();
-            let digest = if size == 0 { Digest::of_bytes(b"") } else { hash_file(&path).map_err(io_err(&path))? };
+            let digest = match known.get(&path) {
+                Some(&(n, d)) if n == size => d,
+                _ if size == 0 => Digest::of_bytes(b""),
+                _ => hash_file(&path).map_err(io_err(&path))?,
+            };
             out.push(FileEntry { path: relative, size, digest });
         }
     }

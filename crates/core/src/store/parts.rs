@@ -8,22 +8,27 @@
 //! Invariant (as for artifacts): a part folder exists only complete. It is built under `tmp/`
 //! and renamed into place; a part some other stage of the same run published first wins.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{StoreError, io_err};
 use crate::graph::Digest;
+use crate::graph::key::hash_file;
 
 /// The file in an artifact that lists the parts it was assembled from.
 pub const PARTS_LIST: &str = "parts.json";
 
-/// The part cache of a store.
-#[derive(Clone, Debug)]
+/// The part cache of a store, as one stage uses it.
+#[derive(Debug)]
 pub struct Parts {
     root: PathBuf,
     tmp: PathBuf,
+    /// Files the stage linked from parts into its output, with their size and digest: the
+    /// store need not read them again to publish (a part's files are hashed once, when built).
+    linked: Mutex<HashMap<PathBuf, (u64, Digest)>>,
 }
 
 /// A part's name: its space (the stage kind that makes it) and key.
@@ -34,7 +39,7 @@ pub fn part_name(space: &str, key: &Digest) -> String {
 impl Parts {
     /// The parts of the store whose layout folder is `store_root` (`.cptc/v1`).
     pub fn new(store_root: &Path) -> Parts {
-        Parts { root: store_root.join("parts"), tmp: store_root.join("tmp") }
+        Parts { root: store_root.join("parts"), tmp: store_root.join("tmp"), linked: Mutex::new(HashMap::new()) }
     }
 
     /// The folder of a part (which may not exist).
@@ -49,9 +54,11 @@ impl Parts {
         if !dir.is_dir() {
             return None;
         }
-        let recorded: Option<Vec<(String, u64)>> =
-            fs::read_to_string(dir.join(SIZES)).ok().and_then(|t| serde_json::from_str(&t).ok());
-        if recorded.is_some_and(|r| r == sizes(&dir)) {
+        let recorded = record(&dir);
+        let now = sizes(&dir);
+        if recorded
+            .is_some_and(|r| r.len() == now.len() && r.iter().zip(&now).all(|((a, (n, _)), (b, m))| a == b && n == m))
+        {
             return Some(dir);
         }
         let _ = self.remove(&dir);
@@ -83,9 +90,15 @@ impl Parts {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        let listing = serde_json::to_string(&sizes(&tmp)).unwrap_or_default();
-        let sizes_path = tmp.join(SIZES);
-        fs::write(&sizes_path, listing).map_err(|e| E::from(io_err(&sizes_path)(e)))?;
+        let mut files = BTreeMap::new();
+        for (name, size) in sizes(&tmp) {
+            let path = tmp.join(&name);
+            let digest = hash_file(&path).map_err(|e| E::from(io_err(&path)(e)))?;
+            files.insert(name, (size, digest.hex()));
+        }
+        let listing = serde_json::to_string(&files).unwrap_or_default();
+        let record_path = tmp.join(RECORD);
+        fs::write(&record_path, listing).map_err(|e| E::from(io_err(&record_path)(e)))?;
         let target = self.dir(space, key);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(|e| E::from(io_err(parent)(e)))?;
@@ -131,15 +144,22 @@ impl Parts {
     }
 }
 
-/// A part's record of its files' sizes, checked whenever it is reused.
-const SIZES: &str = "sizes.json";
+/// A part's record of its files' sizes (checked whenever it is reused) and digests.
+const RECORD: &str = "files.json";
 
-/// The part's files (but the size record) with their sizes, by name.
+/// A part's record: file name -> (size, digest hex), sorted by name.
+fn record(dir: &Path) -> Option<Vec<(String, (u64, String))>> {
+    let text = fs::read_to_string(dir.join(RECORD)).ok()?;
+    let map: BTreeMap<String, (u64, String)> = serde_json::from_str(&text).ok()?;
+    Some(map.into_iter().collect())
+}
+
+/// The part's files (but the record) with their sizes, by name.
 fn sizes(dir: &Path) -> Vec<(String, u64)> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
     let mut out: Vec<(String, u64)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name() != SIZES)
+        .filter(|e| e.file_name() != RECORD)
         .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.len())))
         .collect();
     out.sort();
@@ -163,10 +183,25 @@ pub fn listed(artifact: &Path) -> Vec<String> {
     fs::read_to_string(artifact.join(PARTS_LIST)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
-/// Links `from` as `to` (same file system: no copy), else copies it.
-pub fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
-    match fs::hard_link(from, to) {
-        Ok(()) => Ok(()),
-        Err(_) => fs::copy(from, to).map(|_| ()),
+impl Parts {
+    /// Puts the file `name` of the part in `part` at `to` in the stage's output: a hard link
+    /// (a copy across file systems), remembered with its recorded digest for the publish.
+    pub fn link(&self, part: &Path, name: &str, to: &Path) -> std::io::Result<()> {
+        let from = part.join(name);
+        if fs::hard_link(&from, to).is_err() {
+            fs::copy(&from, to)?;
+        }
+        let known = record(part)
+            .and_then(|r| r.into_iter().find(|(n, _)| n == name))
+            .and_then(|(_, (size, hex))| Some((size, Digest::parse(&hex)?)));
+        if let (Some(known), Ok(mut linked)) = (known, self.linked.lock()) {
+            linked.insert(to.to_path_buf(), known);
+        }
+        Ok(())
+    }
+
+    /// What [`link`](Self::link) put in the output, by path: size and digest.
+    pub fn linked(&self) -> HashMap<PathBuf, (u64, Digest)> {
+        self.linked.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
