@@ -108,14 +108,26 @@ fn trained_models(store: &str) -> Vec<PathBuf> {
     found
 }
 
+const LONG: &str = "tests/fixtures/e2e/longctx_tiny.cpt";
+
+/// The store of one uninterrupted run of [`LONG`] (checkpointing after every step, which no key
+/// holds), shared by the tests that read it: each run is a minute of CI.
+fn long_reference() -> &'static Path {
+    static STORE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-long-reference");
+        let _ = std::fs::remove_dir_all(&store);
+        let out = cptc(&["run", LONG, "--checkpoint-minutes", "0", "--store", store.to_str().expect("utf-8")]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        store
+    })
+}
+
 #[test]
 fn long_context_trains_and_saves_with_the_new_rope_base() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = dir.path().join("store");
-    let store = store.to_str().expect("utf-8");
-    let out = cptc(&["run", "tests/fixtures/e2e/longctx_tiny.cpt", "--store", store]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let store = long_reference().to_str().expect("utf-8");
     let models = trained_models(store);
     assert_eq!(models.len(), 1, "{models:?}");
     let config: serde_json::Value =
@@ -172,18 +184,14 @@ fn checkpoint_at(store: &Path, step: u64) -> Option<PathBuf> {
 
 #[test]
 fn a_killed_training_run_resumes_and_ends_as_an_uninterrupted_one() {
-    const LONG: &str = "tests/fixtures/e2e/longctx_tiny.cpt";
     let dir = tempfile::tempdir().expect("temp dir");
-    let (reference, killed) = (dir.path().join("reference"), dir.path().join("killed"));
+    let (reference, killed) = (long_reference().to_path_buf(), dir.path().join("killed"));
     let args = |store: &Path| -> Vec<String> {
         ["run", LONG, "--checkpoint-minutes", "0", "--store", store.to_str().expect("utf-8")]
             .iter()
             .map(|s| (*s).to_string())
             .collect()
     };
-    let reference_args = args(&reference);
-    let out = cptc(&reference_args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     assert!(
         !reference.join("v1/resume").read_dir().is_ok_and(|mut d| d.next().is_some()),
         "published: no checkpoint left"

@@ -57,6 +57,41 @@ impl IndexWriter {
         Ok(())
     }
 
+    /// Appends every record of the index at `part` with its file set to `file`, a block at a
+    /// time (a corpus' index is its files' parts one after the other).
+    pub fn append_part(&mut self, part: &Path, file: u32) -> Result<u64, DataError> {
+        let mut r = IndexReader::open(part)?;
+        let mut block = vec![0u8; RECORD * 16 * 1024];
+        let mut added = 0;
+        loop {
+            let mut got = 0;
+            while got < block.len() {
+                match r.r.read(&mut block[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(DataError::io("read", part, e)),
+                }
+            }
+            if got % RECORD != 0 {
+                let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated record");
+                return Err(DataError::io("read", part, e));
+            }
+            for rec in block[..got].chunks_exact_mut(RECORD) {
+                rec[..4].copy_from_slice(&file.to_le_bytes());
+            }
+            let tmp = &self.tmp;
+            let out = self.out.as_mut().ok_or_else(|| DataError::io("write", tmp, std::io::Error::other("closed")))?;
+            out.write_all(&block[..got]).map_err(|e| DataError::io("write", tmp, e))?;
+            let n = (got / RECORD) as u64;
+            self.count += n;
+            added += n;
+            if got < block.len() {
+                return Ok(added);
+            }
+        }
+    }
+
     /// Flushes and renames into place; returns the number of documents.
     pub fn finish(mut self) -> Result<u64, DataError> {
         if let Some(out) = self.out.take() {

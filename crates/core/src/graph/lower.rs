@@ -249,8 +249,14 @@ impl<'r> Lowerer<'r> {
             .iter()
             .map(|&(train_on, c)| vocab::VocabSource { train_on, source: source(c), files: c.files.len() })
             .collect();
-        let params =
-            vocab::Params { size: vocab.size, min_frequency: vocab.min_frequency, select: vocab.select, sources };
+        let params = vocab::Params {
+            size: vocab.size,
+            min_frequency: vocab.min_frequency,
+            select: vocab.select,
+            sources,
+            sample_bytes: vocab::SAMPLE_BYTES,
+            heldout_bytes: vocab::HELDOUT_BYTES,
+        };
         let mut stage = Stage::new(vocab_id, StageParams::Vocab(params));
         stage.files = read.iter().flat_map(|(_, c)| c.files.iter().cloned()).collect();
         let ix = self.g.add(stage);

@@ -79,9 +79,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };
     for (i, (dir, path)) in dirs.iter().zip(&corpus.files).enumerate() {
         let file = u32::try_from(i).map_err(|_| StageFailure::internal("more than 2^32 files"))?;
-        for d in data::index::IndexReader::open(&dir.join(PART_INDEX))? {
-            index.push(&data::index::DocEntry { file, ..d? })?;
-        }
+        index.append_part(&dir.join(PART_INDEX), file)?;
         let mut one: IngestReport = read_json(&dir.join(PART_REPORT))?;
         for issue in &mut one.issues {
             issue.file.clone_from(path);
