@@ -273,10 +273,8 @@ fn assemble(
         let part: PartStats = read_json(&dir.join(PART_STATS))?;
         for (s, side) in ["train", "heldout"].into_iter().enumerate() {
             let name = format!("{side}/{k:05}");
-            for ext in ["bin", "idx"] {
-                let to = out.join(format!("{name}.{ext}"));
-                parts.link(dir, &format!("{side}.{ext}"), &to).map_err(io("link", &to))?;
-            }
+            let (bin, idx) = (format!("{side}.bin"), format!("{side}.idx"));
+            parts.link(dir, &[(&bin, out.join(format!("{name}.bin"))), (&idx, out.join(format!("{name}.idx")))])?;
             listed[s].push(name);
             let stats = if s == 0 { &part.train } else { &part.heldout };
             merge_stats(&mut sides[s], stats);
@@ -285,13 +283,8 @@ fn assemble(
         let mut from = std::fs::File::open(&hashes).map_err(io("open", &hashes))?;
         std::io::copy(&mut from, &mut keys).map_err(io("copy", &hashes))?;
         heldout_bytes.extend(part.heldout_bytes);
-        // A part without unencodable bytes (a complete vocabulary) records none: zeros then.
-        let pieces = heldout_bytes.len() - unencodable.len();
-        if part.unencodable.is_empty() {
-            unencodable.extend(std::iter::repeat_n(0, pieces));
-        } else {
-            unencodable.extend(part.unencodable);
-        }
+        // Every part counts per piece, or (a complete vocabulary: one tokenizer for all) none.
+        unencodable.extend(part.unencodable);
     }
     keys.flush().map_err(io("write", &keys_path))?;
     for (s, side) in ["train", "heldout"].into_iter().enumerate() {
@@ -318,6 +311,13 @@ fn assemble(
     // only when there is any, so a complete vocabulary's artifact is unchanged.
     let total: u64 = unencodable.iter().sum();
     if total > 0 {
+        if unencodable.len() != heldout_bytes.len() {
+            return Err(StageFailure::internal(format!(
+                "corpus {corpus}: {} unencodable counts for {} held-out pieces",
+                unencodable.len(),
+                heldout_bytes.len()
+            )));
+        }
         write_json(&out.join("heldout.unencodable.json"), &unencodable)?;
         if let Some(Value::Object(map)) = stats.get_mut("heldout") {
             map.insert("unencodable_bytes".to_string(), json!(total));

@@ -12,9 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{StoreError, io_err};
+use super::{Store, StoreError, io_err};
 use crate::graph::Digest;
 use crate::graph::key::hash_file;
 
@@ -22,10 +21,10 @@ use crate::graph::key::hash_file;
 pub const PARTS_LIST: &str = "parts.json";
 
 /// The part cache of a store, as one stage uses it.
-#[derive(Debug)]
 pub struct Parts {
     root: PathBuf,
-    tmp: PathBuf,
+    /// The store (unlocked): its `tmp/` names and its removal by rename aside.
+    store: Store,
     /// Files the stage linked from parts into its output, with their size and digest: the
     /// store need not read them again to publish (a part's files are hashed once, when built).
     linked: Mutex<HashMap<PathBuf, (u64, Digest)>>,
@@ -39,7 +38,11 @@ pub fn part_name(space: &str, key: &Digest) -> String {
 impl Parts {
     /// The parts of the store whose layout folder is `store_root` (`.cptc/v1`).
     pub fn new(store_root: &Path) -> Parts {
-        Parts { root: store_root.join("parts"), tmp: store_root.join("tmp"), linked: Mutex::new(HashMap::new()) }
+        Parts {
+            root: store_root.join("parts"),
+            store: Store { root: store_root.to_path_buf(), lock: None },
+            linked: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The folder of a part (which may not exist).
@@ -61,15 +64,8 @@ impl Parts {
         {
             return Some(dir);
         }
-        let _ = self.remove(&dir);
+        let _ = self.store.remove(&dir);
         None
-    }
-
-    fn remove(&self, dir: &Path) -> Result<(), StoreError> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let aside = self.tmp.join(format!("removed-part-{}-{nanos}", std::process::id()));
-        fs::rename(dir, &aside).map_err(io_err(dir))?;
-        fs::remove_dir_all(&aside).map_err(io_err(&aside))
     }
 
     /// The part of `key`: published already, or built now by `build` into a fresh folder and
@@ -83,8 +79,7 @@ impl Parts {
         if let Some(dir) = self.get(space, key) {
             return Ok((dir, false));
         }
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let tmp = self.tmp.join(format!("part-{space}-{}-{}-{nanos}", key.short(), std::process::id()));
+        let tmp = self.store.tmp_path(&format!("part-{space}-{}", key.short()));
         fs::create_dir_all(&tmp).map_err(|e| E::from(io_err(&tmp)(e)))?;
         if let Err(e) = build(&tmp) {
             let _ = fs::remove_dir_all(&tmp);
@@ -137,7 +132,7 @@ impl Parts {
                 continue;
             }
             removed.1 += unshared_bytes(&dir);
-            self.remove(&dir)?;
+            self.store.remove(&dir)?;
             removed.0 += 1;
         }
         Ok(removed)
@@ -184,18 +179,19 @@ pub fn listed(artifact: &Path) -> Vec<String> {
 }
 
 impl Parts {
-    /// Puts the file `name` of the part in `part` at `to` in the stage's output: a hard link
-    /// (a copy across file systems), remembered with its recorded digest for the publish.
-    pub fn link(&self, part: &Path, name: &str, to: &Path) -> std::io::Result<()> {
-        let from = part.join(name);
-        if fs::hard_link(&from, to).is_err() {
-            fs::copy(&from, to)?;
-        }
-        let known = record(part)
-            .and_then(|r| r.into_iter().find(|(n, _)| n == name))
-            .and_then(|(_, (size, hex))| Some((size, Digest::parse(&hex)?)));
-        if let (Some(known), Ok(mut linked)) = (known, self.linked.lock()) {
-            linked.insert(to.to_path_buf(), known);
+    /// Puts each file `name` of the part in `part` at its `to` in the stage's output: a hard
+    /// link (a copy across file systems), remembered with its recorded digest for the publish.
+    pub fn link(&self, part: &Path, files: &[(&str, PathBuf)]) -> Result<(), StoreError> {
+        let recorded: BTreeMap<String, (u64, String)> = record(part).unwrap_or_default().into_iter().collect();
+        for (name, to) in files {
+            let from = part.join(name);
+            if fs::hard_link(&from, to).is_err() {
+                fs::copy(&from, to).map_err(io_err(to))?;
+            }
+            let known = recorded.get(*name).and_then(|(size, hex)| Some((*size, Digest::parse(hex)?)));
+            if let (Some(known), Ok(mut linked)) = (known, self.linked.lock()) {
+                linked.insert(to.clone(), known);
+            }
         }
         Ok(())
     }
