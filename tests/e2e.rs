@@ -9,6 +9,7 @@ use std::process::Output;
 const RECIPE: &str = "tests/fixtures/e2e/edu_tiny.cpt";
 
 mod cli_support;
+mod py_support;
 
 fn cptc(args: &[&str]) -> Output {
     cli_support::cptc(args)
@@ -148,17 +149,13 @@ fn long_context_trains_and_saves_with_the_new_rope_base() {
         .flat_map(|k| std::fs::read_dir(k.path()).expect("tokenize").filter_map(Result::ok).map(|a| a.path()))
         .next()
         .expect("the tokenized corpus");
-    let (windows, _) = cptc::backend::heldout::heldout_windows(&tokenized, 256, 2000).expect("windows");
+    let (windows, _) = cptc::backend::heldout::heldout_windows(&tokenized, 256, 1000).expect("windows");
     let windows_file = dir.path().join("novels.windows");
     std::fs::write(&windows_file, cptc::backend::heldout::windows_bytes(&windows)).expect("windows");
-    let reference = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/fsdp_ref.py"))
-        .args(["heldout", models[0].to_str().expect("utf-8"), windows_file.to_str().expect("utf-8"), "256"])
-        .output()
-        .expect("python");
-    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
-    let reference: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&reference.stdout).lines().last().unwrap_or("")).expect("json");
+    let reference = py_support::call(
+        "fsdp_ref",
+        &["heldout", models[0].to_str().expect("utf-8"), windows_file.to_str().expect("utf-8"), "256"],
+    );
     let evals: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(models[0].parent().expect("artifact").join("evals.json")).expect("evals.json"),
     )

@@ -5,6 +5,7 @@
 //! reloaded by transformers.
 
 mod cli_support;
+mod py_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,23 +17,21 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs tests/python/fsdp_ref.py and parses the JSON line it prints.
+/// Runs tests/python/fsdp_ref.py's subcommand (served: one import per test binary) and parses
+/// the JSON line it prints.
 fn python(args: &[&str]) -> Value {
-    let out = std::process::Command::new(repo().join(".venv/bin/python"))
-        .arg(repo().join("tests/python/fsdp_ref.py"))
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("run the venv's python (scripts/setup.sh makes it)");
-    assert!(out.status.success(), "fsdp_ref.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")).expect("one JSON line")
+    py_support::call("fsdp_ref", args)
 }
 
 /// A project: the fixture recipe for both engines (`builtin.cpt`, `fsdp.cpt`), a tiny random
 /// model of `kind`, GPT-2's tokenizer and the first 300 documents of two real corpora.
 fn project(kind: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path();
+    fill(dir.path(), kind);
+    dir
+}
+
+fn fill(root: &Path, kind: &str) {
     let recipe = std::fs::read_to_string(repo().join("tests/fixtures/fsdp/recipe.cpt")).expect("fixture");
     for engine in ["builtin", "fsdp"] {
         std::fs::write(root.join(format!("{engine}.cpt")), recipe.replace("ENGINE", engine)).expect("recipe");
@@ -45,7 +44,27 @@ fn project(kind: &str) -> tempfile::TempDir {
         let head: String = text.lines().take(300).map(|l| format!("{l}\n")).collect();
         std::fs::write(root.join(format!("{corpus}.jsonl")), head).expect("write corpus");
     }
-    dir
+}
+
+/// A project of `kind` trained by the built-in engine, then by FSDP on 2 processes (the store
+/// `.cptc`), and that run's stderr.
+fn train_both(root: &Path, kind: &str) -> String {
+    fill(root, kind);
+    run_ok(root, &["run", "builtin.cpt"]);
+    run_ok(root, &["run", "fsdp.cpt", "--nproc-per-node", "2"])
+}
+
+/// The Llama project trained by both engines, shared by the tests that compare with its FSDP
+/// run (each launch is many seconds of CI), in the target's temporary folder.
+fn llama() -> &'static (PathBuf, String) {
+    static TRAINED: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fsdp-llama");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("folder");
+        let stderr = train_both(&root, "llama");
+        (root, stderr)
+    })
 }
 
 fn cptc(root: &Path, args: &[&str]) -> Output {
@@ -144,10 +163,11 @@ fn reloads_with_the_engines_last_evaluation(root: &Path, train: &Path, set: &str
 /// Builtin vs FSDP on 2 processes: loss per step, final weights, held-out evaluations; and
 /// transformers reloads the FSDP output with the engine's own final evaluation.
 fn parity(kind: &str) {
-    let dir = project(kind);
-    let root = dir.path();
-    run_ok(root, &["run", "builtin.cpt"]);
-    let stderr = run_ok(root, &["run", "fsdp.cpt", "--nproc-per-node", "2"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (root, stderr) = match kind {
+        "llama" => (llama().0.as_path(), llama().1.clone()),
+        _ => (dir.path(), train_both(dir.path(), kind)),
+    };
     // The model stage checks the architecture only for the builtin engine: its key differs,
     // its output does not, so nothing between it and the training runs again.
     assert!(stderr.contains("ran 3 stages, 9 cached"), "only model, train and report ran again:\n{stderr}");
@@ -256,10 +276,9 @@ fn fsdp_trains_qwen3_and_transformers_reloads_it() {
 /// its own store as two machines would have, give what one launch of 2 processes gives.
 #[test]
 fn two_nodes_train_as_one_node_with_two_processes() {
+    let one = weights(&artifact(&llama().0, ".cptc", "fsdp.cpt", "train:t").join("model"));
     let dir = project("llama");
     let root = dir.path();
-    run_ok(root, &["run", "fsdp.cpt", "--only", "train:t", "--nproc-per-node", "2"]);
-    let one = weights(&artifact(root, ".cptc", "fsdp.cpt", "train:t").join("model"));
     // Each node prepares its own data (the same keys, the same bytes).
     run_ok(root, &["run", "fsdp.cpt", "--only", "mix:t", "--store", "node0"]);
     run_ok(root, &["run", "fsdp.cpt", "--only", "mix:t", "--store", "node1"]);
@@ -295,10 +314,9 @@ fn two_nodes_train_as_one_node_with_two_processes() {
 /// from the checkpoint and ends with the weights of an uninterrupted run.
 #[test]
 fn a_killed_fsdp_run_resumes_to_the_weights_of_an_uninterrupted_one() {
+    let whole = weights(&artifact(&llama().0, ".cptc", "fsdp.cpt", "train:t").join("model"));
     let dir = project("llama");
     let root = dir.path();
-    run_ok(root, &["run", "fsdp.cpt", "--only", "train:t", "--nproc-per-node", "2"]);
-    let whole = weights(&artifact(root, ".cptc", "fsdp.cpt", "train:t").join("model"));
 
     let args = ["run", "fsdp.cpt", "--only", "train:t", "--nproc-per-node", "2", "--store", "killed"];
     run_ok(root, &["run", "fsdp.cpt", "--only", "mix:t", "--store", "killed"]);

@@ -3,8 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
+
+#[path = "../py_support/mod.rs"]
+mod py;
 
 use cptc_torch::backend::{Llama, LlamaConfig};
 use serde_json::Value;
@@ -42,18 +44,10 @@ pub fn smollm2() -> PathBuf {
     .clone()
 }
 
-/// Runs tests/python/backend_ref.py and parses the JSON line it prints.
+/// Runs tests/python/backend_ref.py's subcommand (served: one import per test binary) and
+/// parses the JSON line it prints.
 pub fn python(args: &[&str]) -> Value {
-    let py = root().join(".venv/bin/python");
-    let out = Command::new(py)
-        .arg(root().join("tests/python/backend_ref.py"))
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("run the venv's python");
-    assert!(out.status.success(), "backend_ref.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line")
+    py::call("backend_ref", args)
 }
 
 /// A small Llama config (GQA 4:2, head_dim 8).

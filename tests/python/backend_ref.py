@@ -239,7 +239,9 @@ def cmd_train(path, ids_json, out, spec_json):
     print(json.dumps({"losses": losses}))
 
 
+COMMANDS = {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3,
+            "make-qwen3": cmd_make_qwen3, "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2,
+            "make-gemma2": cmd_make_gemma2, "make-gemma3": cmd_make_gemma3, "train": cmd_train}
+
 if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    {"logits": cmd_logits, "make-qwen2": cmd_make_qwen2, "make-llama3": cmd_make_llama3, "make-qwen3": cmd_make_qwen3,
-        "make-mistral": cmd_make_mistral, "make-olmo2": cmd_make_olmo2, "make-gemma2": cmd_make_gemma2, "make-gemma3": cmd_make_gemma3, "train": cmd_train}[cmd](*args)
+    COMMANDS[sys.argv[1]](*sys.argv[2:])

@@ -65,6 +65,8 @@ def cmd_make(kind, path, seed):
     print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "class": type(model).__name__}))
 
 
+COMMANDS = {"make": cmd_make, "heldout": cmd_heldout}
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    {"make": cmd_make, "heldout": cmd_heldout}[sys.argv[1]](*sys.argv[2:])
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
