@@ -261,6 +261,7 @@ fn bench_data_pipeline() {
         },
         domain_share: None,
         total_tokens: sequences * seq_len,
+        origin: 0,
         seq_len,
         seed: 1,
         long_context: None,

@@ -58,6 +58,7 @@ fn config(sequences: u64, seed: u64) -> SamplerConfig {
         mixture: mixture(Some(ramp()), true),
         domain_share: None,
         total_tokens: sequences * SEQ,
+        origin: 0,
         seq_len: SEQ,
         seed,
         long_context: None,

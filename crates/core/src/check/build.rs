@@ -44,7 +44,7 @@ impl<'a> Builder<'a> {
         Builder { world, sources, errors: Vec::new(), defs }
     }
 
-    fn error(&mut self, file: FileId, error: CheckError) {
+    pub(crate) fn error(&mut self, file: FileId, error: CheckError) {
         self.errors.push(Located::new(file, error));
     }
 
@@ -59,12 +59,17 @@ impl<'a> Builder<'a> {
         self.error(at.file, error);
     }
 
+    /// The resolved block a name defines.
+    pub(crate) fn definition(&self, name: &str) -> Option<&'a Resolved> {
+        self.defs.get(name).copied()
+    }
+
     fn kind_of(&self, name: &str) -> Option<&'a str> {
         self.defs.get(name).map(|b| b.kind.as_str())
     }
 
     /// Resolves a plain reference to a definition of one of `kinds`.
-    fn resolve(&mut self, r: &RefPath, kinds: &[&str]) -> Option<(String, &'a str)> {
+    pub(crate) fn resolve(&mut self, r: &RefPath, kinds: &[&str]) -> Option<(String, &'a str)> {
         let head = r.head().clone();
         let expected = kinds.join(" or ");
         let Some(found) = self.kind_of(&head.name) else {
@@ -652,6 +657,9 @@ impl<'a> Builder<'a> {
     }
 
     pub(crate) fn train(&mut self, block: &Resolved) -> Option<Train> {
+        if let Some((from, file)) = block.fields.iter().find(|(f, _)| f.key.name == "from") {
+            return self.fork_train(block, from, *file);
+        }
         let mut f = Fields::new(block, &mut self.errors);
         let model = f.reference("model");
         let vocab = f.reference("vocab");
@@ -783,6 +791,7 @@ impl<'a> Builder<'a> {
             divergence,
             engine,
             rope,
+            fork: None,
             origin: origin(block),
         })
     }

@@ -106,6 +106,17 @@ pub enum CheckError {
         help: Option<String>,
     },
 
+    #[error("{message}")]
+    #[diagnostic(code(cptc::check::fork))]
+    Fork {
+        message: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("no {expected} named `{name}`")]
     #[diagnostic(code(cptc::check::unknown_name))]
     UnknownName {

@@ -90,6 +90,7 @@ pub(crate) fn describe(expr: &Expr) -> String {
         ExprKind::Path(_) => "a name".to_string(),
         ExprKind::List(_) => "a list".to_string(),
         ExprKind::Range(..) => "a range (`a -> b`)".to_string(),
+        ExprKind::At(..) => "a point of a run (`run at 80%`)".to_string(),
         ExprKind::Error => "an invalid value".to_string(),
     }
 }

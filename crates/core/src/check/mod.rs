@@ -7,6 +7,7 @@
 mod build;
 mod error;
 mod fields;
+mod fork;
 mod resolve;
 pub mod world;
 
@@ -110,6 +111,9 @@ fn stage_cycles(recipe: &RecipeParts, errors: &mut Vec<Located>) {
         let deps = edges.entry(&train.name).or_default();
         if let ModelRef::Train(t) = &train.model {
             deps.push(t);
+        }
+        if let Some(fork) = &train.fork {
+            deps.push(&fork.parent);
         }
         if let Some(Deferred::From { stage, .. }) = &train.domain_share {
             deps.push(stage);

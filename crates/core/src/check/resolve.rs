@@ -77,7 +77,7 @@ impl Resolved {
     }
 
     /// `self` over `base`: own fields replace inherited ones; nested blocks merge by kind and name.
-    fn over(mut self, base: &Resolved) -> Resolved {
+    pub(crate) fn over(mut self, base: &Resolved) -> Resolved {
         let mut fields: Vec<(Field, FileId)> = base
             .fields
             .iter()

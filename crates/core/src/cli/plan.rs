@@ -168,6 +168,21 @@ fn text(
         }
         if let Some(est) = &stage.estimate {
             let mut line = format!("{} tokens in {} steps", count_text(est.tokens), est.steps);
+            if let StageParams::Train(p) = &stage.params {
+                if let Some(fork) = &p.fork {
+                    let parent = graph.inputs(*ix).into_iter().find(|(r, _)| *r == Input::Fork);
+                    let parent = parent.map(|(_, i)| graph.stage(i).id.name.clone()).unwrap_or_default();
+                    let clock = match fork.clock {
+                        crate::recipe::Clock::Continue => "its LR on the parent's clock",
+                        crate::recipe::Clock::Restart => "its LR on its own clock",
+                    };
+                    line.push_str(&format!(", forked from {parent} at step {} ({clock})", fork.step));
+                }
+                if !p.keep.is_empty() {
+                    let steps: Vec<String> = p.keep.iter().map(u64::to_string).collect();
+                    line.push_str(&format!(", keeps its state at step {} for forks", steps.join(", ")));
+                }
+            }
             if let Some(params) = est.params {
                 line.push_str(&format!(", model {} params", count_text(params)));
                 if let Some(bytes) = state_bytes_per_device(&stage.params, params, topology) {

@@ -50,6 +50,8 @@ pub struct SamplerConfig {
     pub domain_share: Option<f64>,
     /// Training tokens of the stage: defines progress for the ramp.
     pub total_tokens: u64,
+    /// The sequence at which progress is 0: 0, or where a fork on its own clock starts.
+    pub origin: u64,
     /// Input tokens per sequence (each sequence holds one more). Ignored in long-context mode,
     /// where `long_context.target_len` is the length.
     pub seq_len: u64,
@@ -256,6 +258,49 @@ impl Sampler {
         self.packers.iter().map(Packer::consumed).collect()
     }
 
+    /// Per source, where its stream began this stage (epoch, documents already consumed in it):
+    /// what a packer built for it again needs to reproduce its order.
+    pub fn continuations(&self) -> Vec<(u64, Vec<u32>)> {
+        self.packers.iter().map(|p| (p.continuation().0, p.continuation().1.to_vec())).collect()
+    }
+
+    /// Per part, its role and corpora: with the source names, the shape a state belongs to.
+    pub fn part_corpora(&self) -> Vec<(Role, Vec<String>)> {
+        self.parts.iter().map(|p| (p.role, p.corpora.iter().map(|&c| self.names[c].clone()).collect())).collect()
+    }
+
+    /// Goes on from another sampler's state (a fork's parent's at the fork's point), whose
+    /// sources were `names` and parts `parts`: each source both share continues at its cursor
+    /// (its packer must have been built with the parent's continuation, see
+    /// [`Sampler::continuations`]); the error-diffusion deficits carry over when the parts
+    /// are the same, else start balanced; the sequence count goes on.
+    pub fn adopt(
+        &mut self,
+        st: &SamplerState,
+        names: &[String],
+        parts: &[(Role, Vec<String>)],
+    ) -> Result<(), DataError> {
+        if st.cursors.len() != names.len() {
+            return Err(DataError::BadState {
+                reason: format!("{} cursors for {} sources", st.cursors.len(), names.len()),
+            });
+        }
+        for (packer, name) in self.packers.iter_mut().zip(&self.names) {
+            if let Some(k) = names.iter().position(|n| n == name) {
+                packer.restore(st.cursors[k])?;
+            }
+        }
+        self.state.sequences = st.sequences;
+        if self.part_corpora() == parts && self.names == names {
+            self.state.part_deficits.clone_from(&st.part_deficits);
+            self.state.corpus_deficits.clone_from(&st.corpus_deficits);
+            self.state.window = st.window.clone();
+        } else {
+            self.state.window.start = st.sequences;
+        }
+        Ok(())
+    }
+
     /// Sequences produced so far.
     pub fn position(&self) -> u64 {
         self.state.sequences
@@ -303,7 +348,8 @@ impl Sampler {
         let t = if self.cfg.total_tokens == 0 {
             1.0
         } else {
-            ((i as f64) * self.cfg.seq_len() as f64 / self.cfg.total_tokens as f64).min(1.0)
+            ((i.saturating_sub(self.cfg.origin) as f64) * self.cfg.seq_len() as f64 / self.cfg.total_tokens as f64)
+                .min(1.0)
         };
         let q = quantise(&self.target_shares(t));
         let part = pick(&mut self.state.part_deficits, &q);

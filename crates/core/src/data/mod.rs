@@ -13,7 +13,7 @@
 //!                                                        -> CorpusStats (JSON via write_json)
 //!     (tokenize::ShardStream: the same, batch by batch, for a corpus streamed from its files)
 //!     writes <prefix>.bin/.idx (Megatron MMIDIDX v1; shard::{ShardWriter, ShardReader})
-//! mixture::Sampler::new(SamplerConfig { mixture, domain_share, total_tokens, seq_len, seed,
+//! mixture::Sampler::new(SamplerConfig { mixture, domain_share, total_tokens, origin, seq_len, seed,
 //!                                       long_context, window }, Vec<Source { corpus, shard, skip, continues }>)
 //!     .next_sequence() -> Sampled { index, part, role, corpus, seq: PackedSequence { tokens, spans, epoch } }
 //!     .state() -> SamplerState (serde; Sampler::resume(cfg, sources, state) continues exactly)

@@ -235,6 +235,7 @@ impl Printer<'_> {
                 format!("[{}]", inner.join(", "))
             }
             ExprKind::Range(a, b) => format!("{} -> {}", self.flat(a), self.flat(b)),
+            ExprKind::At(a, b) => format!("{} at {}", self.flat(a), self.flat(b)),
             ExprKind::Error => self.slice(expr.span.start, expr.span.end).to_string(),
         }
     }

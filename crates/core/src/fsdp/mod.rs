@@ -193,6 +193,10 @@ struct HeldoutSet {
 /// Runs a train stage on the FSDP engine.
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     ctx.topology.validate()?;
+    // `check` refuses forks of FSDP runs: this engine keeps no states to fork from yet.
+    if p.fork.is_some() || !p.keep.is_empty() {
+        return Err(StageFailure::internal("a fork reached the FSDP engine, which keeps no fork states"));
+    }
     let (dir, model_meta) = start_model(p, ctx)?;
     let (params, tied) = param_list(&dir)?;
     let config: Value = read_json(&dir.join("config.json"))?;

@@ -348,9 +348,18 @@ impl<'r> Lowerer<'r> {
                 Runtime::From(ValueRef { stage: id(StageKind::Choose, stage), output: output.clone() })
             }
         });
+        let geometry = StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens);
+        // The steps forks of this train start from: its state there is kept.
+        let mut keep: Vec<u64> = recipe
+            .trains()
+            .iter()
+            .filter_map(|t| t.fork.as_ref().filter(|f| f.parent == spec.id.name).map(|f| f.step))
+            .collect();
+        keep.sort_unstable();
+        keep.dedup();
         let mix = mix::Params {
             mixture: mixture.clone(),
-            tokens: StepGeometry::new(spec.tokens, train.seq_len, train.batch_tokens).tokens(),
+            tokens: geometry.tokens(),
             seq_len: train.seq_len,
             seed: train.seed,
             long_context: train.long_context,
@@ -362,16 +371,24 @@ impl<'r> Lowerer<'r> {
                 .filter_map(|c| recipe.corpus(c))
                 .map(|c| (c.name.clone(), c.max_epochs))
                 .collect(),
+            keep: keep.iter().map(|s| s * geometry.seqs_per_step).collect(),
+            fork: train.fork.as_ref().map(|f| mix::MixFork { at: f.step * geometry.seqs_per_step, clock: f.clock }),
         };
-        let mix = StageParams::Mix(mix);
+        let mix = StageParams::Mix(Box::new(mix));
         let waits: Vec<StageId> = mix.waits_for().into_iter().map(|v| v.stage.clone()).collect();
         let mix_ix = self.g.add(Stage::new(id(StageKind::Mix, &spec.id.name), mix));
         for from in waits {
             let choose = self.choose_stage(&from.name);
             self.g.connect(choose, mix_ix, Input::Value);
         }
-        // A stage continuing another's model continues its data streams too.
-        if let ModelRef::Train(parent) = &spec.model
+        // A stage continuing another's model continues its data streams too; a fork goes on
+        // from its parent's streams at its point.
+        let fork_parent = train.fork.as_ref().map(|f| self.model_ref(&ModelRef::Train(f.parent.clone())));
+        if let Some(parent) = &train.fork {
+            if let Some(parent_mix) = self.g.find_id(&id(StageKind::Mix, &parent.parent)) {
+                self.g.connect(parent_mix, mix_ix, Input::ForkData);
+            }
+        } else if let ModelRef::Train(parent) = &spec.model
             && let Some(parent_mix) = self.g.find_id(&id(StageKind::Mix, parent))
         {
             self.g.connect(parent_mix, mix_ix, Input::Ledger);
@@ -412,12 +429,17 @@ impl<'r> Lowerer<'r> {
             precision: precision(train.precision, self.device),
             device: self.device,
             engine: train.engine,
+            keep,
+            fork: train.fork.as_ref().map(|f| train::ForkStart { step: f.step, clock: f.clock }),
         };
         let mut train_stage = Stage::new(spec.id.clone(), StageParams::Train(Box::new(params)));
         train_stage.estimate = Some(self.estimate(spec, mixture, &corpora));
         let ix = self.g.add(train_stage);
         self.g.connect(start, ix, Input::Model);
         self.g.connect(mix_ix, ix, Input::Data);
+        if let Some(parent) = fork_parent {
+            self.g.connect(parent, ix, Input::Fork);
+        }
         // Held-out sets evaluated during training: those named, else the mixture's corpora.
         let eval_sets: Vec<&Corpus> = if train.eval_sets.is_empty() {
             corpora.clone()

@@ -386,7 +386,34 @@ pub struct Train {
     pub engine: Engine,
     /// RoPE scaling of long-context training (`long_context { rope = yarn ... }`).
     pub rope: Option<RopeExtension>,
+    /// `from = parent at point`: this train is a fork of another's run.
+    pub fork: Option<Fork>,
     pub origin: Origin,
+}
+
+/// A fork: a train that starts from another train's state at one of its steps (weights,
+/// AdamW moments, data positions) and goes on with its own mixture, budget and schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fork {
+    pub parent: String,
+    /// The parent's step whose state the fork starts from (1 to the parent's last).
+    pub step: u64,
+    pub clock: Clock,
+}
+
+/// Whose steps a fork's LR schedule and mixture ramp count: `continue` goes on with the
+/// parent's (the schedule spans the parent's steps before the fork plus the fork's own, so the
+/// fork's first step has the LR the parent had there); `restart` spans the fork's own steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    #[default]
+    Continue,
+    Restart,
+}
+
+impl Clock {
+    pub const ALL: [(&'static str, Clock); 2] = [("continue", Clock::Continue), ("restart", Clock::Restart)];
 }
 
 /// What trains: the built-in libtorch engine (one device) or torchrun + FSDP2 over the

@@ -73,6 +73,9 @@ pub struct TrainReport {
     /// The data ledger: per phase (this stage and those it continues), what each corpus gave.
     #[serde(default)]
     pub phases: Vec<DataPhase>,
+    /// A fork's: the parent's step it started from (its steps are counted on from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_at: Option<u64>,
 }
 
 /// One phase of the data ledger: what one train stage's mix read, per corpus.
@@ -378,6 +381,13 @@ pre{background:#f6f6f6;padding:.6em;overflow-x:auto}";
 
 fn html_train(h: &mut String, t: &TrainReport) {
     let _ = writeln!(h, "<h2>train {}</h2>", escape(&t.name));
+    if let (Some(step), Some(parent)) = (t.forked_at, t.phases.iter().rev().nth(1)) {
+        let _ = writeln!(
+            h,
+            "<p>A fork of <b>{}</b>: it starts from that run's state after step {step} (weights, optimizer, data positions).</p>",
+            escape(&parent.stage)
+        );
+    }
     let speed = t.tokens_per_s.map(|v| format!(", {v:.0} tokens/s")).unwrap_or_default();
     let share = t.domain_share.map(|r| format!(", domain share {:.1}%", 100.0 * r)).unwrap_or_default();
     let _ = writeln!(

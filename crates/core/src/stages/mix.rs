@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Input, Runtime, StageCtx, StageFailure, ValueRef, read_json, write_json};
 use crate::data;
-use crate::recipe::{LongContext, Mixture};
+use crate::recipe::{Clock, LongContext, Mixture};
 use crate::report::{DataPhase, DataRead};
 
 /// v2: share windows sized to the run (about 40 per run), for the report's chart.
@@ -55,12 +55,66 @@ impl Ledger {
     }
 
     fn write_docs(dir: &Path, corpus: &str, docs: &[u32]) -> Result<(), StageFailure> {
-        let path = docs_path(dir, corpus);
-        let io = |e| StageFailure::of(data::DataError::io("write", &path, e));
-        std::fs::create_dir_all(dir.join("ledger")).map_err(io)?;
-        let bytes: Vec<u8> = docs.iter().flat_map(|d| d.to_le_bytes()).collect();
-        std::fs::write(&path, bytes).map_err(io)
+        write_u32s(&docs_path(dir, corpus), docs)
     }
+
+    /// Writes into `dir` the ledger after this phase's reads: the streams of the corpora it
+    /// read (`consumed`, per name), the earlier ledger's for the others, and its phases plus
+    /// this one.
+    fn write_after(
+        dir: &Path,
+        before: Option<&(std::path::PathBuf, Ledger)>,
+        names: &[String],
+        consumed: Vec<(u64, Vec<u32>)>,
+        phase: DataPhase,
+    ) -> Result<(), StageFailure> {
+        let mut ledger = Ledger::default();
+        if let Some((from, before)) = before {
+            for (corpus, stream) in &before.sources {
+                if !names.contains(corpus) {
+                    Ledger::write_docs(dir, corpus, &Ledger::consumed(from, corpus)?)?;
+                    ledger.sources.insert(corpus.clone(), stream.clone());
+                }
+            }
+            ledger.phases.clone_from(&before.phases);
+        }
+        for (name, (epoch, docs)) in names.iter().zip(consumed) {
+            Ledger::write_docs(dir, name, &docs)?;
+            ledger.sources.insert(name.clone(), Stream { epoch, consumed: docs.len() as u64 });
+        }
+        ledger.phases.push(phase);
+        write_json(&dir.join("ledger.json"), &ledger)
+    }
+}
+
+fn write_u32s(path: &Path, values: &[u32]) -> Result<(), StageFailure> {
+    let io = |e| StageFailure::of(data::DataError::io("write", path, e));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let bytes: Vec<u8> = values.iter().flat_map(|d| d.to_le_bytes()).collect();
+    std::fs::write(path, bytes).map_err(io)
+}
+
+fn read_u32s(path: &Path) -> Result<Vec<u32>, StageFailure> {
+    let bytes = std::fs::read(path).map_err(|e| StageFailure::of(data::DataError::io("read", path, e)))?;
+    Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// `points/<n>/sampler.json`: the streams after `n` sequences, where a fork starts. With it in
+/// that folder: `continues/<corpus>.docs` (what each source's stream began this stage with)
+/// and the ledger as of that point (`ledger.json`, `ledger/`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Point {
+    state: data::mixture::SamplerState,
+    sources: Vec<String>,
+    parts: Vec<(crate::recipe::Role, Vec<String>)>,
+    /// Per source, the epoch its stream began this stage in.
+    continues: Vec<u64>,
+}
+
+fn point_dir(mix: &Path, sequences: u64) -> std::path::PathBuf {
+    mix.join("points").join(sequences.to_string())
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -76,6 +130,22 @@ pub struct Params {
     pub domain_share: Option<Runtime<f64>>,
     /// Per corpus of the mixture, the passes over its training side the stage may draw.
     pub max_epochs: std::collections::BTreeMap<String, f64>,
+    /// Sequence counts at which the streams' state is kept (`points/<n>/`): where forks of
+    /// this stage's train start. Absent from the key when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<u64>,
+    /// A fork's mix: it goes on from its parent mix's streams (`Input::ForkData`) as they stood
+    /// after `at` sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<MixFork>,
+}
+
+/// Where a fork's data starts, and whose clock its ramp counts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MixFork {
+    /// Sequences the parent drew before the fork's point.
+    pub at: u64,
+    pub clock: crate::recipe::Clock,
 }
 
 impl Params {
@@ -132,8 +202,21 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     for ((), dir, _) in ctx.inputs_where(|i| matches!(i, Input::Exclude(_)).then_some(())) {
         super::split::heldout_keys(dir, &mut held)?;
     }
-    // The phase this one continues: each shared corpus' stream goes on where it stood.
-    let parent = ctx.optional(&Input::Ledger).map(|(dir, _)| Ledger::read(dir).map(|l| (dir, l))).transpose()?;
+    // A fork goes on from its parent's streams at its point; a phase continuing another from
+    // the streams where that one ended. Either way each shared corpus goes on where it stood.
+    let fork = match &p.fork {
+        Some(f) => {
+            let dir = point_dir(ctx.input(&Input::ForkData)?.0, f.at);
+            let point: Point = read_json(&dir.join("sampler.json"))?;
+            Some((point, dir))
+        }
+        None => None,
+    };
+    let parent: Option<(std::path::PathBuf, Ledger)> = match (&fork, ctx.optional(&Input::Ledger)) {
+        (Some((_, dir)), _) => Some((dir.clone(), Ledger::read(dir)?)),
+        (None, Some((dir, _))) => Some((dir.to_path_buf(), Ledger::read(dir)?)),
+        (None, None) => None,
+    };
     let mut sources = Vec::new();
     let mut excluded = serde_json::Map::new();
     // Training tokens each source can give, and how many the stage has drawn from it.
@@ -159,22 +242,36 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         }
         let skipped: u64 = skip.iter().map(|&d| u64::from(shard.doc_len(d as usize))).sum();
         available.push(shard.num_tokens().saturating_sub(skipped));
-        let continues = match &parent {
-            Some((dir, ledger)) => match ledger.sources.get(corpus) {
+        // A source the fork's parent drew from is rebuilt as the parent built it, then put at
+        // its cursor (`Sampler::adopt`); any other continues from the ledger.
+        let forked = fork.as_ref().and_then(|(point, dir)| {
+            let k = point.sources.iter().position(|n| n == corpus)?;
+            Some((point.continues[k], dir.join("continues").join(format!("{corpus}.docs"))))
+        });
+        let continues = match (forked, &parent) {
+            (Some((epoch, docs)), _) => Some((epoch, read_u32s(&docs)?)),
+            (None, Some((dir, ledger))) => match ledger.sources.get(corpus) {
                 Some(stream) => Some((stream.epoch, Ledger::consumed(dir, corpus)?)),
                 None => None,
             },
-            None => None,
+            (None, None) => None,
         };
         sources.push(data::mixture::Source { corpus: corpus.clone(), shard, skip, continues });
     }
     let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
     let length = p.long_context.map_or(p.seq_len, |lc| lc.target_len);
     let sequences = p.tokens.div_ceil(length.max(1));
+    // The ramp's clock: a fork on its parent's spans the parent's sequences before it too.
+    let (total_tokens, origin) = match p.fork {
+        None => (p.tokens, 0),
+        Some(MixFork { at, clock: Clock::Continue }) => (at * length + p.tokens, 0),
+        Some(MixFork { at, clock: Clock::Restart }) => (p.tokens, at),
+    };
     let config = data::mixture::SamplerConfig {
         mixture: p.mixture.clone(),
         domain_share,
-        total_tokens: p.tokens,
+        total_tokens,
+        origin,
         seq_len: p.seq_len,
         seed: p.seed,
         long_context: p.long_context,
@@ -182,6 +279,9 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         window: (sequences / 40).clamp(8, 1000),
     };
     let mut sampler = data::mixture::Sampler::new(config, sources)?;
+    if let Some((point, _)) = &fork {
+        sampler.adopt(&point.state, &point.sources, &point.parts)?;
+    }
     let vocab_for_dtype = match vocab {
         Some(data::shard::TokenDtype::U16) | None => 65_000,
         Some(_) => u64::from(u32::MAX),
@@ -197,7 +297,37 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut documents = vec![0u64; available.len()];
     let mut last_doc: Vec<Option<u64>> = vec![None; available.len()];
     let names = sampler.corpus_names().to_vec();
+    let phase = |drawn: &[u64], documents: &[u64]| DataPhase {
+        stage: ctx.id.name.clone(),
+        sources: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let epochs = drawn[i] as f64 / available[i].max(1) as f64;
+                (n.clone(), DataRead { tokens: drawn[i], documents: documents[i], epochs })
+            })
+            .collect(),
+    };
+    // The streams where a fork of this stage's train starts: kept with the ledger as of then.
+    let keep_point = |sampler: &data::mixture::Sampler, drawn: &[u64], documents: &[u64]| {
+        let dir = point_dir(ctx.out, sampler.position());
+        let continuations = sampler.continuations();
+        for (name, (_, docs)) in names.iter().zip(&continuations) {
+            write_u32s(&dir.join("continues").join(format!("{name}.docs")), docs)?;
+        }
+        let point = Point {
+            state: sampler.state(),
+            sources: names.clone(),
+            parts: sampler.part_corpora(),
+            continues: continuations.iter().map(|(e, _)| *e).collect(),
+        };
+        write_json(&dir.join("sampler.json"), &point)?;
+        Ledger::write_after(&dir, parent.as_ref(), &names, sampler.consumed(), phase(drawn, documents))
+    };
     for _ in 0..sequences {
+        if p.keep.contains(&sampler.position()) {
+            keep_point(&sampler, &drawn, &documents)?;
+        }
         let sampled = sampler.next_sequence()?;
         // Consecutive sequences share one token: count what is new.
         drawn[sampled.corpus] += sampled.seq.tokens.len().saturating_sub(1) as u64;
@@ -239,26 +369,11 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             )
         })
         .collect();
+    if p.keep.contains(&sampler.position()) {
+        keep_point(&sampler, &drawn, &documents)?;
+    }
     // The ledger: this phase's streams, the parent's for corpora this phase did not read.
-    let mut ledger = Ledger::default();
-    if let Some((dir, before)) = &parent {
-        for (corpus, stream) in &before.sources {
-            if !names.contains(corpus) {
-                Ledger::write_docs(ctx.out, corpus, &Ledger::consumed(dir, corpus)?)?;
-                ledger.sources.insert(corpus.clone(), stream.clone());
-            }
-        }
-        ledger.phases.clone_from(&before.phases);
-    }
-    let mut phase = DataPhase { stage: ctx.id.name.clone(), sources: BTreeMap::new() };
-    for (i, (epoch, docs)) in sampler.consumed().into_iter().enumerate() {
-        Ledger::write_docs(ctx.out, &names[i], &docs)?;
-        ledger.sources.insert(names[i].clone(), Stream { epoch, consumed: docs.len() as u64 });
-        let epochs = drawn[i] as f64 / available[i].max(1) as f64;
-        phase.sources.insert(names[i].clone(), DataRead { tokens: drawn[i], documents: documents[i], epochs });
-    }
-    ledger.phases.push(phase);
-    write_json(&ctx.out.join("ledger.json"), &ledger)?;
+    Ledger::write_after(ctx.out, parent.as_ref(), &names, sampler.consumed(), phase(&drawn, &documents))?;
     let mut stats = json!({ "sequences": sequences, "seq_len": length, "tokens": summary.tokens, "windows": windows, "epochs": epochs, "sources": passes });
     // Written only when any, so a recipe whose corpora share no document keeps its artifact.
     if !excluded.is_empty() {

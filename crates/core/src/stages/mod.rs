@@ -178,6 +178,10 @@ pub enum Input {
     Ledger,
     /// train <- its mix.
     Data,
+    /// A fork's train <- its parent's train: the state at the fork's step.
+    Fork,
+    /// A fork's mix <- its parent's mix: the data streams at the fork's step.
+    ForkData,
     /// train, eval <- a tokenized corpus whose held-out side is evaluated.
     Heldout(String),
     /// fit <- a train stage of its sweep.
@@ -205,6 +209,8 @@ impl fmt::Display for Input {
             Input::Value => f.write_str("value"),
             Input::Ledger => f.write_str("ledger"),
             Input::Data => f.write_str("data"),
+            Input::Fork => f.write_str("fork"),
+            Input::ForkData => f.write_str("fork_data"),
             Input::Heldout(c) => write!(f, "heldout:{c}"),
             Input::Point(id) => write!(f, "point:{id}"),
             Input::DomainLaw => f.write_str("domain_law"),
@@ -273,7 +279,7 @@ pub enum StageParams {
     Vocab(vocab::Params),
     Resize(resize::Params),
     Tokenize(tokenize::Params),
-    Mix(mix::Params),
+    Mix(Box<mix::Params>),
     Train(Box<train::Params>),
     Eval(eval::Params),
     Fit(fit::Params),

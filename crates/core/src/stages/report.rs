@@ -130,6 +130,7 @@ fn train_report(name: &str, dir: &Path, values: &Value, mix: Option<&Path>) -> R
         evals,
         windows,
         phases,
+        forked_at: values.get("forked_at").and_then(Value::as_u64),
     })
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{DeviceClass, Input, StageCtx, StageFailure, model_dir, read_json, write_json};
-use crate::recipe::{Amount, Divergence, LongContext, LrSchedule, ParamGroup, Precision, Role, RopeExtension};
+use crate::recipe::{Amount, Clock, Divergence, LongContext, LrSchedule, ParamGroup, Precision, Role, RopeExtension};
 use crate::store::Meta;
 
 /// v2: a final evaluation when the data runs out early.
@@ -48,6 +48,39 @@ pub struct Params {
     pub precision: Precision,
     pub device: DeviceClass,
     pub engine: Engine,
+    /// Steps whose whole state (weights, AdamW moments, RNG) the stage keeps in its artifact
+    /// (`points/step-NNNNNNNN`), because forks start there. Absent from the key when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<u64>,
+    /// A fork: the parent's step it starts from (the parent is its `Input::Fork`) and whose
+    /// clock its schedule counts. `tokens` are the fork's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkStart>,
+}
+
+/// Where a fork starts: its parent's state after `step` steps.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForkStart {
+    pub step: u64,
+    pub clock: Clock,
+}
+
+impl Params {
+    /// The first step this stage trains (0, or a fork's start) and the steps its LR schedule
+    /// spans, counted from `origin` (the schedule's step 0): a fork on its parent's clock spans
+    /// the parent's steps before it plus its own.
+    pub fn schedule_span(&self, own_steps: u64) -> (u64, u64, u64) {
+        match self.fork {
+            None => (0, 0, own_steps),
+            Some(ForkStart { step, clock: Clock::Continue }) => (step, 0, step + own_steps),
+            Some(ForkStart { step, clock: Clock::Restart }) => (step, step, own_steps),
+        }
+    }
+}
+
+/// The folder of a kept state in a train artifact.
+pub fn point_dir(artifact: &Path, step: u64) -> PathBuf {
+    artifact.join("points").join(format!("step-{step:08}"))
 }
 
 impl Params {
@@ -183,7 +216,7 @@ pub struct Outcome {
 impl Params {
     /// The stage's output values: what the report, fits and later stages read.
     pub fn output(&self, o: &Outcome, evals: &[Value]) -> Value {
-        serde_json::json!({
+        let mut out = serde_json::json!({
             "params": o.params,
             "tokens_per_step": o.tokens_per_step,
             "domain_share": self.domain_share,
@@ -192,6 +225,11 @@ impl Params {
             "tokens": o.tokens,
             "last_loss": o.last_loss,
             "evals": evals,
-        })
+        });
+        // Only a fork's: the outputs of other trains stay as they were.
+        if let Some(fork) = self.fork {
+            out["forked_at"] = serde_json::json!(fork.step);
+        }
+        out
     }
 }

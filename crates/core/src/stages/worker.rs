@@ -86,6 +86,8 @@ enum InputWire {
     Value,
     Ledger,
     Data,
+    Fork,
+    ForkData,
     Heldout(String),
     Point(#[serde(with = "StageIdWire")] StageId),
     DomainLaw,

@@ -121,6 +121,8 @@ pub enum ExprKind {
     List(Vec<Expr>),
     /// `from -> to`, for ramps and windows.
     Range(Box<Expr>, Box<Expr>),
+    /// `run at point`: a point of a training run, for forks (`from = cpt at 80%`).
+    At(Box<Expr>, Box<Expr>),
     /// Stands in for an expression that failed to parse, so checking can go on.
     Error,
 }

@@ -21,7 +21,7 @@ pub const MAX_FILE_BYTES: usize = 16 << 20;
 pub const MAX_ERRORS: usize = 50;
 
 /// Reserved words of the grammar (the rest of the words are identifiers).
-pub const KEYWORDS: [&str; 5] = ["import", "template", "extends", "true", "false"];
+pub const KEYWORDS: [&str; 6] = ["import", "template", "extends", "true", "false", "at"];
 
 /// Punctuation of the grammar.
 pub const PUNCTUATION: [&str; 10] = ["{", "}", "[", "]", "=", ",", ";", ".", "->", "%"];
@@ -376,6 +376,14 @@ impl<'a> Parser<'a> {
             let to = self.atom()?;
             let span = from.span.to(to.span);
             return Ok(Expr { kind: ExprKind::Range(Box::new(from), Box::new(to)), span });
+        }
+        // `run at 80%`: a point of a run (a word, so `atom` alone is not one).
+        if self.rest().starts_with("at") && !self.rest()[2..].starts_with(lexeme::is_ident_char) {
+            self.pos += 2;
+            self.skip_inline();
+            let point = self.atom()?;
+            let span = from.span.to(point.span);
+            return Ok(Expr { kind: ExprKind::At(Box::new(from), Box::new(point)), span });
         }
         Ok(from)
     }

@@ -176,6 +176,12 @@ pub struct TrainConfig {
     pub peak_flops: Option<f64>,
     /// Stop with [`BackendError::Diverged`] when the loss stays above this bound; off when unset.
     pub divergence: Option<Divergence>,
+    /// The step the LR schedule counts from (0, or where a fork on its own clock starts): the
+    /// schedule spans `total_steps - schedule_origin` steps.
+    pub schedule_origin: u64,
+    /// Steps after which the whole state is kept in `keep_dir` (never pruned): forks start there.
+    pub keep_at: Vec<u64>,
+    pub keep_dir: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -201,6 +207,9 @@ impl TrainConfig {
             precision: None,
             peak_flops: None,
             divergence: None,
+            schedule_origin: 0,
+            keep_at: Vec::new(),
+            keep_dir: None,
         }
     }
 
@@ -376,7 +385,9 @@ impl Trainer {
             e.validate(self.examples_seen + i as u64, vocab, None)?;
         }
         let n_targets: u64 = batch.iter().map(Example::n_targets).sum();
-        let lr = lr_at(&self.cfg.schedule, self.step, self.cfg.total_steps, self.cfg.tokens_per_step());
+        let origin = self.cfg.schedule_origin.min(self.step);
+        let lr =
+            lr_at(&self.cfg.schedule, self.step - origin, self.cfg.total_steps - origin, self.cfg.tokens_per_step());
         self.opt.zero_grad();
         let device = self.model.device();
         let mut loss_sum = 0.0;
@@ -467,6 +478,9 @@ impl Trainer {
                 hooks.on_checkpoint(self.step, &dir)?;
                 since_checkpoint = std::time::Instant::now();
             }
+            if let (true, Some(root)) = (self.cfg.keep_at.contains(&self.step), self.cfg.keep_dir.clone()) {
+                self.write_state(&root, &data.sampler_state())?;
+            }
         }
         Ok(TrainSummary {
             steps: self.step,
@@ -481,6 +495,15 @@ impl Trainer {
     /// the model in Hugging Face layout (float32), `optimizer.safetensors`,
     /// `trainer_state.json` and `sampler_state.bin`. Prunes old ones per `keep_checkpoints`.
     pub fn save_checkpoint(&mut self, root: &Path, sampler_state: &[u8]) -> Result<PathBuf> {
+        let dir = self.write_state(root, sampler_state)?;
+        self.last_checkpoint = Some(dir.clone());
+        self.prune(root)?;
+        Ok(dir)
+    }
+
+    /// Writes the whole state as `root/step-NNNNNNNN` (see [`Trainer::save_checkpoint`]),
+    /// atomically, pruning nothing.
+    pub fn write_state(&self, root: &Path, sampler_state: &[u8]) -> Result<PathBuf> {
         fs::create_dir_all(root).map_err(|e| BackendError::io("create", root, e))?;
         let name = format!("step-{:08}", self.step);
         let dir = root.join(&name);
@@ -513,8 +536,6 @@ impl Trainer {
             fs::remove_dir_all(&dir).map_err(|e| BackendError::io("remove", &dir, e))?;
         }
         fs::rename(&tmp, &dir).map_err(|e| BackendError::io("rename into", &dir, e))?;
-        self.last_checkpoint = Some(dir.clone());
-        self.prune(root)?;
         Ok(dir)
     }
 

@@ -94,7 +94,10 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut cfg = TrainConfig::new(seq, batch_tokens, 0, p.schedule);
     let geometry = StepGeometry::new(tokens, seq_len, batch_tokens);
     let tokens_per_step = geometry.tokens_per_step();
-    cfg.total_steps = geometry.steps;
+    // A fork's steps go on from its parent's; its schedule counts from `origin`.
+    let (first, origin, _) = p.schedule_span(geometry.steps);
+    cfg.total_steps = first + geometry.steps;
+    cfg.schedule_origin = origin;
     cfg.adamw.weight_decay = p.weight_decay;
     cfg.grad_clip = p.grad_clip;
     cfg.divergence = Some(p.divergence);
@@ -104,7 +107,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     cfg.old_vocab = model_meta.values.get("old_vocab").and_then(Value::as_i64);
     cfg.eval_every = Some(1); // the hooks decide which steps evaluate
     let total = cfg.total_steps;
-    let eval_steps = p.eval_steps(total, tokens_per_step);
+    let eval_steps: Vec<u64> = p.eval_steps(geometry.steps, tokens_per_step).into_iter().map(|s| first + s).collect();
 
     if let Some(every) = ctx.checkpoint_every {
         // The newest checkpoint only: it is what a resume needs, and a model's optimizer state
@@ -115,6 +118,14 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     }
     let files = RunFiles::of(ctx)?;
     cfg.checkpoint_dir.clone_from(&files.checkpoints);
+    // The states forks start from: beside the checkpoints while training (a resumed run must
+    // find those it kept before), moved into the artifact when it is done.
+    let points = match &files.checkpoints {
+        Some(checkpoints) => checkpoints.with_file_name("points"),
+        None => ctx.out.join("points"),
+    };
+    cfg.keep_at.clone_from(&p.keep);
+    cfg.keep_dir = Some(points.clone());
 
     let (mix_dir, _) = ctx.input(&Input::Data)?;
     let mut source = MixSource { shard: ShardReader::open(&mix_dir.join("train"))?, next: 0 };
@@ -157,18 +168,38 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             {
                 fs_err::remove_dir_all(root)?;
             }
-            let mut model = Llama::load(&dir, device)?;
-            model.set_precision(p.precision.into());
-            // Step 0: the starting model, so gain and forgetting have a baseline.
-            let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut hooks.log)?;
-            hooks.record_eval(0, initial)?;
-            // Long-context CPT trains (and saves) the model with its new RoPE base and scaling,
-            // after the baseline measured the base model as it was; its config then covers the
-            // trained length.
-            if p.long_context.is_some() {
-                model.extend_context(rope_theta, p.rope, seq_len)?;
+            if let Some(points) = &cfg.keep_dir
+                && points.exists()
+            {
+                fs_err::remove_dir_all(points)?;
             }
-            Trainer::new(model, cfg)?
+            match p.fork {
+                // A fork starts from its parent's whole state at its step: weights, AdamW
+                // moments, RNG; its own mix holds the data from there on.
+                Some(fork) => {
+                    let (parent, _) = ctx.input(&Input::Fork)?;
+                    let state = cptc::stages::train::point_dir(parent, fork.step);
+                    let (trainer, _) = Trainer::resume(&state, cfg, device)?;
+                    // Its start, measured on its own held-out sets: the baseline of its gain.
+                    let initial = eval_sets(ctx, trainer.model(), seq, eval_bytes, first, &mut hooks.log)?;
+                    hooks.record_eval(first, initial)?;
+                    trainer
+                }
+                None => {
+                    let mut model = Llama::load(&dir, device)?;
+                    model.set_precision(p.precision.into());
+                    // Step 0: the starting model, so gain and forgetting have a baseline.
+                    let initial = eval_sets(ctx, &model, seq, eval_bytes, 0, &mut hooks.log)?;
+                    hooks.record_eval(0, initial)?;
+                    // Long-context CPT trains (and saves) the model with its new RoPE base and
+                    // scaling, after the baseline measured the base model as it was; its config
+                    // then covers the trained length.
+                    if p.long_context.is_some() {
+                        model.extend_context(rope_theta, p.rope, seq_len)?;
+                    }
+                    Trainer::new(model, cfg)?
+                }
+            }
         }
     };
     let n_params = trainer.model().n_params();
@@ -196,11 +227,16 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     model.save(&ctx.out.join("model"), SaveDtype::F32, Some(&dir))?;
     let evals = std::mem::take(&mut hooks.evals);
     files.publish(ctx, &evals)?;
+    if points != ctx.out.join("points") && points.exists() {
+        fs_err::rename(&points, ctx.out.join("points"))?;
+    }
+    let own_steps = summary.steps.saturating_sub(first);
     let outcome = Outcome {
         params: n_params as u64,
         tokens_per_step,
-        steps: summary.steps,
-        tokens: summary.tokens_seen,
+        steps: own_steps,
+        // A fork's own tokens: the count it resumed with is its parent's.
+        tokens: if first == 0 { summary.tokens_seen } else { own_steps * tokens_per_step },
         last_loss: summary.last_loss,
     };
     Ok(p.output(&outcome, &evals))
