@@ -467,7 +467,12 @@ impl<'r> Lowerer<'r> {
                 Some(Deferred::Value(v)) => Some(*v),
                 _ => None,
             };
-            for (part, share) in part_shares(mixture, domain_override) {
+            // A fork on its parent's clock draws from the end of the ramp.
+            let from = match &train.fork {
+                Some(f) if f.clock == crate::recipe::Clock::Continue => f.step as f64 / (f.step + steps).max(1) as f64,
+                _ => 0.0,
+            };
+            for (part, share) in part_shares(mixture, domain_override, from, 1.0) {
                 let part_tokens = (spec.tokens as f64 * share).round() as u64;
                 let mut by_corpus = BTreeMap::new();
                 let members: Vec<&&Corpus> = corpora
@@ -633,16 +638,19 @@ impl<'r> Lowerer<'r> {
 }
 
 /// Each part's share of all training tokens, averaged over the ramp.
-pub(crate) fn part_shares(mixture: &Mixture, domain_override: Option<f64>) -> Vec<(Role, f64)> {
+/// Each part's mean share over the stretch `[from, to]` of the ramp's progress (a fork on its
+/// parent's clock covers the end of it; every other stage the whole).
+pub(crate) fn part_shares(mixture: &Mixture, domain_override: Option<f64>, from: f64, to: f64) -> Vec<(Role, f64)> {
     let final_domain = domain_override
         .or_else(|| mixture.parts.iter().find(|p| p.role == Role::Domain).map(|p| p.share))
         .unwrap_or(0.0);
-    // Mean domain share over training: the ramp's integral, by the midpoint rule.
+    // Mean domain share over the stretch: the ramp's integral, by the midpoint rule.
     let mean_domain = match &mixture.ramp {
         Some(ramp) => {
             let scale = if ramp.to > 0.0 { final_domain / ramp.to } else { 1.0 };
             let n = 1000;
-            (0..n).map(|i| ramp.share_at((i as f64 + 0.5) / n as f64) * scale).sum::<f64>() / n as f64
+            let at = |i: usize| from + (to - from) * (i as f64 + 0.5) / n as f64;
+            (0..n).map(|i| ramp.share_at(at(i)) * scale).sum::<f64>() / n as f64
         }
         None => final_domain,
     };
