@@ -105,6 +105,14 @@ fn forks_start_from_the_parents_state_and_a_changed_fork_reruns_alone() {
     assert!(stdout.contains("forked from t at step 8 (its LR on the parent's clock)"), "{stdout}");
     let (code, _, stderr) = cptc(root, &["run", "recipe.cpt"]);
     assert_eq!(code, 0, "{stderr}");
+    // Once the mixes ran, the plan shows each train's phases: the parent's part, then its own.
+    let (_, stdout, _) = cptc(root, &["plan", "recipe.cpt"]);
+    let other_lines: Vec<&str> = stdout.lines().skip_while(|l| !l.contains("train:other")).take(6).collect();
+    assert!(
+        other_lines.iter().any(|l| l.contains("data read by t: law 384 tokens"))
+            && other_lines.iter().any(|l| l.contains("data read by other: law 2.0k tokens")),
+        "{stdout}"
+    );
     let (parent, same, other) =
         (artifact(root, "train:t"), artifact(root, "train:same"), artifact(root, "train:other"));
     assert!(parent.join("points/step-00000008/optimizer.safetensors").is_file(), "the parent keeps step 8's state");

@@ -233,6 +233,9 @@ fn text(
             for w in data_warnings(est, &known) {
                 out.push_str(&format!("       warning: {w}\n"));
             }
+            for line in ledger_lines(graph, statuses, *ix, store_dir) {
+                out.push_str(&format!("       {line}\n"));
+            }
             if let Some(from) = &est.share_from {
                 out.push_str(&format!("       tokens by source: once {from} is known\n"));
             }
@@ -281,6 +284,37 @@ fn sources(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) ->
         out.push(SourceData { corpus, tokens, max_epochs, seq_len });
     }
     out
+}
+
+/// Once a train's mix is cached, its data ledger: per phase so far (those it continues or
+/// forks from, then its own), what each corpus gave.
+fn ledger_lines(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex, store_dir: &Path) -> Vec<String> {
+    let Some(mix) = graph.inputs(train).into_iter().find(|(r, _)| *r == Input::Data).map(|(_, ix)| ix) else {
+        return Vec::new();
+    };
+    let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == mix) else { return Vec::new() };
+    let dir = crate::store::Store::at(store_dir).artifact_dir(StageKind::Mix, &meta.key);
+    // A mix from before the ledger has none; the plan then says nothing of it.
+    let Ok(ledger) = crate::stages::mix::Ledger::read(&dir) else { return Vec::new() };
+    ledger
+        .phases
+        .iter()
+        .map(|phase| {
+            let reads: Vec<String> = phase
+                .sources
+                .iter()
+                .map(|(corpus, r)| {
+                    format!(
+                        "{corpus} {} tokens, {} documents, {:.2} epochs",
+                        count_text(r.tokens),
+                        r.documents,
+                        r.epochs
+                    )
+                })
+                .collect();
+            format!("data read by {}: {}", phase.stage, reads.join("; "))
+        })
+        .collect()
 }
 
 /// Sources drawn past their `max_epochs` (which `run` refuses) or too small for one sequence.
