@@ -534,3 +534,40 @@ fn a_continuing_phase_reads_what_its_parent_left_and_turns_one_epoch_when_the_co
     let p1_docs = ledger["phases"][0]["sources"]["hpo"]["documents"].as_u64().expect("documents");
     assert!((first.len() as u64).abs_diff(p1_docs) <= 1, "{p1_docs} documents counted, {} read", first.len());
 }
+
+/// A part's bytes damaged in place (its artifact shares them through a hard link): `cache
+/// verify` names the part, `--fix` removes it with the artifact, and the rerun rebuilds both as
+/// they were. (Reuse checks a part's sizes only; without this the damaged part would be linked
+/// into the rebuilt artifact again.)
+#[test]
+fn a_damaged_part_is_found_removed_and_rebuilt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    std::fs::write(root.join("recipe.cpt"), recipe(&[("hpo", &*material("data/corpora/hpo.jsonl"), "5%")]))
+        .expect("recipe");
+    tokenize(root, &["hpo"]);
+    let original = shard_docs(&artifact(root, "tokenize:hpo@base").join("train"));
+    let parts = std::fs::read_dir(root.join(".cptc/v1/parts/tokenize")).expect("tokenize parts");
+    let part = parts.filter_map(Result::ok).map(|e| e.path()).next().expect("a part");
+    let bin = part.join("train.bin");
+    let mut bytes = std::fs::read(&bin).expect("train.bin");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&bin, bytes).expect("damage in place");
+    let cache = |args: &[&str]| {
+        let out = cli_support::cptc(&[&["cache"], args].concat()).current_dir(root).output().expect("cptc cache");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = cache(&["verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("train.bin does not match its recorded digest"), "{stderr}");
+    let (code, stderr) = cache(&["verify", "--fix"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!part.exists(), "the damaged part is removed: {stderr}");
+    tokenize(root, &["hpo"]);
+    let (code, stderr) = cache(&["verify"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("parts verified"), "{stderr}");
+    assert_eq!(shard_docs(&artifact(root, "tokenize:hpo@base").join("train")), original, "rebuilt as it was");
+}

@@ -68,9 +68,13 @@ pub(crate) fn verify(store_dir: &Path, fix: bool) -> i32 {
     } else {
         Store::at(store_dir)
     };
-    let problems = store.verify();
+    // Parts too: an artifact's hard links share their bytes, and a damaged part left in place
+    // would be linked into the rebuilt artifact again.
+    let parts = store.parts();
+    let mut problems = store.verify();
+    problems.extend(parts.verify());
     if problems.is_empty() {
-        eprintln!("{} artifacts verified", store.list().len());
+        eprintln!("{} artifacts and {} parts verified", store.list().len(), parts.list().len());
         return 0;
     }
     for problem in &problems {

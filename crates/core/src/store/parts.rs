@@ -123,6 +123,33 @@ impl Parts {
         out
     }
 
+    /// Every part whose files are not what its record says (missing, extra, another size or
+    /// another digest): reuse checks sizes only, so bytes damaged in place are found here.
+    pub fn verify(&self) -> Vec<StoreError> {
+        let mut problems = Vec::new();
+        for (_, dir) in self.list() {
+            let corrupt = |reason: String| StoreError::Corrupt { path: dir.display().to_string(), reason };
+            let Some(recorded) = record(&dir) else {
+                problems.push(corrupt(format!("{RECORD} is missing or unreadable")));
+                continue;
+            };
+            let names: Vec<String> = sizes(&dir).into_iter().map(|(n, _)| n).collect();
+            if names != recorded.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() {
+                problems.push(corrupt(format!("its files are not the ones {RECORD} lists")));
+                continue;
+            }
+            for (name, (size, hex)) in &recorded {
+                let path = dir.join(name);
+                match hash_file(&path) {
+                    Ok(d) if d.hex() == *hex && fs::metadata(&path).is_ok_and(|m| m.len() == *size) => {}
+                    Ok(_) => problems.push(corrupt(format!("{name} does not match its recorded digest"))),
+                    Err(e) => problems.push(corrupt(format!("{name}: {e}"))),
+                }
+            }
+        }
+        problems
+    }
+
     /// Removes the parts not named in `keep`; returns (count, bytes) removed. The bytes count
     /// files no artifact shares (a hard-linked file stays on disk with its artifact).
     pub fn gc(&self, keep: &HashSet<String>) -> Result<(usize, u64), StoreError> {
