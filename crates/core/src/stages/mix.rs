@@ -244,10 +244,18 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         available.push(shard.num_tokens().saturating_sub(skipped));
         // A source the fork's parent drew from is rebuilt as the parent built it, then put at
         // its cursor (`Sampler::adopt`); any other continues from the ledger.
-        let forked = fork.as_ref().and_then(|(point, dir)| {
-            let k = point.sources.iter().position(|n| n == corpus)?;
-            Some((point.continues[k], dir.join("continues").join(format!("{corpus}.docs"))))
-        });
+        let forked = match &fork {
+            Some((point, dir)) => match point.sources.iter().position(|n| n == corpus) {
+                Some(k) => {
+                    let epoch = point.continues.get(k).copied().ok_or_else(|| {
+                        StageFailure::internal(format!("{}: no continuation for `{corpus}`", dir.display()))
+                    })?;
+                    Some((epoch, dir.join("continues").join(format!("{corpus}.docs"))))
+                }
+                None => None,
+            },
+            None => None,
+        };
         let continues = match (forked, &parent) {
             (Some((epoch, docs)), _) => Some((epoch, read_u32s(&docs)?)),
             (None, Some((dir, ledger))) => match ledger.sources.get(corpus) {
