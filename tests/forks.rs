@@ -65,14 +65,14 @@ fn weights(model: &Path) -> BTreeMap<String, Vec<u8>> {
     st.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect()
 }
 
-/// Step -> loss of the train records in a train artifact's metrics.
-fn losses(train: &Path) -> BTreeMap<u64, f64> {
+/// Step -> `field` (`loss`, `lr`) of the train records in a train artifact's metrics.
+fn per_step(train: &Path, field: &str) -> BTreeMap<u64, f64> {
     std::fs::read_to_string(train.join("metrics.jsonl"))
         .expect("metrics")
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("json"))
         .filter(|v| v["kind"] == "train")
-        .map(|v| (v["step"].as_u64().expect("step"), v["loss"].as_f64().expect("loss")))
+        .map(|v| (v["step"].as_u64().expect("step"), v[field].as_f64().expect(field)))
         .collect()
 }
 
@@ -82,11 +82,13 @@ fn sequences(mix: &Path) -> Vec<Vec<u32>> {
     (0..shard.len()).map(|i| shard.read_doc(i).expect("sequence")).collect()
 }
 
-/// Per sequence of `corpus` in a mix artifact's `spans.jsonl`: the documents it draws from.
-fn documents(mix: &Path, corpus: &str) -> Vec<u64> {
+/// The documents the first `first` sequences (all, if more) of a mix artifact draw from
+/// `corpus`, from its `spans.jsonl`.
+fn documents(mix: &Path, corpus: &str, first: usize) -> Vec<u64> {
     std::fs::read_to_string(mix.join("spans.jsonl"))
         .expect("spans.jsonl")
         .lines()
+        .take(first)
         .map(|l| serde_json::from_str::<Value>(l).expect("span line"))
         .filter(|v| v["corpus"] == corpus)
         .flat_map(|v| {
@@ -122,7 +124,7 @@ fn forks_start_from_the_parents_state_and_a_changed_fork_reruns_alone() {
     let (parent_mix, same_mix) = (sequences(&artifact(root, "mix:t")), sequences(&artifact(root, "mix:same")));
     assert_eq!(parent_mix.len(), 64, "16 steps of 4 sequences");
     assert!(same_mix == parent_mix[32..], "the fork's sequences are the parent's from sequence 32 on");
-    let (a, b) = (losses(&parent), losses(&same));
+    let (a, b) = (per_step(&parent, "loss"), per_step(&same, "loss"));
     assert_eq!(b.keys().copied().collect::<Vec<_>>(), (9..=16).collect::<Vec<_>>(), "the fork trains steps 9 to 16");
     for (step, loss) in &b {
         assert!(a[step] == *loss, "step {step}: parent {}, fork {loss}", a[step]);
@@ -145,20 +147,11 @@ fn forks_start_from_the_parents_state_and_a_changed_fork_reruns_alone() {
         let s = plan["stages"].as_array().expect("stages").iter().find(|s| s["id"] == stage).expect("stage");
         serde_json::from_value(s["params"]["schedule"].clone()).expect("schedule")
     };
-    let lrs = |train: &Path| -> BTreeMap<u64, f64> {
-        std::fs::read_to_string(train.join("metrics.jsonl"))
-            .expect("metrics")
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("json"))
-            .filter(|v| v["kind"] == "train")
-            .map(|v| (v["step"].as_u64().expect("step"), v["lr"].as_f64().expect("lr")))
-            .collect()
-    };
     let lr_at = cptc::backend::schedule::lr_at;
-    for (step, lr) in lrs(&same) {
+    for (step, lr) in per_step(&same, "lr") {
         assert_eq!(lr, lr_at(&schedule("train:same"), step - 1, 16, 256), "same, step {step}");
     }
-    let fresh = lrs(&artifact(root, "train:fresh"));
+    let fresh = per_step(&artifact(root, "train:fresh"), "lr");
     assert_eq!(fresh.keys().copied().collect::<Vec<_>>(), (9..=12).collect::<Vec<_>>());
     for (step, lr) in fresh {
         assert_eq!(lr, lr_at(&schedule("train:fresh"), step - 9, 4, 256), "fresh, step {step}");
@@ -167,19 +160,8 @@ fn forks_start_from_the_parents_state_and_a_changed_fork_reruns_alone() {
     // Another mixture: `law` goes on where the parent's stream stood at step 8, so the fork
     // reads none of the documents the parent had read by then (but the one it was inside).
     let other_mix = artifact(root, "mix:other");
-    let spans: Vec<Value> = std::fs::read_to_string(artifact(root, "mix:t").join("spans.jsonl"))
-        .expect("spans")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
-    let before: HashSet<u64> = spans[..32]
-        .iter()
-        .filter(|v| v["corpus"] == "law")
-        .flat_map(|v| {
-            v["spans"].as_array().expect("spans").iter().map(|s| s["doc"].as_u64().expect("doc")).collect::<Vec<_>>()
-        })
-        .collect();
-    let read: HashSet<u64> = documents(&other_mix, "law").into_iter().collect();
+    let before: HashSet<u64> = documents(&artifact(root, "mix:t"), "law", 32).into_iter().collect();
+    let read: HashSet<u64> = documents(&other_mix, "law", usize::MAX).into_iter().collect();
     assert!(!before.is_empty() && !read.is_empty());
     let again = before.intersection(&read).count();
     assert!(again <= 1, "the fork read {again} documents the parent had read before its point");

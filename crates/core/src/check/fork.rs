@@ -114,21 +114,17 @@ impl Builder<'_> {
         let geometry = StepGeometry::new(parent_tokens, train.seq_len, train.batch_tokens);
         let (steps, per_step) = (geometry.steps, geometry.tokens_per_step());
         let run_is = format!("`{parent_name}` trains {steps} steps of {per_step} tokens");
-        let ExprKind::Number(n) = &point.kind else {
-            let help = Some("a percentage, steps or tokens of the parent's run: `at 80%`, `at 400 steps`".into());
-            self.error(
-                file,
-                bad("a fork's point is an amount of its parent's run".into(), point.span, "not an amount", help),
-            );
-            return None;
+        let amount = match &point.kind {
+            ExprKind::Number(n) => Some((n.unit, n.value)),
+            _ => None,
         };
-        let step = match n.unit {
-            Unit::Percent => (n.value * steps as f64).round(),
-            Unit::Steps => n.value,
-            Unit::Tokens if n.value.rem_euclid(per_step as f64) == 0.0 => n.value / per_step as f64,
-            Unit::Tokens => {
+        let step = match amount {
+            Some((Unit::Percent, f)) => (f * steps as f64).round(),
+            Some((Unit::Steps, n)) => n,
+            Some((Unit::Tokens, t)) if t.rem_euclid(per_step as f64) == 0.0 => t / per_step as f64,
+            Some((Unit::Tokens, t)) => {
                 let error = bad(
-                    format!("{} tokens is not a whole number of `{parent_name}`'s steps", n.value),
+                    format!("{t} tokens is not a whole number of `{parent_name}`'s steps"),
                     point.span,
                     "between two steps",
                     Some(format!("{run_is}: a point is one of its steps")),
@@ -137,10 +133,11 @@ impl Builder<'_> {
                 return None;
             }
             _ => {
+                let label = if amount.is_some() { "no unit" } else { "not an amount" };
                 let help = Some("a percentage, steps or tokens of the parent's run: `at 80%`, `at 400 steps`".into());
                 self.error(
                     file,
-                    bad("a fork's point is an amount of its parent's run".into(), point.span, "no unit", help),
+                    bad("a fork's point is an amount of its parent's run".into(), point.span, label, help),
                 );
                 return None;
             }

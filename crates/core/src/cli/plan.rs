@@ -268,11 +268,14 @@ struct SourceData {
     seq_len: u64,
 }
 
+/// The mix stage a train stage reads its data from.
+fn mix_of(graph: &Graph, train: NodeIndex) -> Option<NodeIndex> {
+    graph.inputs(train).into_iter().find(|(r, _)| *r == Input::Data).map(|(_, ix)| ix)
+}
+
 /// The sources of a train stage's mix whose tokenize stage is cached, with their limits.
 fn sources(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) -> Vec<SourceData> {
-    let Some(mix) = graph.inputs(train).into_iter().find(|(r, _)| *r == Input::Data).map(|(_, ix)| ix) else {
-        return Vec::new();
-    };
+    let Some(mix) = mix_of(graph, train) else { return Vec::new() };
     let StageParams::Mix(params) = &graph.stage(mix).params else { return Vec::new() };
     let mut out = Vec::new();
     for (role, tok) in graph.inputs(mix) {
@@ -289,9 +292,7 @@ fn sources(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) ->
 /// Once a train's mix is cached, its data ledger: per phase so far (those it continues or
 /// forks from, then its own), what each corpus gave.
 fn ledger_lines(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex, store_dir: &Path) -> Vec<String> {
-    let Some(mix) = graph.inputs(train).into_iter().find(|(r, _)| *r == Input::Data).map(|(_, ix)| ix) else {
-        return Vec::new();
-    };
+    let Some(mix) = mix_of(graph, train) else { return Vec::new() };
     let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == mix) else { return Vec::new() };
     let dir = crate::store::Store::at(store_dir).artifact_dir(StageKind::Mix, &meta.key);
     // A mix from before the ledger has none; the plan then says nothing of it.

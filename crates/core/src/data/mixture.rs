@@ -261,7 +261,13 @@ impl Sampler {
     /// Per source, where its stream began this stage (epoch, documents already consumed in it):
     /// what a packer built for it again needs to reproduce its order.
     pub fn continuations(&self) -> Vec<(u64, Vec<u32>)> {
-        self.packers.iter().map(|p| (p.continuation().0, p.continuation().1.to_vec())).collect()
+        self.packers
+            .iter()
+            .map(|p| {
+                let (epoch, docs) = p.continuation();
+                (epoch, docs.to_vec())
+            })
+            .collect()
     }
 
     /// Per part, its role and corpora: with the source names, the shape a state belongs to.

@@ -49,9 +49,7 @@ impl Ledger {
 
     /// The documents consumed in `corpus`' current epoch (sorted shard indices).
     pub fn consumed(dir: &Path, corpus: &str) -> Result<Vec<u32>, StageFailure> {
-        let path = docs_path(dir, corpus);
-        let bytes = std::fs::read(&path).map_err(|e| StageFailure::of(data::DataError::io("read", &path, e)))?;
-        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        read_u32s(&docs_path(dir, corpus))
     }
 
     fn write_docs(dir: &Path, corpus: &str, docs: &[u32]) -> Result<(), StageFailure> {

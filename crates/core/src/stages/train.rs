@@ -66,14 +66,14 @@ pub struct ForkStart {
 }
 
 impl Params {
-    /// The first step this stage trains (0, or a fork's start) and the steps its LR schedule
-    /// spans, counted from `origin` (the schedule's step 0): a fork on its parent's clock spans
-    /// the parent's steps before it plus its own.
-    pub fn schedule_span(&self, own_steps: u64) -> (u64, u64, u64) {
+    /// The step this stage starts from (0, or a fork's start) and the step its LR schedule
+    /// counts from (its step 0): a fork on its parent's clock counts from the parent's start,
+    /// so its schedule spans the parent's steps before it plus its own.
+    pub fn schedule_span(&self) -> (u64, u64) {
         match self.fork {
-            None => (0, 0, own_steps),
-            Some(ForkStart { step, clock: Clock::Continue }) => (step, 0, step + own_steps),
-            Some(ForkStart { step, clock: Clock::Restart }) => (step, step, own_steps),
+            None => (0, 0),
+            Some(ForkStart { step, clock: Clock::Continue }) => (step, 0),
+            Some(ForkStart { step, clock: Clock::Restart }) => (step, step),
         }
     }
 }

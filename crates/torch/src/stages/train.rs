@@ -95,7 +95,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let geometry = StepGeometry::new(tokens, seq_len, batch_tokens);
     let tokens_per_step = geometry.tokens_per_step();
     // A fork's steps go on from its parent's; its schedule counts from `origin`.
-    let (first, origin, _) = p.schedule_span(geometry.steps);
+    let (first, origin) = p.schedule_span();
     cfg.total_steps = first + geometry.steps;
     cfg.schedule_origin = origin;
     cfg.adamw.weight_decay = p.weight_decay;
