@@ -112,6 +112,7 @@ fn stream_jsonl(tok: &Encoder, jsonl: &Path, prefix: &Path, opts: &TokenizeOptio
         format: Format::Jsonl,
         text: TextSource::Field("text".into()),
         heldout: Heldout::Fraction(0.0),
+        split_by: None,
         strict: false,
         max_epochs: cptc::recipe::DEFAULT_MAX_EPOCHS,
         origin: Origin::default(),

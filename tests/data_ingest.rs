@@ -26,7 +26,7 @@ fn template(text: &str) -> TextSource {
     if !rest.is_empty() {
         parts.push(TemplatePart::Literal(rest.to_string()));
     }
-    TextSource::Template(Template { text: text.to_string(), parts })
+    TextSource::Template(Template { text: text.to_string(), parts, loss_on: Vec::new() })
 }
 
 fn run_case(case: &Path) -> String {

@@ -110,6 +110,7 @@ fn corpus(name: &str, file: &Path, heldout: Heldout) -> Corpus {
         format: Format::Jsonl,
         text: TextSource::Field("text".into()),
         heldout,
+        split_by: None,
         strict: false,
         max_epochs: cptc::recipe::DEFAULT_MAX_EPOCHS,
         origin: Origin::default(),

@@ -46,17 +46,7 @@ fn cptc(root: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// The artifact folder of `stage`, from the plan's keys.
 fn artifact(root: &Path, stage: &str) -> PathBuf {
-    let (_, stdout, _) = cptc(root, &["plan", "recipe.cpt", "--format", "json"]);
-    let plan: Value = serde_json::from_str(&stdout).expect("plan json");
-    let s = plan["stages"].as_array().expect("stages").iter().find(|s| s["id"] == stage).expect("stage in plan");
-    let (key, kind) = (s["key"].as_str().expect("key"), s["kind"].as_str().expect("kind"));
-    std::fs::read_dir(root.join(".cptc/v1/artifacts"))
-        .expect("artifacts")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{kind}-v")))
-        .map(|e| e.path().join(key))
-        .find(|p| p.is_dir())
-        .expect("published artifact")
+    cli_support::artifact(root, "recipe.cpt", stage)
 }
 
 fn weights(model: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -39,7 +39,7 @@ fn fill(root: &Path, kind: &str) {
     let hf = root.join("hf");
     python(&["make", kind, hf.to_str().unwrap(), "7"]);
     std::fs::copy(repo().join("data/tokenizers/gpt2/tokenizer.json"), hf.join("tokenizer.json")).expect("tokenizer");
-    for (corpus, file) in [("web", "austen"), ("law", "hpo")] {
+    for (corpus, file) in [("web", "austen"), ("law", "hpo"), ("qa", "hpo_qa")] {
         let text = std::fs::read_to_string(repo().join(format!("data/corpora/{file}.jsonl"))).expect("corpus");
         let head: String = text.lines().take(300).map(|l| format!("{l}\n")).collect();
         std::fs::write(root.join(format!("{corpus}.jsonl")), head).expect("write corpus");
@@ -170,7 +170,7 @@ fn parity(kind: &str) {
     };
     // The model stage checks the architecture only for the builtin engine: its key differs,
     // its output does not, so nothing between it and the training runs again.
-    assert!(stderr.contains("ran 3 stages, 9 cached"), "only model, train and report ran again:\n{stderr}");
+    assert!(stderr.contains("ran 3 stages, 12 cached"), "only model, train and report ran again:\n{stderr}");
     let builtin = artifact(root, ".cptc", "builtin.cpt", "train:t");
     let fsdp = artifact(root, ".cptc", "fsdp.cpt", "train:t");
 
@@ -206,6 +206,16 @@ fn parity(kind: &str) {
 
     let tokenized = artifact(root, ".cptc", "fsdp.cpt", "tokenize:law@law_words");
     reloads_with_the_engines_last_evaluation(root, &fsdp, "law", &tokenized);
+    // The answers-only set: transformers counts the targets the mask leaves, and agrees.
+    let tokenized = artifact(root, ".cptc", "fsdp.cpt", "tokenize:qa@law_words");
+    reloads_with_the_engines_last_evaluation(root, &fsdp, "qa", &tokenized);
+    let mix = artifact(root, ".cptc", "fsdp.cpt", "mix:t");
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(mix.join("stats.json")).unwrap()).unwrap();
+    let (targets, tokens) = (stats["targets"].as_u64().unwrap(), stats["tokens"].as_u64().unwrap());
+    assert!(
+        targets < tokens - stats["sequences"].as_u64().unwrap(),
+        "{kind}: prompts are trained on by neither engine"
+    );
 }
 
 #[test]
@@ -376,6 +386,7 @@ fn plan_shows_the_topology_and_refuses_one_that_cannot_launch() {
     for corpus in ["web", "law"] {
         std::fs::write(root.join(format!("{corpus}.jsonl")), "{\"text\": \"a\"}\n").unwrap();
     }
+    std::fs::write(root.join("qa.jsonl"), "{\"question\": \"a\", \"answer\": \"b\"}\n").unwrap();
     std::fs::write(
         root.join("cluster.yaml"),
         "nproc-per-node: 8\nnnodes: 2\nnode-rank: 1\nrdzv-endpoint: 10.0.0.1:29500\n",

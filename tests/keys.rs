@@ -1,5 +1,6 @@
 //! Honest keys through the real stages: what an artifact says is covered by its key. Two
-//! corpora over the same file get artifacts of their own, each naming its own corpus.
+//! corpora over the same file get artifacts of their own, each naming its own corpus, and one
+//! split by a record field gets its own hashes, down to the per-file parts.
 
 mod cli_support;
 
@@ -47,7 +48,10 @@ fn two_corpora_over_the_same_files_keep_their_names() {
             .expect("kind folder")
             .path();
         let mut names = Vec::new();
+        let mut hashes = Vec::new();
         for artifact in std::fs::read_dir(kind_dir).expect("list").filter_map(Result::ok) {
+            let file = if kind == "ingest" { "docs.index" } else { "train.hashes" };
+            hashes.push(std::fs::read(artifact.path().join(file)).expect("hashes"));
             let meta = json(&artifact.path().join("meta.json"));
             let stage = meta["stage"].as_str().expect("stage").to_string();
             let said = if kind == "ingest" {
@@ -60,6 +64,7 @@ fn two_corpora_over_the_same_files_keep_their_names() {
         }
         names.sort();
         assert_eq!(names, ["first", "second"], "{kind}: one artifact per corpus");
+        assert_ne!(hashes[0], hashes[1], "{kind}: split by text and by a field, the documents' hashes differ");
         seen.extend(names);
     }
     assert_eq!(seen.len(), 4);

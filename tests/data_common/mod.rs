@@ -19,6 +19,7 @@ pub fn corpus(name: &str, files: Vec<PathBuf>, format: Format, text: TextSource)
         format,
         text,
         heldout: Heldout::Fraction(0.0),
+        split_by: None,
         strict: false,
         max_epochs: cptc::recipe::DEFAULT_MAX_EPOCHS,
         origin: Origin { file: FileId(0), span: Span::default() },

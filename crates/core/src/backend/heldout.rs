@@ -23,7 +23,8 @@ pub struct Window {
 }
 
 /// The first held-out documents of a tokenized corpus, up to `budget` bytes of text, cut into
-/// `seq_len + 1` windows (the last padded with [`IGNORE_INDEX`] targets); returns them and the
+/// `seq_len + 1` windows (the last padded with [`IGNORE_INDEX`] targets, and so is every token
+/// a loss mask leaves out: a prompt, where the corpus marks `loss_on`); returns them and the
 /// bytes no token covers. Choosing by bytes picks the same documents whatever the tokenizer, so
 /// a base and an expanded vocabulary are measured on the same text.
 pub fn heldout_windows(tokenized: &Path, seq_len: usize, budget: u64) -> Result<(Vec<Window>, u64), StageFailure> {
@@ -32,12 +33,17 @@ pub fn heldout_windows(tokenized: &Path, seq_len: usize, budget: u64) -> Result<
     let unencodable_path = tokenized.join("heldout.unencodable.json");
     let unencodable: Vec<u64> = if unencodable_path.is_file() { read_json(&unencodable_path)? } else { Vec::new() };
     let mut tokens: Vec<u32> = Vec::new();
+    // Which tokens are targets: an SFT corpus' held-out answers count, its prompts do not.
+    let mut mask: Option<Vec<u8>> = shard.masked().then(Vec::new);
     let (mut bytes, mut missing) = (0u64, 0u64);
     for i in 0..shard.len() {
         if bytes >= budget && !tokens.is_empty() {
             break;
         }
         tokens.extend(shard.read_doc(i)?);
+        if let Some(m) = &mut mask {
+            m.extend(shard.read_mask(i)?);
+        }
         bytes += doc_bytes.get(i).copied().unwrap_or(0);
         missing += unencodable.get(i).copied().unwrap_or(0);
     }
@@ -49,6 +55,13 @@ pub fn heldout_windows(tokenized: &Path, seq_len: usize, budget: u64) -> Result<
         let chunk = &tokens[start..end];
         let mut input: Vec<i64> = chunk[..chunk.len() - 1].iter().map(|&t| i64::from(t)).collect();
         let mut target: Vec<i64> = chunk[1..].iter().map(|&t| i64::from(t)).collect();
+        if let Some(m) = &mask {
+            for (t, &keep) in target.iter_mut().zip(&m[start + 1..end]) {
+                if keep == 0 {
+                    *t = IGNORE_INDEX;
+                }
+            }
+        }
         input.resize(seq_len, 0);
         target.resize(seq_len, IGNORE_INDEX);
         windows.push(Window { input, target, bytes: if start == 0 { covered } else { 0 } });

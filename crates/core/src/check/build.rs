@@ -207,6 +207,8 @@ impl<'a> Builder<'a> {
         let heldout = f.number("heldout", Quantity::Heldout);
         let strict = f.boolean("strict");
         let max_epochs = f.number("max_epochs", Quantity::Plain);
+        let loss_on = f.refs("loss_on");
+        let split_by = f.reference("split_by");
         if files.is_none() && !f.has("files") {
             f.missing("files", "\"data/*.jsonl\"");
         }
@@ -225,12 +227,26 @@ impl<'a> Builder<'a> {
                 None
             }
             (_, Some((t, span, file))) => match parse_template(&t) {
-                Ok(parts) => Some(TextSource::Template(Template { text: t, parts })),
+                Ok(parts) => self
+                    .loss_on(block, &parts, loss_on.as_deref())
+                    .map(|loss_on| TextSource::Template(Template { text: t, parts, loss_on })),
                 Err(reason) => {
                     self.error(file, CheckError::Template { reason, span: span.into() });
                     None
                 }
             },
+            (Some(_), None) | (None, None) if loss_on.is_some() => {
+                let marks = loss_on.as_deref().unwrap_or_default();
+                let (span, file) = marks.first().map_or((block.header, block.file), |r| (r.span, r.file));
+                let error = CheckError::LossOn {
+                    message: format!("corpus `{}` marks `loss_on` fields but has no template", block.display_name()),
+                    span: span.into(),
+                    label: "needs a `template`".to_string(),
+                    help: "`loss_on` names fields of a template, e.g. `template = \"{question}\\n{answer}\"` with `loss_on = [answer]`; a plain text corpus trains on every token".to_string(),
+                };
+                self.error(file, error);
+                None
+            }
             (Some((t, _, _)), None) => Some(TextSource::Field(t)),
             (None, None) => Some(TextSource::Field("text".to_string())),
         };
@@ -327,6 +343,26 @@ impl<'a> Builder<'a> {
             Some(n) => Heldout::Fraction(n.value),
             None => Heldout::Fraction(0.02),
         };
+        let split_by = match split_by {
+            Some(r) if format == Format::Text => {
+                let error = CheckError::Conflict {
+                    message: format!(
+                        "corpus `{}` splits by a field, but plain text has no fields",
+                        block.display_name()
+                    ),
+                    span: r.span.into(),
+                    label: "a record field".to_string(),
+                    other: None,
+                    help: Some(
+                        "`split_by` names a field of jsonl or parquet records, e.g. `split_by = source`".to_string(),
+                    ),
+                };
+                self.error(r.file, error);
+                return None;
+            }
+            Some(r) => Some(r.parts.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".")),
+            None => None,
+        };
         let max_epochs = match max_epochs {
             Some(n) if !(n.value > 0.0 && n.value.is_finite()) => {
                 let help = "how many times training may read the corpus over; 4 is the default, 1 reads it once";
@@ -343,10 +379,64 @@ impl<'a> Builder<'a> {
             format,
             text: text_source?,
             heldout,
+            split_by,
             strict: strict.unwrap_or(false),
             max_epochs,
             origin: origin(block),
         })
+    }
+
+    /// The template fields `loss_on` marks as targets: each one of the template's fields, not
+    /// all of them (that is the default), none twice.
+    fn loss_on(&mut self, block: &Resolved, parts: &[TemplatePart], marks: Option<&[RefPath]>) -> Option<Vec<String>> {
+        let Some(marks) = marks else { return Some(Vec::new()) };
+        let fields: Vec<&str> = parts
+            .iter()
+            .filter_map(|p| match p {
+                TemplatePart::Field(n) => Some(n.as_str()),
+                TemplatePart::Literal(_) => None,
+            })
+            .collect();
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for mark in marks {
+            let name = mark.parts.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".");
+            let error = if !fields.contains(&name.as_str()) {
+                Some(CheckError::UnknownName {
+                    name: name.clone(),
+                    expected: "template field".to_string(),
+                    span: mark.span.into(),
+                    help: crate::suggest::help_for(&name, &fields, "template field"),
+                })
+            } else if out.contains(&name) {
+                Some(CheckError::LossOn {
+                    message: format!("`loss_on` names `{name}` twice"),
+                    span: mark.span.into(),
+                    label: "named before".to_string(),
+                    help: "name each field once".to_string(),
+                })
+            } else {
+                None
+            };
+            match error {
+                Some(e) => {
+                    self.error(mark.file, e);
+                    ok = false;
+                }
+                None => out.push(name),
+            }
+        }
+        if ok && marks.is_empty() {
+            let error = CheckError::LossOn {
+                message: format!("corpus `{}` marks no field in `loss_on`", block.display_name()),
+                span: block.header.into(),
+                label: "empty `loss_on`".to_string(),
+                help: "name the fields that are targets, e.g. `loss_on = [answer]`, or leave `loss_on` out to train on every token".to_string(),
+            };
+            self.error(block.file, error);
+            return None;
+        }
+        ok.then_some(out)
     }
 
     pub(crate) fn vocab(&mut self, block: &Resolved) -> Option<Vocab> {

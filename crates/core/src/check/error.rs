@@ -225,6 +225,17 @@ pub enum CheckError {
     #[diagnostic(code(cptc::check::read), help("check the path and its permissions"))]
     Read { path: String, reason: String },
 
+    #[error("{message}")]
+    #[diagnostic(code(cptc::check::loss_on))]
+    LossOn {
+        message: String,
+        #[label("{label}")]
+        span: SourceSpan,
+        label: String,
+        #[help]
+        help: String,
+    },
+
     #[error("invalid template: {reason}")]
     #[diagnostic(
         code(cptc::check::template),

@@ -34,11 +34,13 @@ pub struct IngestOptions {
     pub max_record_bytes: usize,
     /// How many issues the report lists in full (all are counted).
     pub max_issues_listed: usize,
+    /// The record field whose value places each document (see [`Document::split_key`]).
+    pub split_by: Option<String>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { strict: false, max_record_bytes: 64 << 20, max_issues_listed: 100 }
+        IngestOptions { strict: false, max_record_bytes: 64 << 20, max_issues_listed: 100, split_by: None }
     }
 }
 
@@ -46,11 +48,22 @@ impl Default for IngestOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
     pub text: String,
+    /// The byte ranges of `text` whose tokens are training targets (a template's `loss_on`
+    /// fields); `None`: all of it.
+    pub marks: Option<Marks>,
+    /// The value of the corpus' `split_by` field: it, not the text, decides the side.
+    pub split_key: Option<String>,
     /// Index into [`Ingested::files`].
     pub file: u32,
     /// 1-based line (jsonl), row (parquet) or 1 (text).
     pub line: u64,
 }
+
+/// Byte ranges of a document's text, in order, not overlapping.
+pub type Marks = Vec<std::ops::Range<usize>>;
+
+/// A record as read: its text, loss marks and split key.
+type Rendered = (String, Option<Marks>, Option<String>);
 
 /// What kind of problem a skipped record had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -303,7 +316,7 @@ impl State<'_> {
     fn keep(
         &mut self,
         file_path: &Path,
-        text: String,
+        (text, marks, split_key): Rendered,
         file: u32,
         line: u64,
         sink: &mut impl FnMut(Document) -> Result<(), DataError>,
@@ -313,7 +326,7 @@ impl State<'_> {
         }
         self.report.documents += 1;
         self.report.bytes += text.len() as u64;
-        sink(Document { text, file, line })
+        sink(Document { text, marks, split_key, file, line })
     }
 }
 
@@ -391,7 +404,7 @@ const JSONL_BATCH_BYTES: usize = 4 << 20;
 enum Parsed {
     Blank,
     Issue(IssueKind, String),
-    Text(String),
+    Text(Rendered),
 }
 
 fn read_jsonl(
@@ -439,11 +452,12 @@ fn read_jsonl(
                 (n, span)
             })
             .collect();
+        let split_by = st.opts.split_by.as_deref();
         let parsed: Vec<Parsed> = spans
             .par_iter()
             .map(|&(_, span)| match span {
                 None => Parsed::Issue(IssueKind::TooLong, format!("record longer than {max} bytes")),
-                Some((a, b)) => parse_line(&bytes[a..b], text),
+                Some((a, b)) => parse_line(&bytes[a..b], text, split_by),
             })
             .collect();
         for ((n, _), p) in spans.iter().zip(parsed) {
@@ -458,7 +472,7 @@ fn read_jsonl(
 }
 
 /// One jsonl line (without its line end) into its text or the reason it is skipped.
-fn parse_line(raw: &[u8], text: &TextSource) -> Parsed {
+fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
     let s = match std::str::from_utf8(raw) {
         Ok(s) => s,
         Err(e) => {
@@ -472,16 +486,17 @@ fn parse_line(raw: &[u8], text: &TextSource) -> Parsed {
     // The common case, one string field, without building the record: other fields are
     // skipped unread. Anything unusual takes the full parse below, which says what is wrong.
     if let TextSource::Field(name) = text
+        && split_by.is_none()
         && let Ok(Some(t)) = one_string_field(s, name)
     {
-        return Parsed::Text(t);
+        return Parsed::Text((t, None, None));
     }
     let obj = match serde_json::from_str::<Value>(s) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into()),
         Err(e) => return Parsed::Issue(IssueKind::InvalidJson, format!("invalid JSON: {e}")),
     };
-    match render(text, |name| obj.get(name)) {
+    match render(text, |name| obj.get(name)).and_then(|(t, m)| Ok((t, m, split_key(split_by, |n| obj.get(n))?))) {
         Ok(t) => Parsed::Text(t),
         Err((IssueKind::MissingField, detail)) if detail.starts_with("missing") => {
             // Say what the record does have: the usual cause is a field named otherwise.
@@ -571,19 +586,47 @@ fn one_string_field(line: &str, name: &str) -> Result<Option<String>, serde_json
     Ok(got)
 }
 
-/// The text of one record: one field, or a template over several.
-fn render<'v>(text: &TextSource, get: impl Fn(&str) -> Option<&'v Value>) -> Result<String, (IssueKind, String)> {
+/// The value of the `split_by` field of a record (a string, or a number as written).
+fn split_key<'v>(
+    split_by: Option<&str>,
+    get: impl Fn(&str) -> Option<&'v Value>,
+) -> Result<Option<String>, (IssueKind, String)> {
+    let Some(name) = split_by else { return Ok(None) };
+    match get(name) {
+        None | Some(Value::Null) => Err((IssueKind::MissingField, format!("missing field `{name}` (split_by)"))),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+        Some(v) => Err((IssueKind::NotText, format!("field `{name}` (split_by) is {}, not a string", json_kind(v)))),
+    }
+}
+
+/// The text of one record (one field, or a template over several) and, for a template with
+/// `loss_on`, the byte ranges of its marked fields.
+fn render<'v>(
+    text: &TextSource,
+    get: impl Fn(&str) -> Option<&'v Value>,
+) -> Result<(String, Option<Marks>), (IssueKind, String)> {
     match text {
-        TextSource::Field(name) => field_text(name, get(name), false),
+        TextSource::Field(name) => Ok((field_text(name, get(name), false)?, None)),
         TextSource::Template(t) => {
             let mut out = String::new();
+            let mut marks = (!t.loss_on.is_empty()).then(Vec::new);
             for part in &t.parts {
                 match part {
                     TemplatePart::Literal(l) => out.push_str(l),
-                    TemplatePart::Field(name) => out.push_str(&field_text(name, get(name), true)?),
+                    TemplatePart::Field(name) => {
+                        let start = out.len();
+                        out.push_str(&field_text(name, get(name), true)?);
+                        if let Some(m) = &mut marks
+                            && t.loss_on.contains(name)
+                            && out.len() > start
+                        {
+                            m.push(start..out.len());
+                        }
+                    }
                 }
             }
-            Ok(out)
+            Ok((out, marks))
         }
     }
 }
@@ -624,7 +667,7 @@ fn read_text(
         return st.issue(path, 1, IssueKind::TooLong, format!("file longer than {max} bytes"));
     }
     match String::from_utf8(bytes) {
-        Ok(text) => st.keep(path, text, file, 1, sink),
+        Ok(text) => st.keep(path, (text, None, None), file, 1, sink),
         Err(e) => {
             let ok = e.utf8_error().valid_up_to();
             let before = &e.as_bytes()[..ok];
@@ -656,7 +699,7 @@ fn read_parquet(
     let total_rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
 
     // The fields the text needs, each mapped to a top-level string column (or absent).
-    let names: Vec<&str> = match text {
+    let mut names: Vec<&str> = match text {
         TextSource::Field(n) => vec![n.as_str()],
         TextSource::Template(t) => t
             .parts
@@ -667,6 +710,7 @@ fn read_parquet(
             })
             .collect(),
     };
+    names.extend(st.opts.split_by.as_deref());
     let mut cols: Vec<(String, Option<usize>)> = Vec::new();
     for name in names {
         if cols.iter().any(|(n, _)| n == name) {
@@ -760,7 +804,8 @@ fn read_parquet(
                 st.issue(path, line, kind, detail)?;
                 continue;
             }
-            let got = render(text, |n| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v));
+            let get = |n: &str| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v);
+            let got = render(text, get).and_then(|(t, m)| Ok((t, m, split_key(st.opts.split_by.as_deref(), get)?)));
             match got {
                 Ok(t) => st.keep(path, t, file, line, sink)?,
                 Err((kind, detail)) => st.issue(path, line, kind, detail)?,

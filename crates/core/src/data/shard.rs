@@ -8,6 +8,11 @@
 //! back. Token dtype: uint16 when the vocabulary is below 65,500 (Megatron's
 //! `DType.optimal_dtype`), else int32.
 //!
+//! A shard of SFT text may carry a loss mask, `<prefix>.mask`: one byte per token in `.bin`'s
+//! order (1: a training target, 0: context only), so sequence `i`'s mask starts at its byte
+//! pointer divided by the dtype's size. Megatron readers ignore it; a pair without one counts
+//! every token.
+//!
 //! Both files are written under temporary names and renamed into place, an old `.idx` removed
 //! first and `.bin` renamed before `.idx`, so an `.idx` that exists always describes its `.bin`.
 //! A writer that fails or is dropped unfinished leaves neither temporary file behind.
@@ -70,6 +75,11 @@ impl TokenDtype {
     }
 }
 
+/// `<prefix>.mask`: the loss mask beside a shard's pair.
+pub fn mask_path(prefix: &Path) -> PathBuf {
+    with_suffix(prefix, ".mask")
+}
+
 /// `<prefix>.bin` and `<prefix>.idx`.
 pub fn shard_paths(prefix: &Path) -> (PathBuf, PathBuf) {
     (with_suffix(prefix, ".bin"), with_suffix(prefix, ".idx"))
@@ -89,6 +99,16 @@ pub struct ShardSummary {
     pub dtype: TokenDtype,
     pub documents: u64,
     pub tokens: u64,
+    /// Tokens the mask marks as targets (masked shards only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<u64>,
+}
+
+/// A loss mask being written: the writer (taken when published), final and temporary paths.
+struct MaskOut {
+    w: Option<BufWriter<File>>,
+    path: PathBuf,
+    tmp: PathBuf,
 }
 
 /// Writes one shard, one sequence per document.
@@ -98,10 +118,13 @@ pub struct ShardWriter {
     bin_tmp: PathBuf,
     idx_tmp: PathBuf,
     bin: Option<BufWriter<File>>,
+    /// The loss mask (masked shards only).
+    mask: Option<MaskOut>,
     dtype: TokenDtype,
     vocab: u64,
     lengths: Vec<i32>,
     tokens: u64,
+    targets: u64,
     /// The ids of one document in the shard's dtype, little-endian.
     scratch16: Vec<u16>,
     scratch32: Vec<i32>,
@@ -120,21 +143,63 @@ impl ShardWriter {
             bin_tmp,
             idx_tmp,
             bin: Some(BufWriter::with_capacity(1 << 20, f)),
+            mask: None,
             dtype: TokenDtype::for_vocab(vocab),
             vocab,
             lengths: Vec::new(),
             tokens: 0,
+            targets: 0,
             scratch16: Vec::new(),
             scratch32: Vec::new(),
         })
+    }
+
+    /// Starts a shard with a loss mask (`<prefix>.mask`) beside its pair.
+    pub fn create_masked(prefix: &Path, vocab: u64) -> Result<ShardWriter, DataError> {
+        let mut w = ShardWriter::create(prefix, vocab)?;
+        let path = mask_path(prefix);
+        let tmp = with_suffix(&path, ".partial");
+        let f = File::create(&tmp).map_err(|e| DataError::io("create", &tmp, e))?;
+        w.mask = Some(MaskOut { w: Some(BufWriter::with_capacity(1 << 18, f)), path, tmp });
+        Ok(w)
     }
 
     pub fn dtype(&self) -> TokenDtype {
         self.dtype
     }
 
-    /// Appends one document's ids as one sequence.
+    /// Appends one document's ids and which of them are targets (one byte each, 0 or 1); a
+    /// shard without a mask refuses it.
+    pub fn add_masked(&mut self, ids: &[u32], mask: &[u8]) -> Result<(), DataError> {
+        if mask.len() != ids.len() {
+            return Err(DataError::BadShard {
+                path: self.bin_path.clone(),
+                reason: format!("a mask of {} bytes for {} tokens", mask.len(), ids.len()),
+            });
+        }
+        let Some(MaskOut { w: Some(w), tmp, .. }) = self.mask.as_mut() else {
+            return Err(DataError::BadShard {
+                path: self.bin_path.clone(),
+                reason: "a mask for an unmasked shard".into(),
+            });
+        };
+        w.write_all(mask).map_err(|e| DataError::io("write", &*tmp, e))?;
+        self.write_ids(ids)?;
+        self.targets += mask.iter().filter(|&&m| m != 0).count() as u64;
+        Ok(())
+    }
+
+    /// Appends one document's ids as one sequence (in a masked shard, every one a target).
     pub fn add_document(&mut self, ids: &[u32]) -> Result<(), DataError> {
+        if let Some(MaskOut { w: Some(w), tmp, .. }) = self.mask.as_mut() {
+            w.write_all(&vec![1u8; ids.len()]).map_err(|e| DataError::io("write", &*tmp, e))?;
+        }
+        self.write_ids(ids)?;
+        self.targets += ids.len() as u64;
+        Ok(())
+    }
+
+    fn write_ids(&mut self, ids: &[u32]) -> Result<(), DataError> {
         let len = i32::try_from(ids.len()).map_err(|_| DataError::BadShard {
             path: self.bin_path.clone(),
             reason: format!("a document of {} tokens exceeds the format's int32 length", ids.len()),
@@ -175,6 +240,12 @@ impl ShardWriter {
             // Nothing half-done stays: no temporary file, no `.bin` without its `.idx`.
             let _ = std::fs::remove_file(&self.bin_tmp);
             let _ = std::fs::remove_file(&self.idx_tmp);
+            if let Some(m) = &self.mask {
+                let _ = std::fs::remove_file(&m.tmp);
+                if !self.idx_path.exists() {
+                    let _ = std::fs::remove_file(&m.path);
+                }
+            }
             if !self.idx_path.exists() {
                 let _ = std::fs::remove_file(&self.bin_path);
             }
@@ -186,15 +257,24 @@ impl ShardWriter {
             dtype: self.dtype,
             documents: self.lengths.len() as u64,
             tokens: self.tokens,
+            targets: self.mask.is_some().then_some(self.targets),
         })
     }
 
     /// Flushes `.bin`, writes `.idx` and renames both into place (see the module's order).
-    fn publish(&self, w: BufWriter<File>) -> Result<(), DataError> {
+    fn publish(&mut self, w: BufWriter<File>) -> Result<(), DataError> {
         // No fsync: like every artifact, a shard is atomic against a killed process (rename),
         // not against power loss; `cptc cache verify` finds a damaged one.
         let f = w.into_inner().map_err(|e| DataError::io("write", &self.bin_tmp, e.into_error()))?;
         drop(f);
+        // The mask is renamed before the pair, like `.bin` before `.idx`.
+        if let Some(MaskOut { w, path, tmp }) = &mut self.mask
+            && let Some(m) = w.take()
+        {
+            let f = m.into_inner().map_err(|e| DataError::io("write", &*tmp, e.into_error()))?;
+            drop(f);
+            std::fs::rename(&*tmp, &*path).map_err(|e| DataError::io("rename", &*tmp, e))?;
+        }
 
         let n = self.lengths.len() as u64;
         let mut idx = Vec::with_capacity(HEADER_LEN as usize + self.lengths.len() * 20 + 8);
@@ -235,6 +315,9 @@ impl Drop for ShardWriter {
         if self.bin.is_some() {
             let _ = std::fs::remove_file(&self.bin_tmp);
             let _ = std::fs::remove_file(&self.idx_tmp);
+            if let Some(m) = &self.mask {
+                let _ = std::fs::remove_file(&m.tmp);
+            }
         }
     }
 }
@@ -248,6 +331,8 @@ impl Drop for ShardWriter {
 pub struct ShardReader {
     /// Each pair's `.bin` (path, open file); `starts[k]` is the first sequence of pair `k`.
     bins: Vec<(PathBuf, File)>,
+    /// Each pair's loss mask, where it has one.
+    masks: Vec<Option<(PathBuf, File)>>,
     starts: Vec<usize>,
     dtype: TokenDtype,
     lengths: Vec<u32>,
@@ -276,12 +361,22 @@ impl ShardReader {
         let manifest = parts_path(prefix);
         if !manifest.is_file() {
             let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(prefix)?;
-            return Ok(ShardReader { bins: vec![bin], starts: vec![0], dtype, lengths, pointers, tokens });
+            let mask = open_mask(prefix, dtype, &lengths, &pointers)?;
+            return Ok(ShardReader {
+                bins: vec![bin],
+                masks: vec![mask],
+                starts: vec![0],
+                dtype,
+                lengths,
+                pointers,
+                tokens,
+            });
         }
         let text = std::fs::read_to_string(&manifest).map_err(|e| DataError::io("read", &manifest, e))?;
         let folder = prefix.parent().unwrap_or(Path::new("."));
         let mut out = ShardReader {
             bins: Vec::new(),
+            masks: Vec::new(),
             starts: Vec::new(),
             dtype: TokenDtype::U16,
             lengths: Vec::new(),
@@ -289,7 +384,9 @@ impl ShardReader {
             tokens: 0,
         };
         for (k, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(&folder.join(line.trim()))?;
+            let pair = folder.join(line.trim());
+            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(&pair)?;
+            out.masks.push(open_mask(&pair, dtype, &lengths, &pointers)?);
             if k > 0 && dtype != out.dtype {
                 return Err(DataError::BadShard {
                     path: manifest,
@@ -438,12 +535,71 @@ impl ShardReader {
         Ok(())
     }
 
+    /// Whether any pair carries a loss mask.
+    pub fn masked(&self) -> bool {
+        self.masks.iter().any(Option::is_some)
+    }
+
+    /// Appends the loss mask of tokens `start..start+len` of sequence `i` to `out` (all 1 where
+    /// its pair has no mask).
+    pub fn read_mask_range(&self, i: usize, start: u32, len: u32, out: &mut Vec<u8>) -> Result<(), DataError> {
+        let pair = self.starts.partition_point(|&s| s <= i).saturating_sub(1).min(self.bins.len() - 1);
+        let Some((path, file)) = &self.masks[pair] else {
+            out.extend(std::iter::repeat_n(1u8, len as usize));
+            return Ok(());
+        };
+        let (Some(&l), Some(&p)) = (self.lengths.get(i), self.pointers.get(i)) else {
+            return Err(DataError::BadShard { path: path.clone(), reason: format!("no sequence {i}") });
+        };
+        if u64::from(start) + u64::from(len) > u64::from(l) {
+            return Err(DataError::BadShard {
+                path: path.clone(),
+                reason: format!("mask of tokens {start}..{} of sequence {i} requested; it has {l}", start + len),
+            });
+        }
+        let at = out.len();
+        out.resize(at + len as usize, 0);
+        let offset = p / self.dtype.size() as u64 + u64::from(start);
+        file.read_exact_at(&mut out[at..], offset).map_err(|e| DataError::io("read", path, e))
+    }
+
+    /// The loss mask of sequence `i`.
+    pub fn read_mask(&self, i: usize) -> Result<Vec<u8>, DataError> {
+        let mut out = Vec::with_capacity(self.doc_len(i) as usize);
+        self.read_mask_range(i, 0, self.doc_len(i), &mut out)?;
+        Ok(out)
+    }
+
     /// All tokens of sequence `i`.
     pub fn read_doc(&self, i: usize) -> Result<Vec<u32>, DataError> {
         let mut out = Vec::with_capacity(self.doc_len(i) as usize);
         self.read_range(i, 0, self.doc_len(i), &mut out)?;
         Ok(out)
     }
+}
+
+/// A pair's loss mask, if it has one, checked to cover every token its index points at.
+fn open_mask(
+    prefix: &Path,
+    dtype: TokenDtype,
+    lengths: &[u32],
+    pointers: &[u64],
+) -> Result<Option<(PathBuf, File)>, DataError> {
+    let path = mask_path(prefix);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(DataError::io("open", &path, e)),
+    };
+    let len = file.metadata().map_err(|e| DataError::io("stat", &path, e))?.len();
+    let need = lengths.iter().zip(pointers).map(|(&l, &p)| p / dtype.size() as u64 + u64::from(l)).max().unwrap_or(0);
+    if len < need {
+        return Err(DataError::BadShard {
+            path,
+            reason: format!("{len} mask bytes for a shard of {need} tokens: the mask is damaged"),
+        });
+    }
+    Ok(Some((path, file)))
 }
 
 /// Raises this process' soft limit of open files to its hard limit: a shard assembled from a

@@ -21,6 +21,21 @@ use serde::{Deserialize, Serialize};
 use super::error::DataError;
 use crate::recipe::Heldout;
 
+/// The hash that places a document: its split field's value where the corpus splits by one
+/// (`split_by`; records sharing the value share the hash in every corpus), else its
+/// normalized text ([`doc_hash`]).
+pub fn document_hash(d: &super::ingest::Document) -> [u8; 32] {
+    match &d.split_key {
+        Some(key) => {
+            let mut h = blake3::Hasher::new();
+            h.update(b"cptc split key\0");
+            h.update(key.as_bytes());
+            *h.finalize().as_bytes()
+        }
+        None => doc_hash(&d.text),
+    }
+}
+
 /// blake3 of a document's normalized text (words joined by one space): the key of the split.
 /// "Whitespace" is Unicode's `White_Space`, as `str::split_whitespace` reads it.
 pub fn doc_hash(text: &str) -> [u8; 32] {

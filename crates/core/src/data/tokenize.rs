@@ -6,6 +6,7 @@
 //! and written in input order, one batch while the next is encoded; the shard is identical
 //! whatever the thread count.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -31,11 +32,13 @@ pub struct TokenizeOptions {
     /// is a multiple of `check_every` are also encoded by the reference (the first 4 KB of a long
     /// one, by both engines) and compared; 0 checks none, 1 all.
     pub check_every: u64,
+    /// Write a loss mask beside the shard (documents pushed with their [`Marks`]).
+    pub masked: bool,
 }
 
 impl Default for TokenizeOptions {
     fn default() -> Self {
-        TokenizeOptions { eos: None, add_special_tokens: false, batch_bytes: 8 << 20, check_every: 1024 }
+        TokenizeOptions { eos: None, add_special_tokens: false, batch_bytes: 8 << 20, check_every: 1024, masked: false }
     }
 }
 
@@ -63,6 +66,9 @@ pub struct CorpusStats {
     /// Tokens written, EOS included.
     pub tokens: u64,
     pub tokens_per_byte: f64,
+    /// Tokens that are training targets, in a corpus whose template marks `loss_on` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<u64>,
     pub eos: Option<u32>,
     pub dtype: String,
     pub vocab_size: u64,
@@ -166,7 +172,11 @@ struct ShardTokenizer<'t> {
 impl<'t> ShardTokenizer<'t> {
     fn new(tok: &'t Encoder, corpus: &str, out_prefix: &Path, opts: TokenizeOptions) -> Result<Self, DataError> {
         let vocab = vocab_size(tok.reference()).max(opts.eos.map_or(0, |e| u64::from(e) + 1));
-        let writer = ShardWriter::create(out_prefix, vocab)?;
+        let writer = if opts.masked {
+            ShardWriter::create_masked(out_prefix, vocab)?
+        } else {
+            ShardWriter::create(out_prefix, vocab)?
+        };
         Ok(ShardTokenizer {
             tok,
             corpus: corpus.to_string(),
@@ -197,7 +207,10 @@ impl<'t> ShardTokenizer<'t> {
                 Route::Reference => self.engine.reference_documents += 1,
             }
             self.engine.checked_documents += u64::from(enc.checked);
-            self.writer.add_document(&enc.ids)?;
+            match &enc.mask {
+                Some(mask) => self.writer.add_masked(&enc.ids, mask)?,
+                None => self.writer.add_document(&enc.ids)?,
+            }
             self.documents += 1;
             self.bytes += enc.bytes as u64;
         }
@@ -205,13 +218,14 @@ impl<'t> ShardTokenizer<'t> {
     }
 
     fn finish(self) -> Result<CorpusStats, DataError> {
-        let ShardSummary { bin, idx, dtype, documents, tokens } = self.writer.finish()?;
+        let ShardSummary { bin, idx, dtype, documents, tokens, targets } = self.writer.finish()?;
         Ok(CorpusStats {
             corpus: self.corpus,
             documents,
             bytes: self.bytes,
             tokens,
             tokens_per_byte: if self.bytes == 0 { 0.0 } else { tokens as f64 / self.bytes as f64 },
+            targets,
             eos: self.opts.eos,
             dtype: dtype.name().to_string(),
             vocab_size: self.vocab,
@@ -222,17 +236,97 @@ impl<'t> ShardTokenizer<'t> {
     }
 }
 
+/// A document to tokenize: its text and, in a masked shard, the byte ranges that are targets.
+pub trait DocText: Sync {
+    fn text(&self) -> &str;
+    fn marks(&self) -> Option<&[Range<usize>]> {
+        None
+    }
+}
+
+impl DocText for &str {
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+impl DocText for String {
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+impl DocText for (&str, Option<&[Range<usize>]>) {
+    fn text(&self) -> &str {
+        self.0
+    }
+    fn marks(&self) -> Option<&[Range<usize>]> {
+        self.1
+    }
+}
+
+impl DocText for (String, Option<Vec<Range<usize>>>) {
+    fn text(&self) -> &str {
+        &self.0
+    }
+    fn marks(&self) -> Option<&[Range<usize>]> {
+        self.1.as_deref()
+    }
+}
+
+/// A document's text cut at its marks: (segment, is a target), empty segments left out.
+/// Unmarked text is one segment, every token a target.
+pub fn segments<'t>(text: &'t str, marks: Option<&[Range<usize>]>) -> Vec<(&'t str, bool)> {
+    let Some(marks) = marks else { return vec![(text, true)] };
+    let mut out = Vec::with_capacity(2 * marks.len() + 1);
+    let mut at = 0;
+    for m in marks {
+        let (start, end) = (m.start.clamp(at, text.len()), m.end.clamp(at, text.len()));
+        out.push((&text[at..start], false));
+        out.push((&text[start..end], true));
+        at = end;
+    }
+    out.push((&text[at..], false));
+    out.retain(|(t, _)| !t.is_empty());
+    out
+}
+
 /// Encodes `docs` (the shard's documents from index `first` on) in parallel; EOS appended.
-fn encode_docs<S: AsRef<str> + Sync>(tok: &Encoder, opts: &TokenizeOptions, docs: &[S], first: u64) -> EncodedBatch {
+///
+/// A marked document is encoded segment by segment (prompt, then response: the usual SFT
+/// tokenization), so no token straddles a target's boundary; each token's mask is its segment's,
+/// and the EOS that ends the document is a target (the model learns where a response ends).
+fn encode_docs<D: DocText>(tok: &Encoder, opts: &TokenizeOptions, docs: &[D], first: u64) -> EncodedBatch {
     let (add, eos, every) = (opts.add_special_tokens, opts.eos, opts.check_every);
     docs.par_iter()
         .enumerate()
-        .map(|(i, t)| {
-            let t = t.as_ref();
+        .map(|(i, d)| {
+            let t = d.text();
             let mut ids = Vec::with_capacity(t.len() / 3 + 2);
-            let (route, checked, mismatch) = tok.encode_checked(t, add, first + i as u64, every, &mut ids)?;
-            ids.extend(eos);
-            Ok(Encoded { ids, bytes: t.len(), route, checked, mismatch })
+            let index = first + i as u64;
+            let Some(marks) = d.marks().filter(|_| opts.masked) else {
+                let (route, checked, mismatch) = tok.encode_checked(t, add, index, every, &mut ids)?;
+                let mask = opts.masked.then(|| vec![1u8; ids.len() + usize::from(eos.is_some())]);
+                ids.extend(eos);
+                return Ok(Encoded { ids, mask, bytes: t.len(), route, checked, mismatch });
+            };
+            let mut mask = Vec::with_capacity(ids.capacity());
+            let (mut route, mut checked, mut mismatch) = (Route::Fast, false, None);
+            for (k, (segment, target)) in segments(t, Some(marks)).into_iter().enumerate() {
+                let before = ids.len();
+                let (r, c, m) = tok.encode_checked(segment, add && k == 0, index, every, &mut ids)?;
+                if r == Route::Reference {
+                    route = r;
+                }
+                checked |= c;
+                mismatch = mismatch.or(m.map(|m| before + m));
+                mask.resize(ids.len(), u8::from(target));
+            }
+            if let Some(e) = eos {
+                ids.push(e);
+                mask.push(1);
+            }
+            Ok(Encoded { ids, mask: Some(mask), bytes: t.len(), route, checked, mismatch })
         })
         .collect()
 }
@@ -243,6 +337,8 @@ type EncodedBatch = Vec<Result<Encoded, String>>;
 /// One document's ids and how they were made.
 struct Encoded {
     ids: Vec<u32>,
+    /// Which ids are targets, in a masked shard.
+    mask: Option<Vec<u8>>,
     /// UTF-8 bytes of the document's text.
     bytes: usize,
     route: Route,
@@ -273,7 +369,7 @@ impl<'t> ShardStream<'t> {
     }
 
     /// The next documents of the shard, in order.
-    pub fn push<S: AsRef<str> + Sync>(&mut self, docs: &[S]) -> Result<(), DataError> {
+    pub fn push<D: DocText>(&mut self, docs: &[D]) -> Result<(), DataError> {
         if docs.is_empty() {
             return Ok(());
         }
@@ -303,7 +399,7 @@ impl<'t> ShardStream<'t> {
 /// tokenized again by the reference alone (the shard is rewritten, the stats say why): the ids
 /// are always the reference's. The stats' engine then names the reference and the reason: a
 /// caller tokenizing more text with `tok` should switch to [`Encoder::reference_copy`] too.
-pub fn tokenize_corpus<S: AsRef<str> + Sync>(
+pub fn tokenize_corpus<S: DocText>(
     tok: &Encoder,
     corpus: &str,
     docs: &[S],
@@ -319,7 +415,7 @@ pub fn tokenize_corpus<S: AsRef<str> + Sync>(
             let mut bytes = 0;
             // At least one document per batch, whatever `batch_bytes` says.
             while end < docs.len() && (end == start || bytes < opts.batch_bytes) {
-                bytes += docs[end].as_ref().len();
+                bytes += docs[end].text().len();
                 end += 1;
             }
             stream.push(&docs[start..end])?;

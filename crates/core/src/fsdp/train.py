@@ -238,6 +238,8 @@ class Shard:
         self.lengths = np.memmap(prefix + ".idx", dtype=np.int32, mode="r", offset=34, shape=(count,))
         self.pointers = np.memmap(prefix + ".idx", dtype=np.int64, mode="r", offset=34 + 4 * count, shape=(count,))
         self.bin = np.memmap(prefix + ".bin", dtype=np.uint8, mode="r")
+        # The loss mask of an SFT mixture: one byte per token, 1 where the token is a target.
+        self.mask = np.memmap(prefix + ".mask", dtype=np.uint8, mode="r") if os.path.exists(prefix + ".mask") else None
 
     def __len__(self):
         return len(self.lengths)
@@ -246,6 +248,15 @@ class Shard:
         start, n = int(self.pointers[i]), int(self.lengths[i])
         size = np.dtype(self.dtype).itemsize
         return np.frombuffer(self.bin[start : start + n * size], dtype=self.dtype).astype(np.int64)
+
+    def targets(self, i):
+        """Sequence i's targets (its ids after the first), -100 where the mask leaves one out."""
+        ids = self[i]
+        y = ids[1:].copy()
+        if self.mask is not None:
+            start = int(self.pointers[i]) // np.dtype(self.dtype).itemsize
+            y[self.mask[start + 1 : start + len(ids)] == 0] = -100
+        return y
 
 
 def rank_batches(items, world, rank, micro):
@@ -491,12 +502,17 @@ def main(spec_path):
         for i, ids in seqs.items():
             if len(ids) != seq + 1:
                 fail("input", "cptc::fsdp::shard", f"sequence {i} of the mix shard has {len(ids)} ids, not seq_len + 1 = {seq + 1}")
-        n_targets = S * seq  # packed sequences: every target counts
+        # Every target of the step, on every rank: the loss is their mean, as in the built-in engine.
+        if shard.mask is None:
+            n_targets = S * seq
+        else:
+            n_targets = max(1, sum(int((shard.targets(i) != -100).sum()) for i in items))
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for batch in rank_batches(items, world, RANK, micro):
             if batch:
                 ids = torch.from_numpy(np.stack([seqs[i] for i in batch])).to(device)
-                x, y = ids[:, :-1], ids[:, 1:]
+                x = ids[:, :-1]
+                y = torch.from_numpy(np.stack([shard.targets(i) for i in batch])).to(device)
                 total_nats = token_loss_sum(model, x, y)
                 loss_sum += total_nats.detach().double()
                 # FSDP averages gradients over ranks: times world gives their sum.

@@ -65,13 +65,16 @@ fn pct(x: f64) -> String {
     crate::recipe::percent(x, 2)
 }
 
-/// How the data stages read `corpus`' files.
-fn source(corpus: &Corpus) -> ingest::Source {
+/// How the data stages read `corpus`' files: with its loss marks for tokenize, without them for
+/// the stages that read text only (ingest, vocab), so `loss_on` is in their keys only where it
+/// changes the output.
+fn source(corpus: &Corpus, marks: bool) -> ingest::Source {
     ingest::Source {
         corpus: corpus.name.clone(),
         format: corpus.format,
-        text: corpus.text.clone(),
+        text: if marks { corpus.text.clone() } else { corpus.text.unmarked() },
         strict: corpus.strict,
+        split_by: corpus.split_by.clone(),
     }
 }
 
@@ -199,7 +202,7 @@ impl<'r> Lowerer<'r> {
         if let Some(ix) = self.g.find_id(&ingest_id) {
             return ix;
         }
-        let mut ingest = Stage::new(ingest_id, StageParams::Ingest(source(corpus)));
+        let mut ingest = Stage::new(ingest_id, StageParams::Ingest(source(corpus, false)));
         ingest.files.clone_from(&corpus.files);
         self.g.add(ingest)
     }
@@ -247,7 +250,7 @@ impl<'r> Lowerer<'r> {
             train_on.iter().map(|&c| (true, c)).chain(general.iter().map(|&c| (false, c))).collect();
         let sources = read
             .iter()
-            .map(|&(train_on, c)| vocab::VocabSource { train_on, source: source(c), files: c.files.len() })
+            .map(|&(train_on, c)| vocab::VocabSource { train_on, source: source(c, false), files: c.files.len() })
             .collect();
         let params = vocab::Params {
             size: vocab.size,
@@ -277,7 +280,7 @@ impl<'r> Lowerer<'r> {
         }
         let split = self.split(corpus);
         let ingest = self.ingest(corpus);
-        let params = tokenize::Params { source: source(corpus), eos: true };
+        let params = tokenize::Params { source: source(corpus, true), eos: true };
         let mut stage = Stage::new(tok_id, StageParams::Tokenize(params));
         stage.files.clone_from(&corpus.files);
         let ix = self.g.add(stage);
@@ -614,21 +617,20 @@ impl<'r> Lowerer<'r> {
         if reported.is_empty() {
             return;
         }
+        // A model as the report names it, and whether it was trained here.
+        let info = |m: &ModelRef| match m {
+            ModelRef::Model(m) => report::EvalInfo { model: m.clone(), trained: false },
+            ModelRef::Train(t) => report::EvalInfo { model: t.clone(), trained: self.recipe.train(t).is_some() },
+        };
         // Which evaluations measure a trained model: they are the "after" of gain and forgetting.
-        let evals = self
-            .recipe
-            .evals()
-            .iter()
-            .map(|e| {
-                let (model, trained) = match &e.model {
-                    ModelRef::Model(m) => (m.clone(), false),
-                    ModelRef::Train(t) => (t.clone(), self.recipe.train(t).is_some()),
-                };
-                (e.name.clone(), report::EvalInfo { model, trained })
-            })
-            .collect();
+        let evals = self.recipe.evals().iter().map(|e| (e.name.clone(), info(&e.model))).collect();
+        // SFT phases (a mixture of `sft` parts only): the post-SFT probe compares them by the
+        // model each started from.
+        let sft_only =
+            |t: &&Train| self.recipe.mixture(&t.mixture).is_some_and(|m| m.parts.iter().all(|p| p.role == Role::Sft));
+        let sft = self.recipe.trains().iter().filter(sft_only).map(|t| (t.name.clone(), info(&t.model))).collect();
         let recipe = self.recipe.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let params = report::Params { format: report::ReportFormat::Html, recipe, evals };
+        let params = report::Params { format: report::ReportFormat::Html, recipe, evals, sft };
         let ix = self.g.add(Stage::new(id(StageKind::Report, ""), StageParams::Report(params)));
         for from in reported {
             let role = Input::Reported(self.g.stage(from).id.clone());

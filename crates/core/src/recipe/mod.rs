@@ -146,6 +146,10 @@ pub struct Corpus {
     pub format: Format,
     pub text: TextSource,
     pub heldout: Heldout,
+    /// The record field that decides a document's side (`split_by = source`), instead of its
+    /// text: records sharing it are held out together, in every corpus split by the same
+    /// field (a question-answer set and the definitions its answers come from).
+    pub split_by: Option<String>,
     /// Fail on the first bad record instead of skipping and counting it.
     pub strict: bool,
     /// How many passes over its training side a train stage may draw (`run` refuses more).
@@ -170,6 +174,26 @@ pub enum TextSource {
 pub struct Template {
     pub text: String,
     pub parts: Vec<TemplatePart>,
+    /// The fields whose tokens are training targets (`loss_on = [answer]`); the rest is context
+    /// only. Empty: every token is a target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loss_on: Vec<String>,
+}
+
+impl TextSource {
+    /// Whether some tokens of a document are context only (a template with `loss_on`).
+    pub fn masked(&self) -> bool {
+        matches!(self, TextSource::Template(t) if !t.loss_on.is_empty())
+    }
+
+    /// The same text without its loss marks: what the stages that only read the text (ingest,
+    /// vocab) are keyed by, so changing `loss_on` reruns tokenization and what follows only.
+    pub fn unmarked(&self) -> TextSource {
+        match self {
+            TextSource::Template(t) => TextSource::Template(Template { loss_on: Vec::new(), ..t.clone() }),
+            other => other.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

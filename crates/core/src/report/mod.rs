@@ -76,6 +76,26 @@ pub struct TrainReport {
     /// A fork's: the parent's step it started from (its steps are counted on from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_at: Option<u64>,
+    /// An SFT phase's: the model it started from (the post-SFT probe compares them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sft_from: Option<SftStart>,
+}
+
+/// Where an SFT phase started: a base model, or a model trained in the recipe (a CPT run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SftStart {
+    pub model: String,
+    pub trained: bool,
+}
+
+/// One row of the post-SFT probe: an SFT phase's held-out loss on one set before and after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeRow {
+    pub train: String,
+    pub from: SftStart,
+    pub set: String,
+    pub before: f64,
+    pub after: f64,
 }
 
 /// One phase of the data ledger: what one train stage's mix read, per corpus.
@@ -228,6 +248,70 @@ impl ReportData {
         out
     }
 
+    /// The post-SFT probe: per SFT phase and set, bits per byte before and after the SFT (the
+    /// set's loss mask counts the answers only), base-started phases first.
+    pub fn probe(&self) -> Vec<ProbeRow> {
+        let mut rows = Vec::new();
+        for t in &self.trains {
+            let Some(from) = &t.sft_from else { continue };
+            let first = t.evals.iter().map(|e| e.step).min();
+            let last = t.evals.iter().map(|e| e.step).max();
+            let (Some(first), Some(last)) = (first, last) else { continue };
+            for e0 in t.evals.iter().filter(|e| e.step == first) {
+                if let Some(e1) = t.evals.iter().find(|e| e.step == last && e.set == e0.set) {
+                    rows.push(ProbeRow {
+                        train: t.name.clone(),
+                        from: from.clone(),
+                        set: e0.set.clone(),
+                        before: e0.bpb,
+                        after: e1.bpb,
+                    });
+                }
+            }
+        }
+        rows.sort_by(|a, b| (&a.set, a.from.trained).cmp(&(&b.set, b.from.trained)));
+        rows
+    }
+
+    /// The probe's lines: each row, and per set a CPT-started phase against the base-started
+    /// one: whether the gain survives the SFT.
+    fn probe_lines(&self) -> Vec<String> {
+        let rows = self.probe();
+        let mut out = Vec::new();
+        let mut sets: Vec<&str> = rows.iter().map(|r| r.set.as_str()).collect();
+        sets.dedup();
+        for set in sets {
+            out.push(format!("post-SFT probe, held-out `{set}` (bits per byte)   before SFT   after"));
+            let of_set: Vec<&ProbeRow> = rows.iter().filter(|r| r.set == set).collect();
+            for r in &of_set {
+                let kind = if r.from.trained { "trained here" } else { "base" };
+                let label = format!("{} from {} ({kind})", r.train, r.from.model);
+                out.push(format!("  {label:<40} {:>8.4} {:>8.4}", r.before, r.after));
+            }
+            let base = of_set.iter().find(|r| !r.from.trained);
+            for cpt in of_set.iter().filter(|r| r.from.trained) {
+                if let Some(base) = base {
+                    let (before, after) = (cpt.before / base.before - 1.0, cpt.after / base.after - 1.0);
+                    let verdict = match (before < 0.0, after < 0.0) {
+                        (true, true) if after >= 0.5 * before => "the CPT gain survives the SFT",
+                        (true, true) => "the CPT gain shrinks in the SFT",
+                        (true, false) => "the CPT gain does not survive the SFT",
+                        (false, true) => "the CPT model gains only after the SFT",
+                        (false, false) => "no CPT gain before or after the SFT",
+                    };
+                    out.push(format!(
+                        "  {} vs {}: {:+.1}% before SFT, {:+.1}% after: {verdict}",
+                        cpt.from.model,
+                        base.from.model,
+                        100.0 * before,
+                        100.0 * after
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The terminal summary: gain and forgetting, then one line per train, vocab and law.
     pub fn summary(&self) -> String {
         let mut s = String::new();
@@ -265,6 +349,9 @@ impl ReportData {
             };
             let _ = writeln!(s, "train {}: {} tokens in {} steps{loss}{speed}", t.name, si(t.tokens as f64), t.steps);
         }
+        for line in self.probe_lines() {
+            let _ = writeln!(s, "{line}");
+        }
         for v in &self.vocabs {
             let _ = writeln!(
                 s,
@@ -301,6 +388,15 @@ impl ReportData {
         let _ = writeln!(h, "<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>", escape(&title));
         let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
         self.html_changes(&mut h);
+        let probe = self.probe_lines();
+        if !probe.is_empty() {
+            let _ = writeln!(h, "<h2>Post-SFT probe</h2>");
+            let _ = writeln!(
+                h,
+                "<p>The same SFT from the base and from the trained model, measured on held-out answers (prompts are context only).</p>\n<pre>{}</pre>",
+                escape(&probe.join("\n"))
+            );
+        }
         for t in &self.trains {
             html_train(&mut h, t);
         }

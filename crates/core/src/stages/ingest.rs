@@ -28,6 +28,10 @@ pub struct Source {
     pub format: Format,
     pub text: TextSource,
     pub strict: bool,
+    /// The field whose value decides each document's held-out side (its hash in the index);
+    /// absent from keys when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_by: Option<String>,
 }
 
 pub type Params = Source;
@@ -45,6 +49,7 @@ impl Source {
             format: self.format,
             text: self.text.clone(),
             heldout: Heldout::Fraction(0.0),
+            split_by: self.split_by.clone(),
             strict: self.strict,
             max_epochs: crate::recipe::DEFAULT_MAX_EPOCHS,
             origin: Origin::default(),
@@ -52,7 +57,7 @@ impl Source {
     }
 
     pub fn options(&self) -> data::ingest::IngestOptions {
-        data::ingest::IngestOptions { strict: self.strict, ..Default::default() }
+        data::ingest::IngestOptions { strict: self.strict, split_by: self.split_by.clone(), ..Default::default() }
     }
 }
 
@@ -132,6 +137,11 @@ fn part_key(p: &Params, opts: &data::ingest::IngestOptions, file: &Digest) -> Di
     w.bool(opts.strict);
     w.u64(opts.max_record_bytes as u64);
     w.u64(opts.max_issues_listed as u64);
+    // The split field decides the hashes the index holds; none leaves older keys as they were.
+    if let Some(field) = &opts.split_by {
+        w.str("split_by");
+        w.str(field);
+    }
     w.finish()
 }
 
@@ -139,7 +149,7 @@ fn part_key(p: &Params, opts: &data::ingest::IngestOptions, file: &Digest) -> Di
 fn build_part(p: &Params, opts: &data::ingest::IngestOptions, path: &Path, dir: &Path) -> Result<(), StageFailure> {
     let mut index = data::index::IndexWriter::create(&dir.join(PART_INDEX))?;
     let report = data::ingest::visit_file_batches(path, 0, p.format, &p.text, opts, BATCH_BYTES, |batch| {
-        let hashes: Vec<[u8; 32]> = batch.par_iter().map(|d| data::split::doc_hash(&d.text)).collect();
+        let hashes: Vec<[u8; 32]> = batch.par_iter().map(data::split::document_hash).collect();
         for (d, hash) in batch.iter().zip(hashes) {
             index.push(&data::index::DocEntry { file: 0, record: d.line, bytes: d.text.len() as u64, hash })?;
         }

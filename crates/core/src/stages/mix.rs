@@ -219,6 +219,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut excluded = serde_json::Map::new();
     // Training tokens each source can give, and how many the stage has drawn from it.
     let mut available: Vec<u64> = Vec::new();
+    let mut masks: Vec<Option<data::shard::ShardReader>> = Vec::new();
     for (corpus, dir, _) in ctx.inputs_where(|i| match i {
         Input::Corpus(c) => Some(c),
         _ => None,
@@ -262,6 +263,9 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             },
             (None, None) => None,
         };
+        // A masked corpus' loss masks follow its tokens into the sequences (a second reader:
+        // the sampler owns the first).
+        masks.push(if shard.masked() { Some(data::shard::ShardReader::open(&dir.join("train"))?) } else { None });
         sources.push(data::mixture::Source { corpus: corpus.clone(), shard, skip, continues });
     }
     let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
@@ -292,7 +296,15 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         Some(data::shard::TokenDtype::U16) | None => 65_000,
         Some(_) => u64::from(u32::MAX),
     };
-    let mut writer = data::shard::ShardWriter::create(&ctx.out.join("train"), vocab_for_dtype)?;
+    let masked = masks.iter().any(Option::is_some);
+    let mut writer = if masked {
+        data::shard::ShardWriter::create_masked(&ctx.out.join("train"), vocab_for_dtype)?
+    } else {
+        data::shard::ShardWriter::create(&ctx.out.join("train"), vocab_for_dtype)?
+    };
+    let mut mask = Vec::new();
+    // Tokens that are training targets (a sequence's first token is an input only).
+    let mut targets = 0u64;
     let spans_file = fs_err::File::create(ctx.out.join("spans.jsonl"))?;
     let mut spans = std::io::BufWriter::new(spans_file);
     let mut windows = Vec::new();
@@ -344,7 +356,20 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             last_doc[sampled.corpus] = Some(span.doc);
         }
         over_limit(p, &names[sampled.corpus], drawn[sampled.corpus], available[sampled.corpus])?;
-        writer.add_document(&sampled.seq.tokens)?;
+        match &masks[sampled.corpus] {
+            Some(reader) => {
+                mask.clear();
+                for span in &sampled.seq.spans {
+                    reader.read_mask_range(span.doc as usize, span.doc_start, span.len, &mut mask)?;
+                }
+                writer.add_masked(&sampled.seq.tokens, &mask)?;
+                targets += mask.iter().skip(1).filter(|&&m| m != 0).count() as u64;
+            }
+            None => {
+                writer.add_document(&sampled.seq.tokens)?;
+                targets += sampled.seq.tokens.len().saturating_sub(1) as u64;
+            }
+        }
         writeln!(
             spans,
             "{}",
@@ -384,6 +409,9 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     // Written only when any, so a recipe whose corpora share no document keeps its artifact.
     if !excluded.is_empty() {
         stats["excluded"] = Value::Object(excluded);
+    }
+    if masked {
+        stats["targets"] = json!(targets);
     }
     write_json(&ctx.out.join("stats.json"), &stats)?;
     Ok(json!({ "sequences": sequences, "tokens": summary.tokens }))

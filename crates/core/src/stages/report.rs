@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::{Input, StageCtx, StageFailure, StageId, StageKind, read_json, write_json};
 use crate::backend::eval::EvalResult;
 use crate::report::{
-    EvalPoint, EvalReport, LawReport, ReportData, SetMetrics, ShareWindow, StepPoint, TrainReport, VocabReport,
+    EvalPoint, EvalReport, LawReport, ReportData, SetMetrics, SftStart, ShareWindow, StepPoint, TrainReport,
+    VocabReport,
 };
 
 pub const VERSION: u64 = 1;
@@ -24,6 +25,10 @@ pub struct Params {
     /// Each eval stage (by name): the model it measures and whether that model was trained
     /// here (the "after" of gain and forgetting).
     pub evals: BTreeMap<String, EvalInfo>,
+    /// Each SFT phase (a train whose mixture is all `sft`): the model it started from, and
+    /// whether that was trained here. Absent from the key when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sft: BTreeMap<String, EvalInfo>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -131,6 +136,7 @@ fn train_report(name: &str, dir: &Path, values: &Value, mix: Option<&Path>) -> R
         windows,
         phases,
         forked_at: values.get("forked_at").and_then(Value::as_u64),
+        sft_from: None,
     })
 }
 
@@ -149,7 +155,11 @@ fn gather(p: &Params, ctx: &StageCtx<'_>) -> Result<ReportData, StageFailure> {
     for &(id, dir, meta) in &reported {
         let name = id.name.as_str();
         match id.kind {
-            StageKind::Train => data.trains.push(train_report(name, dir, &meta.values, mix_of(name))?),
+            StageKind::Train => {
+                let mut t = train_report(name, dir, &meta.values, mix_of(name))?;
+                t.sft_from = p.sft.get(name).map(|i| SftStart { model: i.model.clone(), trained: i.trained });
+                data.trains.push(t);
+            }
             StageKind::Eval => {
                 let sets: BTreeMap<String, EvalResult> = read_json(&dir.join("eval.json"))?;
                 let info = p.evals.get(name);

@@ -50,7 +50,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let tok_path = tokenizer_path(tok_dir)?;
     let tokenizer = data::tokenize::load_tokenizer(&tok_path)?;
     let eos = if p.eos { Some(eos_id(tok_dir, &tokenizer)?) } else { None };
-    let options = TokenizeOptions { eos, ..Default::default() };
+    let options = TokenizeOptions { eos, masked: p.source.text.masked(), ..Default::default() };
     let index = docs_dir.join("docs.index");
     let spans = file_spans(&index, &decision.rule, ctx.files.len())?;
     let tok_digest = hash_file(&tok_path).map_err(|e| StageFailure::of(data::DataError::io("read", &tok_path, e)))?;
@@ -141,6 +141,11 @@ fn part_key(p: &Params, eos: Option<u32>, tokenizer: &Digest, file: &Digest, spa
     w.u64(VERSION);
     w.digest(file);
     w.str(&serde_json::to_string(&(p.source.format, &p.source.text, p.source.strict)).unwrap_or_default());
+    // `train.hashes` holds the index's hashes, which the split field decides.
+    if let Some(field) = &p.source.split_by {
+        w.str("split_by");
+        w.str(field);
+    }
     w.digest(tokenizer);
     w.u64(eos.map_or(u64::MAX, u64::from));
     w.u64(span.docs);
@@ -207,27 +212,39 @@ fn stream_file(
         reason: format!("{} changed since it was indexed: run again", file.path.display()),
     };
     // Held-out pieces wait until a batch's worth has gathered: they are a small share.
-    let mut held: Vec<String> = Vec::new();
+    let mut held: Vec<(String, Option<data::ingest::Marks>)> = Vec::new();
     let mut held_len = 0;
     let opts = p.source.options();
     data::ingest::visit_file_batches(file.path, 0, p.source.format, &p.source.text, &opts, BATCH_BYTES, |batch| {
-        let mut to_train: Vec<&str> = Vec::with_capacity(batch.len());
+        let mut to_train: Vec<(&str, Option<&[std::ops::Range<usize>]>)> = Vec::with_capacity(batch.len());
         for d in &batch {
             let entry = index.next().ok_or_else(changed)??;
             if entry.record != d.line || entry.bytes != d.text.len() as u64 {
                 return Err(changed());
             }
-            if file.rule.is_heldout(&entry.hash) {
+            if file.rule.is_heldout(&entry.hash)
+                && let Some(marks) = &d.marks
+            {
+                // A marked document (an SFT record: short) is held out whole; bits per byte
+                // count the bytes of its targets only.
+                let marked = marks.iter().map(|m| &d.text[m.clone()]);
+                heldout_bytes.push(marked.clone().map(|t| t.len() as u64).sum());
+                if let Some(m) = &missing {
+                    unencodable.push(marked.flat_map(str::bytes).filter(|&b| m[usize::from(b)]).count() as u64);
+                }
+                held_len += d.text.len();
+                held.push((d.text.clone(), Some(marks.clone())));
+            } else if file.rule.is_heldout(&entry.hash) {
                 for piece in data::split::pieces(&d.text, data::split::MAX_HELDOUT_PIECE_BYTES) {
                     heldout_bytes.push(piece.len() as u64);
                     if let Some(m) = &missing {
                         unencodable.push(piece.bytes().filter(|&b| m[usize::from(b)]).count() as u64);
                     }
                     held_len += piece.len();
-                    held.push(piece.to_string());
+                    held.push((piece.to_string(), None));
                 }
             } else {
-                to_train.push(&d.text);
+                to_train.push((&d.text, d.marks.as_deref()));
                 keys.write_all(&data::split::doc_key(&entry.hash)).map_err(io)?;
             }
         }
@@ -273,8 +290,13 @@ fn assemble(
         let part: PartStats = read_json(&dir.join(PART_STATS))?;
         for (s, side) in ["train", "heldout"].into_iter().enumerate() {
             let name = format!("{side}/{k:05}");
-            let (bin, idx) = (format!("{side}.bin"), format!("{side}.idx"));
-            parts.link(dir, &[(&bin, out.join(format!("{name}.bin"))), (&idx, out.join(format!("{name}.idx")))])?;
+            let (bin, idx, mask) = (format!("{side}.bin"), format!("{side}.idx"), format!("{side}.mask"));
+            let mut files =
+                vec![(bin.as_str(), out.join(format!("{name}.bin"))), (&idx, out.join(format!("{name}.idx")))];
+            if dir.join(&mask).is_file() {
+                files.push((&mask, out.join(format!("{name}.mask"))));
+            }
+            parts.link(dir, &files)?;
             listed[s].push(name);
             let stats = if s == 0 { &part.train } else { &part.heldout };
             merge_stats(&mut sides[s], stats);
@@ -336,6 +358,9 @@ fn merge_stats(into: &mut Option<data::tokenize::CorpusStats>, part: &data::toke
     total.documents += part.documents;
     total.bytes += part.bytes;
     total.tokens += part.tokens;
+    if let (Some(t), Some(p)) = (&mut total.targets, part.targets) {
+        *t += p;
+    }
     total.tokens_per_byte = if total.bytes == 0 { 0.0 } else { total.tokens as f64 / total.bytes as f64 };
     let engine = &mut total.engine;
     engine.fast_documents += part.engine.fast_documents;

@@ -102,7 +102,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         let heldout = if s.train_on { &mut domain_heldout } else { &mut general_heldout };
         data::ingest::visit_batches(&s.source.corpus(files), &s.source.options(), BATCH_BYTES, |batch| {
             for d in batch {
-                let hash = data::split::doc_hash(&d.text);
+                let hash = data::split::document_hash(&d);
                 if rule.is_heldout(&hash) {
                     // A document's pieces share its key: the budget drops whole documents,
                     // but for the pieces of the one at its edge.

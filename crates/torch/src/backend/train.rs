@@ -39,6 +39,19 @@ impl Example {
         Self { input: ids[..n].to_vec(), target: ids[ids.len() - n..].to_vec() }
     }
 
+    /// From `seq_len + 1` token ids and their loss mask (1: a target): a target whose mask is 0
+    /// (a prompt token) counts in no loss.
+    pub fn from_masked(ids: &[u32], mask: &[u8]) -> Self {
+        let mut e = Self::from_tokens(ids);
+        let n = e.target.len();
+        for (t, &keep) in e.target.iter_mut().zip(&mask[mask.len().saturating_sub(n)..]) {
+            if keep == 0 {
+                *t = IGNORE_INDEX;
+            }
+        }
+        e
+    }
+
     /// An input/target pair of one length (targets may be [`IGNORE_INDEX`], e.g. for prompts).
     pub fn pair(input: Vec<i64>, target: Vec<i64>) -> Self {
         Self { input, target }

@@ -30,8 +30,13 @@ impl DataSource for MixSource {
             return Ok(None);
         }
         let ids = self.shard.read_doc(self.next)?;
+        let example = if self.shard.masked() {
+            Example::from_masked(&ids, &self.shard.read_mask(self.next)?)
+        } else {
+            Example::from_tokens(&ids)
+        };
         self.next += 1;
-        Ok(Some(Example::from_tokens(&ids)))
+        Ok(Some(example))
     }
 
     fn sampler_state(&self) -> Vec<u8> {
