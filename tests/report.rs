@@ -1,13 +1,32 @@
 //! Rendering of the run report from a fixture: `tests/fixtures/report/edu.json` is the
-//! `report.json` a real `cptc run recipes/edu.cpt` wrote. The terminal summary and a chart are
-//! snapshotted; the page must hold every section and be byte-identical when rendered twice.
+//! `report.json` a real `cptc run recipes/edu.cpt` wrote, `medical_probe.json` the one of a
+//! CPU-sized `recipes/medical.cpt` (CPT, then the post-SFT probe). The terminal summary and a
+//! chart are snapshotted; the page must hold every section and be byte-identical when rendered
+//! twice.
 
 use cptc::report::ReportData;
 use cptc::report::chart::{LineChart, Series};
 
 fn fixture() -> ReportData {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/report/edu.json");
+    load("edu")
+}
+
+fn load(name: &str) -> ReportData {
+    let path = format!("{}/tests/fixtures/report/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("ReportData")
+}
+
+/// The probe compares the SFT from the CPT model with the SFT from the base on the held-out
+/// answers, before and after the SFT, and says how much of the gain is left.
+#[test]
+fn the_post_sft_probe_puts_both_sfts_side_by_side() {
+    let data = load("medical_probe");
+    let rows = data.probe();
+    assert_eq!(rows.len(), 2);
+    assert!(!rows[0].from.trained && rows[1].from.trained, "the base first");
+    insta::assert_snapshot!(data.summary());
+    assert!(data.html().contains("<h2>Post-SFT probe</h2>"));
+    assert!(!fixture().html().contains("Post-SFT probe"), "a recipe without SFT phases has none");
 }
 
 #[test]

@@ -293,11 +293,15 @@ impl ReportData {
                 if let Some(base) = base {
                     let (before, after) = (cpt.before / base.before - 1.0, cpt.after / base.after - 1.0);
                     let verdict = match (before < 0.0, after < 0.0) {
-                        (true, true) if after >= 0.5 * before => "the CPT gain survives the SFT",
-                        (true, true) => "the CPT gain shrinks in the SFT",
-                        (true, false) => "the CPT gain does not survive the SFT",
-                        (false, true) => "the CPT model gains only after the SFT",
-                        (false, false) => "no CPT gain before or after the SFT",
+                        (true, true) if after <= 0.5 * before => {
+                            format!("the CPT gain survives the SFT ({:.0}% of it)", 100.0 * after / before)
+                        }
+                        (true, true) => {
+                            format!("the CPT gain mostly fades in the SFT ({:.0}% of it left)", 100.0 * after / before)
+                        }
+                        (true, false) => "the CPT gain does not survive the SFT".to_string(),
+                        (false, true) => "the CPT model gains only after the SFT".to_string(),
+                        (false, false) => "no CPT gain before or after the SFT".to_string(),
                     };
                     out.push(format!(
                         "  {} vs {}: {:+.1}% before SFT, {:+.1}% after: {verdict}",

@@ -15,7 +15,8 @@ use crate::report::{
     VocabReport,
 };
 
-pub const VERSION: u64 = 1;
+/// v2: the post-SFT probe.
+pub const VERSION: u64 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Params {
