@@ -170,6 +170,10 @@ fn answers_are_the_only_targets_from_tokenization_to_training() {
         assert_eq!(e["sets"]["qa"]["tokens"].as_u64(), Some(targets as u64), "step {}", e["step"]);
         assert_eq!(e["sets"]["qa"]["bytes"].as_u64(), Some(bytes));
     }
+    // Once tokenized, the plan says which share of the corpus' tokens are targets.
+    let plan = cptc(root, &["plan", "recipe.cpt"]);
+    let share = 100.0 * train_targets as f64 / stats["train"]["tokens"].as_u64().unwrap() as f64;
+    assert!(plan.contains(&format!("{share:.0}% of them targets (loss_on)")), "{plan}");
     let report = artifact(root, "report");
     let summary = std::fs::read_to_string(report.join("summary.txt")).unwrap();
     assert!(summary.contains("post-SFT probe, held-out `qa`"), "{summary}");

@@ -216,10 +216,14 @@ fn text(
                         .map(|(c, t)| match known.iter().find(|s| &s.corpus == c) {
                             // Once the corpus is tokenized: of how many, and the passes that makes.
                             Some(s) => format!(
-                                "{c} {} of {} = {:.2} epochs",
+                                "{c} {} of {} = {:.2} epochs{}",
                                 count_text(*t),
                                 count_text(s.tokens),
-                                *t as f64 / s.tokens.max(1) as f64
+                                *t as f64 / s.tokens.max(1) as f64,
+                                s.targets.map_or(String::new(), |n| format!(
+                                    ", {:.0}% of them targets (loss_on)",
+                                    100.0 * n as f64 / s.tokens.max(1) as f64
+                                ))
                             ),
                             None => format!("{c} {}", count_text(*t)),
                         })
@@ -264,6 +268,8 @@ fn text(
 struct SourceData {
     corpus: String,
     tokens: u64,
+    /// Of those, the training targets, in a corpus whose template marks `loss_on` fields.
+    targets: Option<u64>,
     max_epochs: f64,
     seq_len: u64,
 }
@@ -284,7 +290,8 @@ fn sources(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) ->
         let Some(tokens) = meta.values.pointer("/train/tokens").and_then(serde_json::Value::as_u64) else { continue };
         let max_epochs = params.max_epochs.get(&corpus).copied().unwrap_or(crate::recipe::DEFAULT_MAX_EPOCHS);
         let seq_len = params.long_context.map_or(params.seq_len, |lc| lc.target_len);
-        out.push(SourceData { corpus, tokens, max_epochs, seq_len });
+        let targets = meta.values.pointer("/train/targets").and_then(serde_json::Value::as_u64);
+        out.push(SourceData { corpus, tokens, targets, max_epochs, seq_len });
     }
     out
 }
