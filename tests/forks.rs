@@ -9,6 +9,7 @@ mod py_support;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use cli_support::run_in as cptc;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -31,17 +32,6 @@ fn project() -> tempfile::TempDir {
         std::fs::write(root.join(format!("{corpus}.jsonl")), head).expect("write corpus");
     }
     dir
-}
-
-fn cptc(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = cli_support::cptc(args)
-        .current_dir(root)
-        .env("COLUMNS", "1000")
-        .env("CPTC_THREADS", "1")
-        .output()
-        .expect("cptc");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 /// The artifact folder of `stage`, from the plan's keys.

@@ -37,16 +37,11 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
+/// `cptc ARGS` in `root`, which must succeed; its stdout.
 fn cptc(root: &Path, args: &[&str]) -> String {
-    let out = cli_support::cptc(args)
-        .current_dir(root)
-        .env("COLUMNS", "1000")
-        .env("CPTC_THREADS", "1")
-        .output()
-        .expect("cptc");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "cptc {args:?} failed:\n{stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (code, stdout, stderr) = cli_support::run_in(root, args);
+    assert_eq!(code, 0, "cptc {args:?} failed:\n{stderr}");
+    stdout
 }
 
 /// The artifact folder of `stage`, from the plan's keys.

@@ -11,6 +11,13 @@ pub(crate) fn cptc(args: &[&str]) -> Command {
     cmd
 }
 
+/// `cptc ARGS` in `root` on one thread, its output as wide as it likes: exit code, stdout, stderr.
+pub(crate) fn run_in(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = cptc(args).current_dir(root).env("COLUMNS", "1000").env("CPTC_THREADS", "1").output().expect("cptc");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
 /// The published artifact folder of `stage` of `recipe` in `root`'s store (`.cptc`), found by
 /// the key `cptc plan` gives it.
 pub(crate) fn artifact(root: &Path, recipe: &str, stage: &str) -> PathBuf {

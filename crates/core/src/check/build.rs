@@ -360,7 +360,7 @@ impl<'a> Builder<'a> {
                 self.error(r.file, error);
                 return None;
             }
-            Some(r) => Some(r.parts.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".")),
+            Some(r) => Some(r.dotted()),
             None => None,
         };
         let max_epochs = match max_epochs {
@@ -400,7 +400,7 @@ impl<'a> Builder<'a> {
         let mut out: Vec<String> = Vec::new();
         let mut ok = true;
         for mark in marks {
-            let name = mark.parts.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".");
+            let name = mark.dotted();
             let error = if !fields.contains(&name.as_str()) {
                 Some(CheckError::UnknownName {
                     name: name.clone(),

@@ -76,6 +76,11 @@ impl RefPath {
         // The parser builds paths from at least one identifier.
         &self.parts[0]
     }
+
+    /// The path as written: `best.ratio`.
+    pub(crate) fn dotted(&self) -> String {
+        self.parts.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".")
+    }
 }
 
 pub(crate) fn describe(expr: &Expr) -> String {

@@ -312,6 +312,11 @@ impl Sampler {
         self.state.sequences
     }
 
+    /// The shard source `corpus` (an index into [`corpus_names`](Self::corpus_names)) reads.
+    pub fn shard(&self, corpus: usize) -> &ShardReader {
+        self.packers[corpus].shard()
+    }
+
     pub fn corpus_names(&self) -> &[String] {
         &self.names
     }

@@ -509,24 +509,11 @@ impl ShardReader {
 
     /// Appends tokens `start..start+len` of sequence `i` to `out`.
     pub fn read_range(&self, i: usize, start: u32, len: u32, out: &mut Vec<u32>) -> Result<(), DataError> {
-        let pair = self.starts.partition_point(|&s| s <= i).saturating_sub(1);
-        let (bin_path, bin) = &self.bins[pair.min(self.bins.len() - 1)];
-        let (Some(&l), Some(&p)) = (self.lengths.get(i), self.pointers.get(i)) else {
-            return Err(DataError::BadShard { path: bin_path.clone(), reason: format!("no sequence {i}") });
-        };
-        if u64::from(start) + u64::from(len) > u64::from(l) {
-            return Err(DataError::BadShard {
-                path: bin_path.clone(),
-                reason: format!(
-                    "tokens {start}..{} of sequence {i} requested; it has {l}",
-                    u64::from(start) + u64::from(len)
-                ),
-            });
-        }
+        let (pair, at) = self.locate(i, start, len, "tokens")?;
+        let (bin_path, bin) = &self.bins[pair];
         let size = self.dtype.size();
         let mut buf = vec![0u8; len as usize * size];
-        bin.read_exact_at(&mut buf, p + u64::from(start) * size as u64)
-            .map_err(|e| DataError::io("read", bin_path, e))?;
+        bin.read_exact_at(&mut buf, at * size as u64).map_err(|e| DataError::io("read", bin_path, e))?;
         match self.dtype {
             TokenDtype::U16 => out.extend(buf.chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))),
             // Values were checked non-negative when written; a damaged file reads as large ids.
@@ -543,24 +530,29 @@ impl ShardReader {
     /// Appends the loss mask of tokens `start..start+len` of sequence `i` to `out` (all 1 where
     /// its pair has no mask).
     pub fn read_mask_range(&self, i: usize, start: u32, len: u32, out: &mut Vec<u8>) -> Result<(), DataError> {
-        let pair = self.starts.partition_point(|&s| s <= i).saturating_sub(1).min(self.bins.len() - 1);
+        let (pair, at) = self.locate(i, start, len, "mask of tokens")?;
         let Some((path, file)) = &self.masks[pair] else {
             out.extend(std::iter::repeat_n(1u8, len as usize));
             return Ok(());
         };
+        let from = out.len();
+        out.resize(from + len as usize, 0);
+        file.read_exact_at(&mut out[from..], at).map_err(|e| DataError::io("read", path, e))
+    }
+
+    /// Where tokens `start..start+len` of sequence `i` are: its pair, and the first one's index
+    /// in that pair's `.bin` (a token offset, which is also its byte offset in the mask).
+    fn locate(&self, i: usize, start: u32, len: u32, what: &str) -> Result<(usize, u64), DataError> {
+        let pair = self.starts.partition_point(|&s| s <= i).saturating_sub(1).min(self.bins.len() - 1);
+        let bad = |reason: String| DataError::BadShard { path: self.bins[pair].0.clone(), reason };
         let (Some(&l), Some(&p)) = (self.lengths.get(i), self.pointers.get(i)) else {
-            return Err(DataError::BadShard { path: path.clone(), reason: format!("no sequence {i}") });
+            return Err(bad(format!("no sequence {i}")));
         };
-        if u64::from(start) + u64::from(len) > u64::from(l) {
-            return Err(DataError::BadShard {
-                path: path.clone(),
-                reason: format!("mask of tokens {start}..{} of sequence {i} requested; it has {l}", start + len),
-            });
+        let end = u64::from(start) + u64::from(len);
+        if end > u64::from(l) {
+            return Err(bad(format!("{what} {start}..{end} of sequence {i} requested; it has {l}")));
         }
-        let at = out.len();
-        out.resize(at + len as usize, 0);
-        let offset = p / self.dtype.size() as u64 + u64::from(start);
-        file.read_exact_at(&mut out[at..], offset).map_err(|e| DataError::io("read", path, e))
+        Ok((pair, p / self.dtype.size() as u64 + u64::from(start)))
     }
 
     /// The loss mask of sequence `i`.

@@ -305,10 +305,10 @@ fn encode_docs<D: DocText>(tok: &Encoder, opts: &TokenizeOptions, docs: &[D], fi
             let mut ids = Vec::with_capacity(t.len() / 3 + 2);
             let index = first + i as u64;
             let Some(marks) = d.marks().filter(|_| opts.masked) else {
+                // In a masked shard too: the writer counts every token of it a target.
                 let (route, checked, mismatch) = tok.encode_checked(t, add, index, every, &mut ids)?;
-                let mask = opts.masked.then(|| vec![1u8; ids.len() + usize::from(eos.is_some())]);
                 ids.extend(eos);
-                return Ok(Encoded { ids, mask, bytes: t.len(), route, checked, mismatch });
+                return Ok(Encoded { ids, mask: None, bytes: t.len(), route, checked, mismatch });
             };
             let mut mask = Vec::with_capacity(ids.capacity());
             let (mut route, mut checked, mut mismatch) = (Route::Fast, false, None);
@@ -337,7 +337,7 @@ type EncodedBatch = Vec<Result<Encoded, String>>;
 /// One document's ids and how they were made.
 struct Encoded {
     ids: Vec<u32>,
-    /// Which ids are targets, in a masked shard.
+    /// Which ids are targets, for a marked document (`None`: all of them).
     mask: Option<Vec<u8>>,
     /// UTF-8 bytes of the document's text.
     bytes: usize,

@@ -98,6 +98,24 @@ pub struct ProbeRow {
     pub after: f64,
 }
 
+/// A train's first and last evaluation steps and, per set measured at both, the two points.
+type FirstAndLast<'t> = (u64, u64, Vec<(&'t EvalPoint, &'t EvalPoint)>);
+
+impl TrainReport {
+    /// Its first and last evaluation steps and, per set measured at both, the two points.
+    fn first_and_last(&self) -> Option<FirstAndLast<'_>> {
+        let first = self.evals.iter().map(|e| e.step).min()?;
+        let last = self.evals.iter().map(|e| e.step).max()?;
+        let pairs = self
+            .evals
+            .iter()
+            .filter(|e| e.step == first)
+            .filter_map(|e0| Some((e0, self.evals.iter().find(|e| e.step == last && e.set == e0.set)?)))
+            .collect();
+        Some((first, last, pairs))
+    }
+}
+
 /// One phase of the data ledger: what one train stage's mix read, per corpus.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataPhase {
@@ -224,25 +242,21 @@ impl ReportData {
             }
         }
         for t in &self.trains {
-            let first = t.evals.iter().map(|e| e.step).min();
-            let last = t.evals.iter().map(|e| e.step).max();
-            let (Some(first), Some(last)) = (first, last) else { continue };
+            let Some((first, last, pairs)) = t.first_and_last() else { continue };
             if first == last {
                 continue;
             }
-            for e0 in t.evals.iter().filter(|e| e.step == first) {
+            for (e0, e1) in pairs {
                 if out.iter().any(|c| c.set == e0.set) {
                     continue;
                 }
-                if let Some(e1) = t.evals.iter().find(|e| e.step == last && e.set == e0.set) {
-                    out.push(Change {
-                        set: e0.set.clone(),
-                        role: t.roles.get(&e0.set).cloned(),
-                        before: e0.bpb,
-                        after: e1.bpb,
-                        source: format!("train:{} step {first} -> {last}", t.name),
-                    });
-                }
+                out.push(Change {
+                    set: e0.set.clone(),
+                    role: t.roles.get(&e0.set).cloned(),
+                    before: e0.bpb,
+                    after: e1.bpb,
+                    source: format!("train:{} step {first} -> {last}", t.name),
+                });
             }
         }
         out
@@ -253,20 +267,15 @@ impl ReportData {
     pub fn probe(&self) -> Vec<ProbeRow> {
         let mut rows = Vec::new();
         for t in &self.trains {
-            let Some(from) = &t.sft_from else { continue };
-            let first = t.evals.iter().map(|e| e.step).min();
-            let last = t.evals.iter().map(|e| e.step).max();
-            let (Some(first), Some(last)) = (first, last) else { continue };
-            for e0 in t.evals.iter().filter(|e| e.step == first) {
-                if let Some(e1) = t.evals.iter().find(|e| e.step == last && e.set == e0.set) {
-                    rows.push(ProbeRow {
-                        train: t.name.clone(),
-                        from: from.clone(),
-                        set: e0.set.clone(),
-                        before: e0.bpb,
-                        after: e1.bpb,
-                    });
-                }
+            let (Some(from), Some((_, _, pairs))) = (&t.sft_from, t.first_and_last()) else { continue };
+            for (e0, e1) in pairs {
+                rows.push(ProbeRow {
+                    train: t.name.clone(),
+                    from: from.clone(),
+                    set: e0.set.clone(),
+                    before: e0.bpb,
+                    after: e1.bpb,
+                });
             }
         }
         rows.sort_by(|a, b| (&a.set, a.from.trained).cmp(&(&b.set, b.from.trained)));

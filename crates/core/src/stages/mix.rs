@@ -219,7 +219,6 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut excluded = serde_json::Map::new();
     // Training tokens each source can give, and how many the stage has drawn from it.
     let mut available: Vec<u64> = Vec::new();
-    let mut masks: Vec<Option<data::shard::ShardReader>> = Vec::new();
     for (corpus, dir, _) in ctx.inputs_where(|i| match i {
         Input::Corpus(c) => Some(c),
         _ => None,
@@ -263,12 +262,11 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             },
             (None, None) => None,
         };
-        // A masked corpus' loss masks follow its tokens into the sequences (a second reader:
-        // the sampler owns the first).
-        masks.push(if shard.masked() { Some(data::shard::ShardReader::open(&dir.join("train"))?) } else { None });
         sources.push(data::mixture::Source { corpus: corpus.clone(), shard, skip, continues });
     }
     let vocab = sources.iter().map(|s| s.shard.dtype()).max_by_key(|d| d.size());
+    // A masked corpus' loss masks follow its tokens into the sequences.
+    let masked = sources.iter().any(|s| s.shard.masked());
     let length = p.long_context.map_or(p.seq_len, |lc| lc.target_len);
     let sequences = p.tokens.div_ceil(length.max(1));
     // The ramp's clock: a fork on its parent's spans the parent's sequences before it too.
@@ -296,7 +294,6 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         Some(data::shard::TokenDtype::U16) | None => 65_000,
         Some(_) => u64::from(u32::MAX),
     };
-    let masked = masks.iter().any(Option::is_some);
     let mut writer = if masked {
         data::shard::ShardWriter::create_masked(&ctx.out.join("train"), vocab_for_dtype)?
     } else {
@@ -356,19 +353,17 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             last_doc[sampled.corpus] = Some(span.doc);
         }
         over_limit(p, &names[sampled.corpus], drawn[sampled.corpus], available[sampled.corpus])?;
-        match &masks[sampled.corpus] {
-            Some(reader) => {
-                mask.clear();
-                for span in &sampled.seq.spans {
-                    reader.read_mask_range(span.doc as usize, span.doc_start, span.len, &mut mask)?;
-                }
-                writer.add_masked(&sampled.seq.tokens, &mask)?;
-                targets += mask.iter().skip(1).filter(|&&m| m != 0).count() as u64;
+        let shard = sampler.shard(sampled.corpus);
+        if shard.masked() {
+            mask.clear();
+            for span in &sampled.seq.spans {
+                shard.read_mask_range(span.doc as usize, span.doc_start, span.len, &mut mask)?;
             }
-            None => {
-                writer.add_document(&sampled.seq.tokens)?;
-                targets += sampled.seq.tokens.len().saturating_sub(1) as u64;
-            }
+            writer.add_masked(&sampled.seq.tokens, &mask)?;
+            targets += mask.iter().skip(1).filter(|&&m| m != 0).count() as u64;
+        } else {
+            writer.add_document(&sampled.seq.tokens)?;
+            targets += sampled.seq.tokens.len().saturating_sub(1) as u64;
         }
         writeln!(
             spans,

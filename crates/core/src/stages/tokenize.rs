@@ -222,9 +222,10 @@ fn stream_file(
             if entry.record != d.line || entry.bytes != d.text.len() as u64 {
                 return Err(changed());
             }
-            if file.rule.is_heldout(&entry.hash)
-                && let Some(marks) = &d.marks
-            {
+            if !file.rule.is_heldout(&entry.hash) {
+                to_train.push((&d.text, d.marks.as_deref()));
+                keys.write_all(&data::split::doc_key(&entry.hash)).map_err(io)?;
+            } else if let Some(marks) = &d.marks {
                 // A marked document (an SFT record: short) is held out whole; bits per byte
                 // count the bytes of its targets only.
                 let marked = marks.iter().map(|m| &d.text[m.clone()]);
@@ -234,7 +235,7 @@ fn stream_file(
                 }
                 held_len += d.text.len();
                 held.push((d.text.clone(), Some(marks.clone())));
-            } else if file.rule.is_heldout(&entry.hash) {
+            } else {
                 for piece in data::split::pieces(&d.text, data::split::MAX_HELDOUT_PIECE_BYTES) {
                     heldout_bytes.push(piece.len() as u64);
                     if let Some(m) = &missing {
@@ -243,9 +244,6 @@ fn stream_file(
                     held_len += piece.len();
                     held.push((piece.to_string(), None));
                 }
-            } else {
-                to_train.push((&d.text, d.marks.as_deref()));
-                keys.write_all(&data::split::doc_key(&entry.hash)).map_err(io)?;
             }
         }
         train.push(&to_train)?;
