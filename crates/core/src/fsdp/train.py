@@ -503,17 +503,16 @@ def main(spec_path):
             if len(ids) != seq + 1:
                 fail("input", "cptc::fsdp::shard", f"sequence {i} of the mix shard has {len(ids)} ids, not seq_len + 1 = {seq + 1}")
         # Every target of the step, on every rank: the loss is their mean, as in the built-in engine.
-        targets = {i: shard.targets(i) for i in items} if shard.mask is not None else None
-        if targets is None:
+        if shard.mask is None:
             n_targets = S * seq
         else:
-            n_targets = max(1, sum(int((y != -100).sum()) for y in targets.values()))
+            n_targets = max(1, sum(int((shard.targets(i) != -100).sum()) for i in items))
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for batch in rank_batches(items, world, RANK, micro):
             if batch:
                 ids = torch.from_numpy(np.stack([seqs[i] for i in batch])).to(device)
                 x = ids[:, :-1]
-                y = ids[:, 1:] if targets is None else torch.from_numpy(np.stack([targets[i] for i in batch])).to(device)
+                y = torch.from_numpy(np.stack([shard.targets(i) for i in batch])).to(device)
                 total_nats = token_loss_sum(model, x, y)
                 loss_sum += total_nats.detach().double()
                 # FSDP averages gradients over ranks: times world gives their sum.
