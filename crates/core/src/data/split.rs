@@ -76,6 +76,17 @@ pub fn doc_hash(text: &str) -> [u8; 32] {
         let mut i = run_end(0);
         let mut stretch = i;
         while i < n {
+            // Eight bytes at a time to the first that may need more than a copy: most of a
+            // text is words and single spaces.
+            if let Some(block) = bytes.get(i..i + 9) {
+                match candidates(block) {
+                    0 => {
+                        i += 8;
+                        continue;
+                    }
+                    m => i += (m.trailing_zeros() / 8) as usize,
+                }
+            }
             let b = bytes[i];
             if !MAY_START_SPACE[usize::from(b)] {
                 i += 1;
@@ -105,6 +116,29 @@ pub fn doc_hash(text: &str) -> [u8; 32] {
         h.update(buf);
         *h.finalize().as_bytes()
     })
+}
+
+/// One bit per byte (the lane's top bit) of `block[..8]` that may start a whitespace run the
+/// normalization changes: a byte below 0x20 (ASCII's spaces but ' '), a lead byte of a Unicode
+/// space (C2, E0..E3: E0 is never one, a harmless extra), or a space followed by any of those
+/// or by a space (`block[8]` is the byte after the eighth). No such byte is ever missed; a lane
+/// above a flagged one may be flagged too (the subtraction's borrow), which costs a byte-wise
+/// look, never a wrong hash: the lowest flagged lane is where the byte loop takes over.
+#[inline(always)]
+fn candidates(block: &[u8]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Lanes of `v` below `n` (n <= 0x80), with the borrow caveat above.
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&block[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let (x, next) = (word(0), word(1));
+    let special = |v: u64| below(v, 0x20) | below(v ^ (ONES * 0xC2), 1) | below(v ^ (ONES * 0xE0), 4);
+    let space = |v: u64| below(v ^ (ONES * 0x20), 1);
+    special(x) | (space(x) & (special(next) | space(next)))
 }
 
 /// Bytes of normalized text gathered per `update` of the document hash.
