@@ -1,6 +1,6 @@
 //! Benchmark of the data path at corpus scale (issue #19): generates a corpus of many jsonl
 //! files from the real corpora, measures the fast engine's raw encode throughput on a sample in
-//! memory (the ceiling), then runs `cptc run --only tokenize:big@base` (ingest, split, tokenize
+//! memory (the ceiling), then runs `cptc run --only tokenize:big@base --only split:big` (tokenize, ingest, split
 //! straight from the files) and prints each stage's time, the whole path's MB/s against the
 //! ceiling, the run's peak RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
 //!
@@ -193,11 +193,11 @@ fn stage_times(store: &Path) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// One `cptc run --only tokenize:big@base`: (wall s, exit status, peak RSS bytes).
+/// One `cptc run --only tokenize:big@base --only split:big`: (wall s, exit status, peak RSS bytes).
 fn run_cptc(a: &Args) -> (f64, i32, u64) {
     let start = Instant::now();
     let child = std::process::Command::new(&a.cptc)
-        .args(["run", "recipe.cpt", "--only", "tokenize:big@base", "--store", "store"])
+        .args(["run", "recipe.cpt", "--only", "tokenize:big@base", "--only", "split:big", "--store", "store"])
         .current_dir(&a.work)
         .stdout(std::process::Stdio::null())
         .spawn()

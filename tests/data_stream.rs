@@ -61,9 +61,11 @@ fn recipe_with_training(corpora: &[(&str, &Path, &str)]) -> String {
     )
 }
 
-/// Runs the tokenize stages of `corpora` in `root`; returns stderr.
+/// Runs the data path of `corpora` in `root` (their tokenize and split stages, and what those
+/// need); returns stderr.
 fn tokenize(root: &Path, corpora: &[&str]) -> String {
-    let stages: Vec<String> = corpora.iter().map(|c| format!("tokenize:{c}@base")).collect();
+    let stages: Vec<String> =
+        corpora.iter().flat_map(|c| [format!("tokenize:{c}@base"), format!("split:{c}")]).collect();
     run_only(root, &stages)
 }
 
@@ -367,6 +369,19 @@ fn write_real_docs(path: &Path, from: usize, docs: usize) {
 }
 
 /// The part folders an artifact lists.
+/// A fresh folder with the model, the first `files` files of `root`'s `many` corpus and `recipe`.
+fn copy_of(root: &Path, files: usize, recipe: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    model_folder(dir.path());
+    std::fs::create_dir(dir.path().join("many")).expect("mkdir");
+    for f in 0..files {
+        let name = format!("many/part-{f}.jsonl");
+        std::fs::copy(root.join(&name), dir.path().join(&name)).expect("copy");
+    }
+    std::fs::write(dir.path().join("recipe.cpt"), recipe).expect("recipe");
+    dir
+}
+
 fn parts_of(root: &Path, stage: &str) -> Vec<String> {
     serde_json::from_value(json(&artifact(root, stage).join("parts.json"))).expect("parts.json")
 }
@@ -391,7 +406,13 @@ fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
         write_real_docs(&root.join("many/part-6.jsonl"), 6 * 300, 300);
         let second = tokenize(root, &["many"]);
         let (ingest_after, tok_after) = (parts_of(root, "ingest:many"), parts_of(root, "tokenize:many@base"));
-        assert!(second.contains("read 1 of 7 files"), "{heldout}: {second}");
+        // A fraction: the one-pass tokenize stage read the new file and filed its index, so the
+        // ingest stage read nothing. A count: ingest read the new file, tokenize after it.
+        if heldout == "10%" {
+            assert!(second.contains("tokenized 1 of 7 files") && !second.contains("read 1 of 7"), "{second}");
+        } else {
+            assert!(second.contains("read 1 of 7 files"), "{heldout}: {second}");
+        }
         assert_eq!(ingest_after[..6], ingest_before[..], "{heldout}: the first six files' index parts are reused");
         // A held-out fraction decides each document alone: only the new file is tokenized. A
         // held-out count moves its threshold: an old file is tokenized again exactly when one
@@ -416,15 +437,8 @@ fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
 
         // What the reused parts assembled equals a fresh store's artifact, byte for byte.
         let reused = artifact(root, "tokenize:many@base");
-        let fresh_dir = tempfile::tempdir().expect("temp dir");
+        let fresh_dir = copy_of(root, 7, &recipe);
         let fresh = fresh_dir.path();
-        model_folder(fresh);
-        std::fs::create_dir(fresh.join("many")).expect("mkdir");
-        for f in 0..7 {
-            let name = format!("many/part-{f}.jsonl");
-            std::fs::copy(root.join(&name), fresh.join(&name)).expect("copy");
-        }
-        std::fs::write(fresh.join("recipe.cpt"), &recipe).expect("recipe");
         tokenize(fresh, &["many"]);
         let meta = |dir: &Path| json(&dir.join("meta.json"))["output"].clone();
         assert_eq!(meta(&reused), meta(&artifact(fresh, "tokenize:many@base")), "{heldout}: same output digest");
@@ -571,4 +585,54 @@ fn a_damaged_part_is_found_removed_and_rebuilt() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("parts verified"), "{stderr}");
     assert_eq!(shard_docs(&artifact(root, "tokenize:hpo@base").join("train")), original, "rebuilt as it was");
+}
+
+/// The newest run log's events of `stage`: (event, time).
+fn events_of(root: &Path, stage: &str) -> Vec<(String, f64)> {
+    let runs = root.join(".cptc/v1/runs");
+    let newest = std::fs::read_dir(&runs).expect("runs").filter_map(Result::ok).map(|e| e.path()).max().expect("a run");
+    std::fs::read_to_string(newest)
+        .expect("run log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["stage"] == stage)
+        .map(|v| (v["event"].as_str().unwrap_or("").to_string(), v["t"].as_f64().unwrap_or(0.0)))
+        .collect()
+}
+
+#[test]
+fn a_corpus_split_by_a_fraction_is_read_once_and_indexed_as_ingest_alone_would() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    std::fs::create_dir(root.join("many")).expect("mkdir");
+    for f in 0..3 {
+        write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 200, 200);
+    }
+    let recipe = recipe(&[("many", Path::new("many/*.jsonl"), "10%")]);
+    std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
+    tokenize(root, &["many"]);
+    // The tokenize stage filed every file's index part, then the ingest stage started: it read
+    // nothing (each part is older than its start).
+    let at = |stage: &str, event: &str| {
+        events_of(root, stage).into_iter().find(|(e, _)| e == event).map(|(_, t)| t).expect("an event")
+    };
+    assert!(at("tokenize:many@base", "done") <= at("ingest:many", "start"));
+    let ingest_start = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at("ingest:many", "start"));
+    for part in parts_of(root, "ingest:many") {
+        let dir = root.join(".cptc/v1/parts").join(&part);
+        let written = std::fs::metadata(dir.join("docs.index")).and_then(|m| m.modified()).expect("mtime");
+        assert!(written <= ingest_start, "{part} was written by the ingest stage, not the one pass");
+    }
+
+    // The ingest stage alone (`--only split`, nothing tokenized) reads the files and builds the
+    // same index, report and split, byte for byte.
+    let alone_dir = copy_of(root, 3, &recipe);
+    let alone = alone_dir.path();
+    let stderr = run_only(alone, &["split:many".to_string()]);
+    assert!(events_of(alone, "tokenize:many@base").is_empty(), "--only split tokenized: {stderr}");
+    let meta = |root: &Path, stage: &str| json(&artifact(root, stage).join("meta.json"))["output"].clone();
+    for stage in ["ingest:many", "split:many"] {
+        assert_eq!(meta(root, stage), meta(alone, stage), "{stage}");
+    }
 }

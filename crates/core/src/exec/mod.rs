@@ -344,6 +344,10 @@ fn schedule(
                 if !inputs.iter().all(|(_, i)| done.contains_key(i)) {
                     continue;
                 }
+                // Ordered after a stage of this run that has not finished (an order, not an input).
+                if graph.waits_for(ix).any(|first| matches!(state.get(&first), Some(State::Waiting | State::Running))) {
+                    continue;
+                }
                 let stage = graph.stage(ix);
                 let exclusive = stage.kind().exclusive();
                 if (exclusive && exclusive_busy) || (!exclusive && cpu_busy >= cpu_slots) {

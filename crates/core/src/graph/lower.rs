@@ -9,7 +9,8 @@ use petgraph::graph::NodeIndex;
 
 use super::{Graph, ModelInfo, PartEstimate, Probe, Stage, TrainEstimate};
 use crate::recipe::{
-    Corpus, Deferred, Eval, Mixture, ModelRef, ModelSource, Precision, Recipe, Role, StepGeometry, Sweep, Train,
+    Corpus, Deferred, Eval, Heldout, Mixture, ModelRef, ModelSource, Precision, Recipe, Role, StepGeometry, Sweep,
+    Train,
 };
 use crate::stages::{
     DeviceClass, Input, Runtime, StageId, StageKind, StageParams, ValueRef, choose, eval, fit, hf_model, import,
@@ -278,15 +279,32 @@ impl<'r> Lowerer<'r> {
         if let Some(ix) = self.g.find_id(&tok_id) {
             return ix;
         }
-        let split = self.split(corpus);
+        // The split stage exists whatever the path: every mix keeps out what it holds out.
+        self.split(corpus);
         let ingest = self.ingest(corpus);
-        let params = tokenize::Params { source: source(corpus, true), eos: true };
+        // A held-out fraction decides each document by its own hash, so a tokenizer that does
+        // not come from this corpus' split reads the files in one pass: it hashes, tokenizes and
+        // indexes them; the ingest stage, ordered after it when both run, assembles that index
+        // (the first such tokenize stage feeds it; others hash for themselves). A count, or a
+        // vocabulary trained on the split, needs the ingest and split stages first.
+        let fraction = match corpus.heldout {
+            Heldout::Fraction(f) if self.g.stage(tokenizer.1).kind() != StageKind::Vocab => Some(f),
+            _ => None,
+        };
+        let params = tokenize::Params { source: source(corpus, true), eos: true, fraction };
         let mut stage = Stage::new(tok_id, StageParams::Tokenize(params));
         stage.files.clone_from(&corpus.files);
         let ix = self.g.add(stage);
-        self.g.connect(ingest, ix, Input::Docs);
-        self.g.connect(split, ix, Input::Split);
         self.g.connect(tokenizer.1, ix, Input::Tokenizer);
+        if fraction.is_some() {
+            if self.g.waits_for(ingest).next().is_none() {
+                self.g.run_after(ix, ingest);
+            }
+        } else {
+            let split = self.split(corpus);
+            self.g.connect(ingest, ix, Input::Docs);
+            self.g.connect(split, ix, Input::Split);
+        }
         ix
     }
 

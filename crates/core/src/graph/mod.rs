@@ -76,6 +76,10 @@ pub struct Edge {
 #[derive(Debug, Default)]
 pub struct Graph {
     pub graph: DiGraph<Stage, Edge>,
+    /// (first, then): when both run, `then` starts after `first` has finished. An order, not
+    /// an input: not in `then`'s key, not pulled in by `--only`. A one-pass tokenize stage and
+    /// its corpus' ingest stage, which then assembles the index parts that pass filed.
+    pub after: Vec<(NodeIndex, NodeIndex)>,
 }
 
 impl Graph {
@@ -166,5 +170,15 @@ impl Graph {
 
     pub fn connect(&mut self, from: NodeIndex, to: NodeIndex, role: Input) {
         self.graph.add_edge(from, to, Edge { role });
+    }
+
+    /// Orders `then` after `first` when both run (see [`Graph::after`]).
+    pub fn run_after(&mut self, first: NodeIndex, then: NodeIndex) {
+        self.after.push((first, then));
+    }
+
+    /// The stages `ix` starts after, when they run.
+    pub fn waits_for(&self, ix: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.after.iter().filter(move |(_, then)| *then == ix).map(|(first, _)| *first)
     }
 }

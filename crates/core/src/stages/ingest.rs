@@ -1,7 +1,9 @@
 //! The ingest stage: a corpus' files read once, as a stream, into a per-document index
 //! (`docs.index`: where each document is and its normalized hash, no text) and a report of
 //! what was skipped and where. No copy of the text lands in the store: later stages read the
-//! source files again, through the same [`Source`].
+//! source files again, through the same [`Source`]. Each file's index is a part; for a corpus
+//! split by a fraction, the corpus' one-pass tokenize stage (its `Indexed` input) files those
+//! parts as it tokenizes, and this stage (ordered after it) only assembles them.
 
 use std::path::{Path, PathBuf};
 
@@ -94,7 +96,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     report.check_not_empty(&corpus)?;
     index.finish()?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
-    if built < corpus.files.len() {
+    // Nothing read is no news: after a one-pass tokenize stage, finding every part is the point.
+    if 0 < built && built < corpus.files.len() {
         ctx.notice(&format!("read {built} of {} files; the others' index was cached", corpus.files.len()));
     }
     let skipped = &report.skipped;
@@ -121,14 +124,14 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
 }
 
 /// The parts' space in the store.
-const PART_SPACE: &str = "ingest";
+pub(super) const PART_SPACE: &str = "ingest";
 /// A part's files: the file's documents (`file` 0) and its report.
-const PART_INDEX: &str = "docs.index";
-const PART_REPORT: &str = "report.json";
+pub(super) const PART_INDEX: &str = "docs.index";
+pub(super) const PART_REPORT: &str = "report.json";
 
 /// What one file's part is made from: the file's content and how it is read (not the corpus'
 /// name: a file shared by two corpora is read once).
-fn part_key(p: &Params, opts: &data::ingest::IngestOptions, file: &Digest) -> Digest {
+pub(super) fn part_key(p: &Params, opts: &data::ingest::IngestOptions, file: &Digest) -> Digest {
     let mut w = KeyWriter::new();
     w.str("ingest part");
     w.u64(VERSION);

@@ -1,7 +1,12 @@
 //! The tokenize stage: a corpus streamed from its source files straight into Megatron shards
-//! (`train`, `heldout`), the split's rule deciding each document's side by its hash in the
-//! corpus' index, with statistics and each held-out piece's byte count (evaluation divides by
-//! them, less the held-out bytes the vocabulary cannot encode, `heldout.unencodable.json`).
+//! (`train`, `heldout`), each document put on its side by its hash, with statistics and each
+//! held-out piece's byte count (evaluation divides by them, less the held-out bytes the
+//! vocabulary cannot encode, `heldout.unencodable.json`).
+//!
+//! Two paths. Under a held-out fraction ([`Params::fraction`]) the stage reads the files in one
+//! pass: it hashes each document, decides its side, and files each file's index as the ingest
+//! stage's part (that stage only assembles them). Otherwise the split stage's rule decides,
+//! over the hashes the ingest stage indexed, read in step with the files.
 //!
 //! Work is per file: each file's shards are a part in the store (`store::parts`), keyed by the
 //! file's content, the tokenizer and the split's decisions for that file's documents, so a
@@ -14,6 +19,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -39,33 +45,55 @@ pub struct Params {
     pub source: Source,
     /// End every document with the tokenizer's EOS token.
     pub eos: bool,
+    /// A held-out fraction: the stage reads the corpus' files alone, in one pass. It hashes
+    /// each document itself, puts it on its side by this fraction, and files each file's index
+    /// as the ingest stage's part, which that stage (running after this one) then only
+    /// assembles. `None`: the split stage's rule over the ingest stage's index (a held-out
+    /// count needs every hash first; a tokenizer trained on the split comes after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
 }
 
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
-    let (docs_dir, _) = ctx.input(&Input::Docs)?;
-    let (split_dir, _) = ctx.input(&Input::Split)?;
     let (tok_dir, _) = ctx.input(&Input::Tokenizer)?;
     let parts = ctx.parts.ok_or_else(|| StageFailure::internal("the tokenize stage runs without the store's parts"))?;
-    let decision = split::decision(split_dir)?;
     let tok_path = tokenizer_path(tok_dir)?;
     let tokenizer = data::tokenize::load_tokenizer(&tok_path)?;
     let eos = if p.eos { Some(eos_id(tok_dir, &tokenizer)?) } else { None };
     let options = TokenizeOptions { eos, masked: p.source.text.masked(), ..Default::default() };
-    let index = docs_dir.join("docs.index");
-    let spans = file_spans(&index, &decision.rule, ctx.files.len())?;
     let tok_digest = hash_file(&tok_path).map_err(|e| StageFailure::of(data::DataError::io("read", &tok_path, e)))?;
+    // Where each document's side comes from: the corpus' index and split, or this pass.
+    let sides = match p.fraction {
+        Some(f) => Sides::Hashed { rule: SplitRule::fraction(f)?, fraction: f },
+        None => {
+            let (docs_dir, _) = ctx.input(&Input::Docs)?;
+            let (split_dir, _) = ctx.input(&Input::Split)?;
+            let rule = split::decision(split_dir)?.rule;
+            let index = docs_dir.join("docs.index");
+            let spans = file_spans(&index, &rule, ctx.files.len())?;
+            Sides::Indexed { index, rule, spans }
+        }
+    };
     let (mut done_bytes, total_bytes) =
         (0u64, ctx.files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum());
     ctx.progress.set_length(total_bytes);
     let mut names = Vec::with_capacity(ctx.files.len());
     let mut dirs = Vec::with_capacity(ctx.files.len());
     let mut built = 0;
-    for (i, (path, span)) in ctx.files.iter().zip(&spans).enumerate() {
+    for (i, path) in ctx.files.iter().enumerate() {
         let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
-        let key = part_key(p, eos, &tok_digest, digest, span);
-        let file = Part { path, span, index: &index, rule: &decision.rule };
+        let (key, hashes) = match &sides {
+            Sides::Indexed { index, rule, spans } => {
+                let span = spans.get(i).ok_or_else(|| StageFailure::internal("a file without its span"))?;
+                (part_key(p, eos, &tok_digest, digest, Some(span), None), HashSource::Index { index, span, rule })
+            }
+            Sides::Hashed { rule, fraction } => {
+                (part_key(p, eos, &tok_digest, digest, None, Some(*fraction)), HashSource::Compute { rule, digest })
+            }
+        };
+        let file = Part { path, hashes };
         let (dir, fresh) =
-            parts.get_or_build(PART_SPACE, &key, |dir| build_part(p, &file, &tokenizer, &options, dir))?;
+            parts.get_or_build(PART_SPACE, &key, |dir| build_part(p, &file, &tokenizer, &options, parts, dir))?;
         built += usize::from(fresh);
         names.push(crate::store::parts::part_name(PART_SPACE, &key));
         dirs.push(dir);
@@ -78,6 +106,14 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         ctx.notice(&format!("tokenized {built} of {} files; the others were cached", dirs.len()));
     }
     Ok(stats)
+}
+
+/// Where the documents' sides come from.
+enum Sides {
+    /// The split stage's rule over the ingest stage's index, with each file's documents in it.
+    Indexed { index: std::path::PathBuf, rule: SplitRule, spans: Vec<Span> },
+    /// A held-out fraction: each document hashed as it is read.
+    Hashed { rule: SplitRule, fraction: f64 },
 }
 
 /// Per training document (in shard order), its [`DocKey`].
@@ -134,8 +170,16 @@ fn file_spans(index: &Path, rule: &SplitRule, files: usize) -> Result<Vec<Span>,
 }
 
 /// What one file's part is made from: the file's content, how it is read, the tokenizer, the
-/// end-of-document id and the split's decisions for its documents.
-fn part_key(p: &Params, eos: Option<u32>, tokenizer: &Digest, file: &Digest, span: &Span) -> Digest {
+/// end-of-document id and the split's decisions for its documents (from the index: `span`;
+/// or this pass's own hashes: `fraction`).
+fn part_key(
+    p: &Params,
+    eos: Option<u32>,
+    tokenizer: &Digest,
+    file: &Digest,
+    span: Option<&Span>,
+    fraction: Option<f64>,
+) -> Digest {
     let mut w = KeyWriter::new();
     w.str("tokenize part");
     w.u64(VERSION);
@@ -148,17 +192,37 @@ fn part_key(p: &Params, eos: Option<u32>, tokenizer: &Digest, file: &Digest, spa
     }
     w.digest(tokenizer);
     w.u64(eos.map_or(u64::MAX, u64::from));
-    w.u64(span.docs);
-    w.digest(&span.heldout);
+    if let Some(span) = span {
+        w.u64(span.docs);
+        w.digest(&span.heldout);
+    }
+    if let Some(f) = fraction {
+        w.str("fraction");
+        w.u64(f.to_bits());
+    }
     w.finish()
 }
 
-/// A file to tokenize: where it is, its documents in the index, and the split's rule.
+/// A file to tokenize: where it is, and where its documents' hashes come from.
 struct Part<'a> {
     path: &'a Path,
-    span: &'a Span,
-    index: &'a Path,
-    rule: &'a SplitRule,
+    hashes: HashSource<'a>,
+}
+
+/// Where a file's documents' hashes come from, and the rule that reads them.
+enum HashSource<'a> {
+    /// The corpus' index (`span`: the file's documents in it), read in step with the file.
+    Index { index: &'a Path, span: &'a Span, rule: &'a SplitRule },
+    /// Hashed as the file is read (`digest`: the file's content, for the ingest part's key).
+    Compute { rule: &'a SplitRule, digest: &'a Digest },
+}
+
+impl HashSource<'_> {
+    fn rule(&self) -> &SplitRule {
+        match self {
+            HashSource::Index { rule, .. } | HashSource::Compute { rule, .. } => rule,
+        }
+    }
 }
 
 /// What a part records besides its shards.
@@ -172,33 +236,63 @@ struct PartStats {
 }
 
 /// One file tokenized into `dir`: `train` and `heldout` shards, `train.hashes`, `part.json`.
+/// A file hashed here also gets its ingest part (index and report), unless the store has it.
 fn build_part(
     p: &Params,
     file: &Part<'_>,
     tok: &Encoder,
     options: &TokenizeOptions,
+    parts: &crate::store::Parts,
     dir: &Path,
 ) -> Result<(), StageFailure> {
-    let stats = match stream_file(p, file, tok, options, dir) {
+    let ingest_part = match &file.hashes {
+        HashSource::Compute { digest, .. } => {
+            let source = Source { text: p.source.text.unmarked(), ..p.source.clone() };
+            let key = super::ingest::part_key(&source, &source.options(), digest);
+            match parts.get(super::ingest::PART_SPACE, &key) {
+                Some(_) => None,
+                None => Some((parts.scratch(super::ingest::PART_SPACE, &key)?, key)),
+            }
+        }
+        HashSource::Index { .. } => None,
+    };
+    let index_dir = ingest_part.as_ref().map(|(tmp, _)| tmp.as_path());
+    let streamed = match stream_file(p, file, tok, options, dir, index_dir) {
         // The fast engine disagreed with the reference on a checked document: the ids are
         // always the reference's, so the file is encoded again by it.
         Err(e @ data::DataError::EngineMismatch { .. }) => {
-            stream_file(p, file, &tok.reference_copy(e.to_string()), options, dir)?
+            stream_file(p, file, &tok.reference_copy(e.to_string()), options, dir, index_dir)
         }
-        other => other?,
+        other => other,
     };
-    write_json(&dir.join(PART_STATS), &stats)
+    let (stats, report) = match streamed {
+        Ok(done) => done,
+        Err(e) => {
+            if let Some((tmp, _)) = &ingest_part {
+                let _ = std::fs::remove_dir_all(tmp);
+            }
+            return Err(e.into());
+        }
+    };
+    write_json(&dir.join(PART_STATS), &stats)?;
+    if let Some((tmp, key)) = ingest_part {
+        write_json(&tmp.join(super::ingest::PART_REPORT), &report)?;
+        parts.publish(super::ingest::PART_SPACE, &key, &tmp)?;
+    }
+    Ok(())
 }
 
-/// One pass over a file, each document sent to its side by its hash in the index (read in
-/// lockstep: no document is hashed again).
+/// One pass over a file, each document sent to its side by its hash: read from the index in
+/// lockstep (no document is hashed again), or computed here and, with `index_dir`, written as
+/// the file's index there. Returns the part's statistics and the file's ingest report.
 fn stream_file(
     p: &Params,
     file: &Part<'_>,
     tok: &Encoder,
     options: &TokenizeOptions,
     dir: &Path,
-) -> Result<PartStats, data::DataError> {
+    index_dir: Option<&Path>,
+) -> Result<(PartStats, data::ingest::IngestReport), data::DataError> {
     let missing = data::tokenize::unencodable_bytes(tok.reference());
     let name = &p.source.corpus;
     let mut train = ShardStream::create(tok, name, &dir.join("train"), options)?;
@@ -207,7 +301,17 @@ fn stream_file(
     let keys_path = dir.join(TRAIN_HASHES);
     let io = |e| data::DataError::io("write", &keys_path, e);
     let mut keys = std::io::BufWriter::new(std::fs::File::create(&keys_path).map_err(io)?);
-    let mut index = data::index::IndexReader::open_at(file.index, file.span.first)?.take(file.span.docs as usize);
+    let mut index = match &file.hashes {
+        HashSource::Index { index, span, .. } => {
+            Some(data::index::IndexReader::open_at(index, span.first)?.take(span.docs as usize))
+        }
+        HashSource::Compute { .. } => None,
+    };
+    let mut written = match index_dir {
+        Some(d) => Some(data::index::IndexWriter::create(&d.join(super::ingest::PART_INDEX))?),
+        None => None,
+    };
+    let rule = file.hashes.rule();
     let changed = || data::DataError::BadState {
         reason: format!("{} changed since it was indexed: run again", file.path.display()),
     };
@@ -215,52 +319,78 @@ fn stream_file(
     let mut held: Vec<(String, Option<data::ingest::Marks>)> = Vec::new();
     let mut held_len = 0;
     let opts = p.source.options();
-    data::ingest::visit_file_batches(file.path, 0, p.source.format, &p.source.text, &opts, BATCH_BYTES, |batch| {
-        let mut to_train: Vec<(&str, Option<&[std::ops::Range<usize>]>)> = Vec::with_capacity(batch.len());
-        for d in &batch {
-            let entry = index.next().ok_or_else(changed)??;
-            if entry.record != d.line || entry.bytes != d.text.len() as u64 {
-                return Err(changed());
-            }
-            if !file.rule.is_heldout(&entry.hash) {
-                to_train.push((&d.text, d.marks.as_deref()));
-                keys.write_all(&data::split::doc_key(&entry.hash)).map_err(io)?;
-            } else if let Some(marks) = &d.marks {
-                // A marked document (an SFT record: short) is held out whole; bits per byte
-                // count the bytes of its targets only.
-                let marked = marks.iter().map(|m| &d.text[m.clone()]);
-                heldout_bytes.push(marked.clone().map(|t| t.len() as u64).sum());
-                if let Some(m) = &missing {
-                    unencodable.push(marked.flat_map(str::bytes).filter(|&b| m[usize::from(b)]).count() as u64);
-                }
-                held_len += d.text.len();
-                held.push((d.text.clone(), Some(marks.clone())));
-            } else {
-                for piece in data::split::pieces(&d.text, data::split::MAX_HELDOUT_PIECE_BYTES) {
-                    heldout_bytes.push(piece.len() as u64);
-                    if let Some(m) = &missing {
-                        unencodable.push(piece.bytes().filter(|&b| m[usize::from(b)]).count() as u64);
+    let report =
+        data::ingest::visit_file_batches(file.path, 0, p.source.format, &p.source.text, &opts, BATCH_BYTES, |batch| {
+            let hashes: Vec<[u8; 32]> = match &mut index {
+                Some(index) => batch
+                    .iter()
+                    .map(|d| {
+                        let entry = index.next().ok_or_else(changed)??;
+                        if entry.record != d.line || entry.bytes != d.text.len() as u64 {
+                            return Err(changed());
+                        }
+                        Ok(entry.hash)
+                    })
+                    .collect::<Result<_, data::DataError>>()?,
+                None => {
+                    let hashes: Vec<[u8; 32]> = batch.par_iter().map(data::split::document_hash).collect();
+                    if let Some(w) = &mut written {
+                        for (d, &hash) in batch.iter().zip(&hashes) {
+                            w.push(&data::index::DocEntry {
+                                file: 0,
+                                record: d.line,
+                                bytes: d.text.len() as u64,
+                                hash,
+                            })?;
+                        }
                     }
-                    held_len += piece.len();
-                    held.push((piece.to_string(), None));
+                    hashes
+                }
+            };
+            let mut to_train: Vec<(&str, Option<&[std::ops::Range<usize>]>)> = Vec::with_capacity(batch.len());
+            for (d, hash) in batch.iter().zip(&hashes) {
+                if !rule.is_heldout(hash) {
+                    to_train.push((&d.text, d.marks.as_deref()));
+                    keys.write_all(&data::split::doc_key(hash)).map_err(io)?;
+                } else if let Some(marks) = &d.marks {
+                    // A marked document (an SFT record: short) is held out whole; bits per byte
+                    // count the bytes of its targets only.
+                    let marked = marks.iter().map(|m| &d.text[m.clone()]);
+                    heldout_bytes.push(marked.clone().map(|t| t.len() as u64).sum());
+                    if let Some(m) = &missing {
+                        unencodable.push(marked.flat_map(str::bytes).filter(|&b| m[usize::from(b)]).count() as u64);
+                    }
+                    held_len += d.text.len();
+                    held.push((d.text.clone(), Some(marks.clone())));
+                } else {
+                    for piece in data::split::pieces(&d.text, data::split::MAX_HELDOUT_PIECE_BYTES) {
+                        heldout_bytes.push(piece.len() as u64);
+                        if let Some(m) = &missing {
+                            unencodable.push(piece.bytes().filter(|&b| m[usize::from(b)]).count() as u64);
+                        }
+                        held_len += piece.len();
+                        held.push((piece.to_string(), None));
+                    }
                 }
             }
-        }
-        train.push(&to_train)?;
-        if held_len >= BATCH_BYTES {
-            heldout.push(&held)?;
-            held.clear();
-            held_len = 0;
-        }
-        Ok(())
-    })?;
-    if index.next().is_some() {
+            train.push(&to_train)?;
+            if held_len >= BATCH_BYTES {
+                heldout.push(&held)?;
+                held.clear();
+                held_len = 0;
+            }
+            Ok(())
+        })?;
+    if index.as_mut().is_some_and(|i| i.next().is_some()) {
         return Err(changed());
+    }
+    if let Some(w) = written {
+        w.finish()?;
     }
     heldout.push(&held)?;
     keys.flush().map_err(io)?;
     let (train, heldout) = (train.finish()?, heldout.finish()?);
-    Ok(PartStats { train, heldout, heldout_bytes, unencodable })
+    Ok((PartStats { train, heldout, heldout_bytes, unencodable }, report))
 }
 
 /// The corpus' artifact from its files' parts, in file order: each side's shard lists the

@@ -79,33 +79,47 @@ impl Parts {
         if let Some(dir) = self.get(space, key) {
             return Ok((dir, false));
         }
-        let tmp = self.store.tmp_path(&format!("part-{space}-{}", key.short()));
-        fs::create_dir_all(&tmp).map_err(|e| E::from(io_err(&tmp)(e)))?;
+        let tmp = self.scratch(space, key)?;
         if let Err(e) = build(&tmp) {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
+        Ok((self.publish(space, key, &tmp)?, true))
+    }
+
+    /// A fresh folder to build the part of `key` in, for [`publish`](Self::publish): for a
+    /// part built as a by-product of another (see the tokenize stage), where
+    /// [`get_or_build`](Self::get_or_build)'s closure does not fit.
+    pub fn scratch(&self, space: &str, key: &Digest) -> Result<PathBuf, StoreError> {
+        let tmp = self.store.tmp_path(&format!("part-{space}-{}", key.short()));
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        Ok(tmp)
+    }
+
+    /// Publishes the part built in `tmp` (a [`scratch`](Self::scratch) folder) as the part of
+    /// `key`: its files' sizes and digests recorded, the folder renamed into place.
+    pub fn publish(&self, space: &str, key: &Digest, tmp: &Path) -> Result<PathBuf, StoreError> {
         let mut files = BTreeMap::new();
-        for (name, size) in sizes(&tmp) {
+        for (name, size) in sizes(tmp) {
             let path = tmp.join(&name);
-            let digest = hash_file(&path).map_err(|e| E::from(io_err(&path)(e)))?;
+            let digest = hash_file(&path).map_err(io_err(&path))?;
             files.insert(name, (size, digest.hex()));
         }
         let listing = serde_json::to_string(&files).unwrap_or_default();
         let record_path = tmp.join(RECORD);
-        fs::write(&record_path, listing).map_err(|e| E::from(io_err(&record_path)(e)))?;
+        fs::write(&record_path, listing).map_err(io_err(&record_path))?;
         let target = self.dir(space, key);
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| E::from(io_err(parent)(e)))?;
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        if let Err(e) = fs::rename(&tmp, &target) {
+        if let Err(e) = fs::rename(tmp, &target) {
             // Built meanwhile by another stage of this run: equal by construction.
-            let _ = fs::remove_dir_all(&tmp);
+            let _ = fs::remove_dir_all(tmp);
             if !target.is_dir() {
-                return Err(E::from(io_err(&target)(e)));
+                return Err(io_err(&target)(e));
             }
         }
-        Ok((target, true))
+        Ok(target)
     }
 
     /// Every part in the store, by name.
