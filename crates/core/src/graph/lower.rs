@@ -280,7 +280,7 @@ impl<'r> Lowerer<'r> {
             return ix;
         }
         // The split stage exists whatever the path: every mix keeps out what it holds out.
-        self.split(corpus);
+        let split = self.split(corpus);
         let ingest = self.ingest(corpus);
         // A held-out fraction decides each document by its own hash, so a tokenizer that does
         // not come from this corpus' split reads the files in one pass: it hashes, tokenizes and
@@ -301,7 +301,6 @@ impl<'r> Lowerer<'r> {
                 self.g.run_after(ix, ingest);
             }
         } else {
-            let split = self.split(corpus);
             self.g.connect(ingest, ix, Input::Docs);
             self.g.connect(split, ix, Input::Split);
         }

@@ -2,8 +2,8 @@
 //! (`docs.index`: where each document is and its normalized hash, no text) and a report of
 //! what was skipped and where. No copy of the text lands in the store: later stages read the
 //! source files again, through the same [`Source`]. Each file's index is a part; for a corpus
-//! split by a fraction, the corpus' one-pass tokenize stage (its `Indexed` input) files those
-//! parts as it tokenizes, and this stage (ordered after it) only assembles them.
+//! split by a fraction, the corpus' one-pass tokenize stage files those parts as it tokenizes,
+//! and this stage, ordered after it (`Graph::after`), only assembles them.
 
 use std::path::{Path, PathBuf};
 
