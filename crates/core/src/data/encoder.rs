@@ -64,6 +64,11 @@ pub struct Encoder {
     reference: Tokenizer,
     fast: Option<Fast>,
     fallback_reason: Option<String>,
+    /// The reference's [`id_bound`] and token count, the larger (see [`Encoder::vocab_size`]).
+    vocab_size: u64,
+    /// [`super::tokenize::unencodable_bytes`] of the reference, once asked for: building it
+    /// serializes the whole model, too slow to repeat per file.
+    unencodable: std::sync::OnceLock<Option<[bool; 256]>>,
 }
 
 /// How a document was encoded.
@@ -92,19 +97,38 @@ impl Encoder {
             Ok(fast) => (Some(fast), None),
             Err(reason) => (None, Some(reason)),
         };
-        Encoder { path: path.to_path_buf(), reference, fast, fallback_reason }
+        Encoder::new(path, reference, fast, fallback_reason)
     }
 
     /// Loads `path` with the reference engine only.
     pub fn reference_only(path: &Path) -> Result<Self, DataError> {
         let reference = Tokenizer::from_file(path)
             .map_err(|e| DataError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(Encoder {
+        Ok(Encoder::new(path, whole_documents(reference), None, None))
+    }
+
+    fn new(path: &Path, reference: Tokenizer, fast: Option<Fast>, fallback_reason: Option<String>) -> Self {
+        let vocab_size = u64::from(id_bound(&reference)).max(reference.get_vocab_size(true) as u64);
+        Encoder {
             path: path.to_path_buf(),
-            reference: whole_documents(reference),
-            fast: None,
-            fallback_reason: None,
-        })
+            reference,
+            fast,
+            fallback_reason,
+            vocab_size,
+            unencodable: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The size of a table indexed by the reference's ids: its largest id + 1 (added tokens
+    /// included), or its token count where that is larger.
+    pub fn vocab_size(&self) -> u64 {
+        self.vocab_size
+    }
+
+    /// The bytes no token of the vocabulary covers ([`super::tokenize::unencodable_bytes`]),
+    /// worked out once.
+    pub fn unencodable_bytes(&self) -> Option<[bool; 256]> {
+        *self.unencodable.get_or_init(|| super::tokenize::unencodable_bytes(&self.reference))
     }
 
     /// The same tokenizer with the fast engine switched off (the reason is recorded).
@@ -122,6 +146,8 @@ impl Encoder {
             reference: self.reference.clone(),
             fast: None,
             fallback_reason: Some(reason.into()),
+            vocab_size: self.vocab_size,
+            unencodable: self.unencodable.clone(),
         }
     }
 

@@ -221,7 +221,14 @@ pub fn visit_file_batches(
 ) -> Result<IngestReport, DataError> {
     // The file is read and parsed on a thread of its own, up to [`READ_AHEAD`] batches ahead of
     // `sink`: reading lines is serial, and the sink's parallel work (encoding, hashing) would
-    // otherwise leave a core idle while it waits for the next batch.
+    // otherwise leave a core idle while it waits for the next batch. Not in a pool of one (a
+    // core given a whole file), where nothing runs beside the sink to wait for.
+    if rayon::current_num_threads() == 1 {
+        let mut batches = Batcher { batch: Vec::new(), bytes: 0, limit: batch_bytes };
+        let report = visit_file(path, file, format, text, opts, &mut |d: Document| batches.push(d, &mut sink))?;
+        batches.finish(&mut sink)?;
+        return Ok(report);
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Document>>(READ_AHEAD);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {

@@ -171,7 +171,7 @@ struct ShardTokenizer<'t> {
 
 impl<'t> ShardTokenizer<'t> {
     fn new(tok: &'t Encoder, corpus: &str, out_prefix: &Path, opts: TokenizeOptions) -> Result<Self, DataError> {
-        let vocab = vocab_size(tok.reference()).max(opts.eos.map_or(0, |e| u64::from(e) + 1));
+        let vocab = tok.vocab_size().max(opts.eos.map_or(0, |e| u64::from(e) + 1));
         let writer = if opts.masked {
             ShardWriter::create_masked(out_prefix, vocab)?
         } else {

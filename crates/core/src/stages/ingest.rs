@@ -69,18 +69,25 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let parts = ctx.parts.ok_or_else(|| StageFailure::internal("the ingest stage runs without the store's parts"))?;
     // Each file's index and report is a part keyed by the file's content: a corpus with a file
     // appended reads that file only.
-    let mut names = Vec::with_capacity(corpus.files.len());
-    let mut dirs = Vec::with_capacity(corpus.files.len());
-    let mut built = 0;
-    for (i, path) in corpus.files.iter().enumerate() {
+    let mut keys = Vec::with_capacity(corpus.files.len());
+    for i in 0..corpus.files.len() {
         let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
-        let key = part_key(p, &opts, digest);
-        ctx.progress.set_message(format!("file {} of {}", i + 1, corpus.files.len()));
-        let (dir, fresh) = parts.get_or_build(PART_SPACE, &key, |dir| build_part(p, &opts, path, dir))?;
-        built += usize::from(fresh);
-        names.push(crate::store::parts::part_name(PART_SPACE, &key));
-        dirs.push(dir);
+        keys.push(part_key(p, &opts, digest));
     }
+    // A part to build, once per key (a file copied into the corpus twice is read once).
+    let mut seen = std::collections::HashSet::new();
+    let todo: Vec<bool> = keys.iter().map(|key| seen.insert(*key) && parts.get(PART_SPACE, key).is_none()).collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let got = super::per_file::build_all(keys.len(), &todo, |i| {
+        let path = &corpus.files[i];
+        let r = parts.get_or_build(PART_SPACE, &keys[i], |dir| build_part(p, &opts, path, dir))?;
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        ctx.progress.set_message(format!("file {n} of {}", corpus.files.len()));
+        Ok(r)
+    })?;
+    let names: Vec<String> = keys.iter().map(|key| crate::store::parts::part_name(PART_SPACE, key)).collect();
+    let built = got.iter().filter(|(_, fresh)| *fresh).count();
+    let dirs: Vec<std::path::PathBuf> = got.into_iter().map(|(dir, _)| dir).collect();
     // The corpus' index: the parts' records in file order, each with its file's index.
     let mut index = data::index::IndexWriter::create(&ctx.out.join("docs.index"))?;
     let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };

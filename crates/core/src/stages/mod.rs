@@ -16,6 +16,7 @@ pub mod hf_model;
 pub mod import;
 pub mod ingest;
 pub mod mix;
+mod per_file;
 pub mod report;
 pub mod resize;
 pub mod split;

@@ -74,12 +74,9 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             Sides::Indexed { index, rule, spans }
         }
     };
-    let (mut done_bytes, total_bytes) =
-        (0u64, ctx.files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum());
+    let total_bytes: u64 = ctx.files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
     ctx.progress.set_length(total_bytes);
-    let mut names = Vec::with_capacity(ctx.files.len());
-    let mut dirs = Vec::with_capacity(ctx.files.len());
-    let mut built = 0;
+    let mut files = Vec::with_capacity(ctx.files.len());
     for (i, path) in ctx.files.iter().enumerate() {
         let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
         let (key, hashes) = match &sides {
@@ -91,15 +88,25 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
                 (part_key(p, eos, &tok_digest, digest, None, Some(*fraction)), HashSource::Compute { rule, digest })
             }
         };
-        let file = Part { path, hashes };
-        let (dir, fresh) =
-            parts.get_or_build(PART_SPACE, &key, |dir| build_part(p, &file, &tokenizer, &options, parts, dir))?;
-        built += usize::from(fresh);
-        names.push(crate::store::parts::part_name(PART_SPACE, &key));
-        dirs.push(dir);
-        done_bytes += path.metadata().map_or(0, |m| m.len());
-        ctx.progress.set_position(done_bytes.min(total_bytes));
+        files.push((key, Part { path, hashes }));
     }
+    // A part to build, once per key (a file copied into the corpus twice is built once).
+    let mut seen = std::collections::HashSet::new();
+    let todo: Vec<bool> =
+        files.iter().map(|(key, _)| seen.insert(*key) && parts.get(PART_SPACE, key).is_none()).collect();
+    let done_bytes = std::sync::atomic::AtomicU64::new(0);
+    let built = super::per_file::build_all(files.len(), &todo, |i| {
+        let (key, file) = &files[i];
+        let (dir, fresh) =
+            parts.get_or_build(PART_SPACE, key, |dir| build_part(p, file, &tokenizer, &options, parts, dir))?;
+        let len = file.path.metadata().map_or(0, |m| m.len());
+        let done = done_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len;
+        ctx.progress.set_position(done.min(total_bytes));
+        Ok((dir, fresh))
+    })?;
+    let names: Vec<String> = files.iter().map(|(key, _)| crate::store::parts::part_name(PART_SPACE, key)).collect();
+    let dirs: Vec<std::path::PathBuf> = built.iter().map(|(dir, _)| dir.clone()).collect();
+    let built = built.iter().filter(|(_, fresh)| *fresh).count();
     let stats = assemble(&p.source.corpus, parts, &dirs, ctx.out)?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     if built < dirs.len() {
@@ -210,6 +217,7 @@ struct Part<'a> {
 }
 
 /// Where a file's documents' hashes come from, and the rule that reads them.
+#[derive(Clone, Copy)]
 enum HashSource<'a> {
     /// The corpus' index (`span`: the file's documents in it), read in step with the file.
     Index { index: &'a Path, span: &'a Span, rule: &'a SplitRule },
@@ -293,7 +301,7 @@ fn stream_file(
     dir: &Path,
     index_dir: Option<&Path>,
 ) -> Result<(PartStats, data::ingest::IngestReport), data::DataError> {
-    let missing = data::tokenize::unencodable_bytes(tok.reference());
+    let missing = tok.unencodable_bytes();
     let name = &p.source.corpus;
     let mut train = ShardStream::create(tok, name, &dir.join("train"), options)?;
     let mut heldout = ShardStream::create(tok, name, &dir.join("heldout"), options)?;

@@ -1,0 +1,158 @@
+//! How a corpus stage schedules its per-file parts: many files side by side, one whole file per
+//! core; a few files one after another, each spread over every core.
+//!
+//! A file read, parsed, hashed and encoded on one thread keeps everything it touches in that
+//! core's caches and allocator, and waits on nobody; spreading one file over the cores costs a
+//! hand-off per batch (each a barrier where a core may idle). With at least
+//! [`FILES_PER_WORKER`] files to build per core, each core takes whole files in turn (a worker
+//! of its own, whose rayon calls run inline); with fewer, the last files would leave cores idle
+//! for a file's whole length, so files go one at a time over the whole pool.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::StageFailure;
+
+/// Files to build per core before whole files go to cores: the last file a core takes leaves
+/// the others idle for up to one file's time, a small share of this many.
+pub(super) const FILES_PER_WORKER: usize = 4;
+
+/// Calls `build(i)` for every `i` in `0..n`, each once, and returns the results in order, or the
+/// error of the lowest index that failed (later files are not started once one fails). `todo`
+/// says which indices do real work (a part not yet in the store); only those are counted, and
+/// run side by side, when deciding how to schedule; the rest run after them, in order.
+pub(super) fn build_all<T: Send>(
+    n: usize,
+    todo: &[bool],
+    build: impl Fn(usize) -> Result<T, StageFailure> + Sync,
+) -> Result<Vec<T>, StageFailure> {
+    let threads = rayon::current_num_threads();
+    let work: Vec<usize> = (0..n).filter(|&i| todo.get(i).copied().unwrap_or(true)).collect();
+    let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    if threads > 1 && work.len() >= FILES_PER_WORKER * threads {
+        let slots: Vec<Mutex<Option<Result<T, StageFailure>>>> = work.iter().map(|_| Mutex::new(None)).collect();
+        let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            for w in 0..threads {
+                let (slots, next, failed, work, build) = (&slots, &next, &failed, &work, &build);
+                scope.spawn(move || {
+                    // A pool of one, made of this thread: the file's own rayon calls run inline.
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .use_current_thread()
+                        .thread_name(move |_| format!("file-worker-{w}"))
+                        .build();
+                    let run = || loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= work.len() || failed.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let r = build(work[k]);
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        if let Ok(mut slot) = slots[k].lock() {
+                            *slot = Some(r);
+                        }
+                    };
+                    match pool {
+                        Ok(pool) => pool.install(run),
+                        // No pool of one (threads exhausted): the file's rayon calls use the
+                        // shared pool, which is only slower.
+                        Err(_) => run(),
+                    }
+                });
+            }
+        });
+        // In index order, so the error reported is the first file's, whatever the timing. Files
+        // are taken in order, so one never started comes after the failure that stopped them.
+        for (k, slot) in slots.into_iter().enumerate() {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok(v)) => results[work[k]] = Some(v),
+                Some(Err(e)) => return Err(e),
+                None => return Err(StageFailure::internal("a file's part was neither built nor failed")),
+            }
+        }
+    }
+    for (i, slot) in results.iter_mut().enumerate() {
+        if slot.is_none() {
+            *slot = Some(build(i)?);
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool")
+    }
+
+    #[test]
+    fn enough_files_run_side_by_side_one_per_core_and_come_back_in_order() {
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let got = pool(2).install(|| {
+            build_all(8, &[true; 8], |i| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                // Inside, a file's own rayon calls see a pool of one.
+                let inner = rayon::current_num_threads();
+                std::thread::sleep(Duration::from_millis(30));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok((i, inner))
+            })
+        });
+        let got = got.expect("built");
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert!(got.iter().all(|g| g.1 == 1), "{got:?}");
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two files at a time on two cores");
+    }
+
+    #[test]
+    fn few_files_run_one_at_a_time_over_the_whole_pool() {
+        let order = Mutex::new(Vec::new());
+        let got = pool(2).install(|| {
+            build_all(7, &[true; 7], |i| {
+                order.lock().expect("lock").push(i);
+                Ok(rayon::current_num_threads())
+            })
+        });
+        assert_eq!(got.expect("built"), vec![2; 7]);
+        assert_eq!(order.into_inner().expect("lock"), (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_first_failing_file_is_the_error_and_later_files_are_not_started() {
+        let started = AtomicUsize::new(0);
+        let got: Result<Vec<usize>, StageFailure> = pool(2).install(|| {
+            build_all(40, &[true; 40], |i| {
+                started.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(if i == 3 { 40 } else { 5 }));
+                if i == 3 || i == 5 { Err(StageFailure::internal(format!("file {i}"))) } else { Ok(i) }
+            })
+        });
+        let message = format!("{:?}", got.expect_err("an error"));
+        assert!(message.contains("file 3"), "{message}");
+        assert!(started.load(Ordering::SeqCst) < 20, "files went on after a failure");
+    }
+
+    #[test]
+    fn parts_already_built_are_fetched_after_the_work_in_order() {
+        let order = Mutex::new(Vec::new());
+        let todo: Vec<bool> = (0..10).map(|i| i % 5 != 0).collect();
+        let got = pool(2).install(|| {
+            build_all(10, &todo, |i| {
+                order.lock().expect("lock").push(i);
+                Ok(i)
+            })
+        });
+        assert_eq!(got.expect("built"), (0..10).collect::<Vec<_>>());
+        let order = order.into_inner().expect("lock");
+        assert_eq!(order[8..], [0, 5], "the cached ones come last: {order:?}");
+    }
+}
