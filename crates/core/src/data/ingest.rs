@@ -280,7 +280,9 @@ impl Batcher {
         self.batch.push(d);
         if self.bytes >= self.limit {
             self.bytes = 0;
-            sink(std::mem::take(&mut self.batch))?;
+            // The next batch starts at this one's size: growing it again would copy it a few times.
+            let next = Vec::with_capacity(self.batch.len() + self.batch.len() / 8);
+            sink(std::mem::replace(&mut self.batch, next))?;
         }
         Ok(())
     }

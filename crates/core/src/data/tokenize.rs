@@ -191,28 +191,33 @@ impl<'t> ShardTokenizer<'t> {
 
     /// Writes encoded documents (the next ones of the shard) and counts them.
     fn append(&mut self, encoded: EncodedBatch) -> Result<(), DataError> {
-        for enc in encoded {
-            let doc = self.documents;
-            let enc = enc.map_err(|message| DataError::Encode { corpus: self.corpus.clone(), doc, message })?;
-            if let Some(position) = enc.mismatch {
-                return Err(DataError::EngineMismatch {
-                    corpus: self.corpus.clone(),
-                    doc,
-                    position: position as u64,
-                    tokenizer: self.tok.path().to_path_buf(),
-                });
+        for run in encoded {
+            let mut start = 0;
+            for enc in run.docs {
+                let doc = self.documents;
+                let enc = enc.map_err(|message| DataError::Encode { corpus: self.corpus.clone(), doc, message })?;
+                if let Some(position) = enc.mismatch {
+                    return Err(DataError::EngineMismatch {
+                        corpus: self.corpus.clone(),
+                        doc,
+                        position: position as u64,
+                        tokenizer: self.tok.path().to_path_buf(),
+                    });
+                }
+                match enc.route {
+                    Route::Fast => self.engine.fast_documents += 1,
+                    Route::Reference => self.engine.reference_documents += 1,
+                }
+                self.engine.checked_documents += u64::from(enc.checked);
+                let ids = &run.ids[start..enc.end];
+                match &run.mask {
+                    Some(mask) => self.writer.add_masked(ids, &mask[start..enc.end])?,
+                    None => self.writer.add_document(ids)?,
+                }
+                start = enc.end;
+                self.documents += 1;
+                self.bytes += enc.bytes as u64;
             }
-            match enc.route {
-                Route::Fast => self.engine.fast_documents += 1,
-                Route::Reference => self.engine.reference_documents += 1,
-            }
-            self.engine.checked_documents += u64::from(enc.checked);
-            match &enc.mask {
-                Some(mask) => self.writer.add_masked(&enc.ids, mask)?,
-                None => self.writer.add_document(&enc.ids)?,
-            }
-            self.documents += 1;
-            self.bytes += enc.bytes as u64;
         }
         Ok(())
     }
@@ -296,49 +301,99 @@ pub fn segments<'t>(text: &'t str, marks: Option<&[Range<usize>]>) -> Vec<(&'t s
 /// A marked document is encoded segment by segment (prompt, then response: the usual SFT
 /// tokenization), so no token straddles a target's boundary; each token's mask is its segment's,
 /// and the EOS that ends the document is a target (the model learns where a response ends).
+///
+/// Documents are encoded [`RUN_DOCS`] at a time into one buffer: a buffer per document cost
+/// more in the allocator than the whole write of the shard.
 fn encode_docs<D: DocText>(tok: &Encoder, opts: &TokenizeOptions, docs: &[D], first: u64) -> EncodedBatch {
     let (add, eos, every) = (opts.add_special_tokens, opts.eos, opts.check_every);
-    docs.par_iter()
+    docs.par_chunks(RUN_DOCS)
         .enumerate()
-        .map(|(i, d)| {
-            let t = d.text();
-            let mut ids = Vec::with_capacity(t.len() / 3 + 2);
-            let index = first + i as u64;
-            let Some(marks) = d.marks().filter(|_| opts.masked) else {
-                // In a masked shard too: the writer counts every token of it a target.
-                let (route, checked, mismatch) = tok.encode_checked(t, add, index, every, &mut ids)?;
-                ids.extend(eos);
-                return Ok(Encoded { ids, mask: None, bytes: t.len(), route, checked, mismatch });
+        .map(|(c, run)| {
+            let text_bytes: usize = run.iter().map(|d| d.text().len()).sum();
+            let mut out = EncodedRun {
+                ids: Vec::with_capacity(text_bytes / 3 + 2 * run.len()),
+                mask: opts.masked.then(Vec::new),
+                docs: Vec::with_capacity(run.len()),
             };
-            let mut mask = Vec::with_capacity(ids.capacity());
-            let (mut route, mut checked, mut mismatch) = (Route::Fast, false, None);
-            for (k, (segment, target)) in segments(t, Some(marks)).into_iter().enumerate() {
-                let before = ids.len();
-                let (r, c, m) = tok.encode_checked(segment, add && k == 0, index, every, &mut ids)?;
-                if r == Route::Reference {
-                    route = r;
+            for (i, d) in run.iter().enumerate() {
+                let start = out.ids.len();
+                let encoded =
+                    encode_one(tok, d, opts.masked, add, eos, first + (c * RUN_DOCS + i) as u64, every, &mut out);
+                if encoded.is_err() {
+                    // Nothing of a failed document stays: the writer stops at its error.
+                    out.ids.truncate(start);
+                    if let Some(m) = &mut out.mask {
+                        m.truncate(start);
+                    }
                 }
-                checked |= c;
-                mismatch = mismatch.or(m.map(|m| before + m));
-                mask.resize(ids.len(), u8::from(target));
+                out.docs.push(encoded);
             }
-            if let Some(e) = eos {
-                ids.push(e);
-                mask.push(1);
-            }
-            Ok(Encoded { ids, mask: Some(mask), bytes: t.len(), route, checked, mismatch })
+            out
         })
         .collect()
 }
 
-/// A batch's documents, encoded (or the engine's message), in order.
-type EncodedBatch = Vec<Result<Encoded, String>>;
+/// Documents encoded back to back per buffer (a parallel task's share of a batch).
+const RUN_DOCS: usize = 64;
 
-/// One document's ids and how they were made.
-struct Encoded {
+/// One document onto the end of `out` (its ids, and its mask in a masked shard).
+#[allow(clippy::too_many_arguments)]
+fn encode_one<D: DocText>(
+    tok: &Encoder,
+    d: &D,
+    masked: bool,
+    add: bool,
+    eos: Option<u32>,
+    index: u64,
+    every: u64,
+    out: &mut EncodedRun,
+) -> Result<Encoded, String> {
+    let t = d.text();
+    let start = out.ids.len();
+    let ids = &mut out.ids;
+    let Some(marks) = d.marks().filter(|_| masked) else {
+        // In a masked shard too: the writer counts every token of it a target.
+        let (route, checked, mismatch) = tok.encode_checked(t, add, index, every, ids)?;
+        ids.extend(eos);
+        if let Some(m) = &mut out.mask {
+            m.resize(ids.len(), 1);
+        }
+        return Ok(Encoded { end: ids.len(), bytes: t.len(), route, checked, mismatch });
+    };
+    let mask = out.mask.get_or_insert_with(Vec::new);
+    let (mut route, mut checked, mut mismatch) = (Route::Fast, false, None);
+    for (k, (segment, target)) in segments(t, Some(marks)).into_iter().enumerate() {
+        let before = ids.len();
+        let (r, c, m) = tok.encode_checked(segment, add && k == 0, index, every, ids)?;
+        if r == Route::Reference {
+            route = r;
+        }
+        checked |= c;
+        mismatch = mismatch.or(m.map(|m| before - start + m));
+        mask.resize(ids.len(), u8::from(target));
+    }
+    if let Some(e) = eos {
+        ids.push(e);
+        mask.push(1);
+    }
+    Ok(Encoded { end: ids.len(), bytes: t.len(), route, checked, mismatch })
+}
+
+/// A batch's documents, encoded, in order: runs of them sharing a buffer.
+type EncodedBatch = Vec<EncodedRun>;
+
+/// Documents encoded into one buffer: their ids back to back, each one's end (or the engine's
+/// message), and in a masked shard each id's mask.
+struct EncodedRun {
     ids: Vec<u32>,
-    /// Which ids are targets, for a marked document (`None`: all of them).
     mask: Option<Vec<u8>>,
+    docs: Vec<Result<Encoded, String>>,
+}
+
+/// How one document of a run was made.
+struct Encoded {
+    /// Where its ids end in the run's buffer (they start where the previous document's end).
+    end: usize,
     /// UTF-8 bytes of the document's text.
     bytes: usize,
     route: Route,

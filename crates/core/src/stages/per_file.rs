@@ -19,17 +19,21 @@ pub(super) const FILES_PER_WORKER: usize = 4;
 
 /// Calls `build(i)` for every `i` in `0..n`, each once, and returns the results in order, or the
 /// error of the lowest index that failed (later files are not started once one fails). `todo`
-/// says which indices do real work (a part not yet in the store); only those are counted, and
-/// run side by side, when deciding how to schedule; the rest run after them, in order.
+/// says which indices do real work (a part not yet in the store); only those are counted when
+/// deciding how to schedule, and run side by side but for the last `threads - 1` of them; the
+/// rest (those, and the parts already built) run after them, in order, over the whole pool.
 pub(super) fn build_all<T: Send>(
     n: usize,
     todo: &[bool],
     build: impl Fn(usize) -> Result<T, StageFailure> + Sync,
 ) -> Result<Vec<T>, StageFailure> {
     let threads = rayon::current_num_threads();
-    let work: Vec<usize> = (0..n).filter(|&i| todo.get(i).copied().unwrap_or(true)).collect();
+    let mut work: Vec<usize> = (0..n).filter(|&i| todo.get(i).copied().unwrap_or(true)).collect();
     let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
     if threads > 1 && work.len() >= FILES_PER_WORKER * threads {
+        // The last files go over the whole pool after the others: side by side, the very last
+        // one would run on one core while the others wait.
+        work.truncate(work.len() + 1 - threads);
         let slots: Vec<Mutex<Option<Result<T, StageFailure>>>> = work.iter().map(|_| Mutex::new(None)).collect();
         let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
         std::thread::scope(|scope| {
@@ -109,7 +113,8 @@ mod tests {
         });
         let got = got.expect("built");
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
-        assert!(got.iter().all(|g| g.1 == 1), "{got:?}");
+        // The last file runs alone, over the whole pool.
+        assert!(got[..7].iter().all(|g| g.1 == 1) && got[7].1 == 2, "{got:?}");
         assert_eq!(most.load(Ordering::SeqCst), 2, "two files at a time on two cores");
     }
 
@@ -142,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_already_built_are_fetched_after_the_work_in_order() {
+    fn parts_already_built_and_the_last_file_come_after_the_others_in_order() {
         let order = Mutex::new(Vec::new());
         let todo: Vec<bool> = (0..10).map(|i| i % 5 != 0).collect();
         let got = pool(2).install(|| {
@@ -153,6 +158,6 @@ mod tests {
         });
         assert_eq!(got.expect("built"), (0..10).collect::<Vec<_>>());
         let order = order.into_inner().expect("lock");
-        assert_eq!(order[8..], [0, 5], "the cached ones come last: {order:?}");
+        assert_eq!(order[7..], [0, 5, 9], "the cached ones and the last file come last: {order:?}");
     }
 }
