@@ -670,3 +670,58 @@ fn files_built_side_by_side_give_the_artifacts_of_files_built_one_at_a_time() {
         assert_eq!(parts_of(root, "tokenize:many@base").len(), 12);
     }
 }
+
+#[test]
+fn a_bad_record_in_files_built_side_by_side_names_the_first_bad_file_and_keeps_the_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    std::fs::create_dir(root.join("many")).expect("mkdir");
+    for f in 0..10 {
+        write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 100, 100);
+    }
+    // Two broken records (files 6 and 8), in strict mode: the error is the first file's.
+    let break_line = |f: usize, line: usize| {
+        let path = root.join(format!("many/part-{f}.jsonl"));
+        let text = std::fs::read_to_string(&path).expect("read");
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[line - 1] = "{\"text\": ";
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    };
+    break_line(6, 37);
+    break_line(8, 5);
+    let recipe = format!(
+        "{}\n",
+        recipe(&[("many", Path::new("many/*.jsonl"), "10%")])
+            .replace("heldout = 10%", "heldout = 10%\n  strict = true")
+    );
+    std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
+    let run = || {
+        let out = cli_support::cptc(&["run", "recipe.cpt", "--only", "tokenize:many@base"])
+            .env("RAYON_NUM_THREADS", "2")
+            .current_dir(root)
+            .output()
+            .expect("cptc run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run();
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("part-6.jsonl:37"), "{stderr}");
+    assert!(!stderr.contains("part-8.jsonl"), "{stderr}");
+    let kinds = std::fs::read_dir(root.join(".cptc/v1/artifacts")).into_iter().flatten().filter_map(Result::ok);
+    let published: Vec<String> = kinds.map(|k| k.file_name().to_string_lossy().into_owned()).collect();
+    assert!(!published.iter().any(|k| k.starts_with("tokenize")), "a tokenize artifact: {published:?}");
+
+    // Fixed, the run tokenizes the files the failure stopped, not those built before it.
+    write_real_docs(&root.join("many/part-6.jsonl"), 600, 100);
+    write_real_docs(&root.join("many/part-8.jsonl"), 800, 100);
+    let (code, stderr) = run();
+    assert_eq!(code, Some(0), "{stderr}");
+    let built: usize = stderr
+        .split("tokenized ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no notice of cached files: {stderr}"));
+    assert!((2..=4).contains(&built), "files 0-5 were kept: {stderr}");
+}
