@@ -354,12 +354,14 @@ fn tokenize_peak_rss(mb: usize) -> u64 {
 
 #[test]
 fn tokenize_memory_does_not_grow_with_the_corpus() {
-    let small = tokenize_peak_rss(32);
-    let large = tokenize_peak_rss(160);
+    let small = tokenize_peak_rss(64);
+    let large = tokenize_peak_rss(320);
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
-    eprintln!("peak RSS: {:.0} MiB at 32 MB, {:.0} MiB at 160 MB", mib(small), mib(large));
-    // In memory, 128 MB more text held twice (bytes and documents) would add 250+ MB.
-    assert!(large < small + (48 << 20), "peak RSS {:.0} MiB at 32 MB, {:.0} MiB at 160 MB", mib(small), mib(large));
+    eprintln!("peak RSS: {:.0} MiB at 64 MB, {:.0} MiB at 320 MB", mib(small), mib(large));
+    // Held in memory even once, the 256 MB more text would add 256 MB. Streamed, what grows is
+    // the allocator's fragmentation, slowly (about 40 MiB here; 300 MiB in all at 5 GB: see
+    // docs/benchmarks.md), so a quarter of the added text is the bound.
+    assert!(large < small + (64 << 20), "peak RSS {:.0} MiB at 64 MB, {:.0} MiB at 320 MB", mib(small), mib(large));
     assert!(large < 1536 << 20, "peak RSS {:.0} MiB", mib(large));
 }
 

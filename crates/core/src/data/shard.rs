@@ -122,7 +122,11 @@ pub struct ShardWriter {
     mask: Option<MaskOut>,
     dtype: TokenDtype,
     vocab: u64,
-    lengths: Vec<i32>,
+    /// Each document's length, written aside as it comes (4 bytes each) and read back into the
+    /// index by `finish`: the writer's memory does not grow with the shard.
+    lengths: BufWriter<File>,
+    lengths_tmp: PathBuf,
+    documents: u64,
     tokens: u64,
     targets: u64,
     /// The ids of one document in the shard's dtype, little-endian.
@@ -136,7 +140,9 @@ impl ShardWriter {
         let (bin_path, idx_path) = shard_paths(prefix);
         let bin_tmp = with_suffix(&bin_path, ".partial");
         let idx_tmp = with_suffix(&idx_path, ".partial");
+        let lengths_tmp = with_suffix(&idx_path, ".lengths.partial");
         let f = File::create(&bin_tmp).map_err(|e| DataError::io("create", &bin_tmp, e))?;
+        let lengths = File::create(&lengths_tmp).map_err(|e| DataError::io("create", &lengths_tmp, e))?;
         Ok(ShardWriter {
             bin_path,
             idx_path,
@@ -146,7 +152,9 @@ impl ShardWriter {
             mask: None,
             dtype: TokenDtype::for_vocab(vocab),
             vocab,
-            lengths: Vec::new(),
+            lengths: BufWriter::with_capacity(1 << 16, lengths),
+            lengths_tmp,
+            documents: 0,
             tokens: 0,
             targets: 0,
             scratch16: Vec::new(),
@@ -226,7 +234,8 @@ impl ShardWriter {
             }
         };
         w.write_all(bytes).map_err(|e| DataError::io("write", &self.bin_tmp, e))?;
-        self.lengths.push(len);
+        self.lengths.write_all(&len.to_le_bytes()).map_err(|e| DataError::io("write", &self.lengths_tmp, e))?;
+        self.documents += 1;
         self.tokens += ids.len() as u64;
         Ok(())
     }
@@ -236,7 +245,9 @@ impl ShardWriter {
         let Some(w) = self.bin.take() else {
             return Err(DataError::BadShard { path: self.bin_path.clone(), reason: "writer already finished".into() });
         };
-        if let Err(e) = self.publish(w) {
+        let published = self.publish(w);
+        let _ = std::fs::remove_file(&self.lengths_tmp);
+        if let Err(e) = published {
             // Nothing half-done stays: no temporary file, no `.bin` without its `.idx`.
             let _ = std::fs::remove_file(&self.bin_tmp);
             let _ = std::fs::remove_file(&self.idx_tmp);
@@ -255,7 +266,7 @@ impl ShardWriter {
             bin: self.bin_path.clone(),
             idx: self.idx_path.clone(),
             dtype: self.dtype,
-            documents: self.lengths.len() as u64,
+            documents: self.documents,
             tokens: self.tokens,
             targets: self.mask.is_some().then_some(self.targets),
         })
@@ -276,28 +287,7 @@ impl ShardWriter {
             std::fs::rename(&*tmp, &*path).map_err(|e| DataError::io("rename", &*tmp, e))?;
         }
 
-        let n = self.lengths.len() as u64;
-        let mut idx = Vec::with_capacity(HEADER_LEN as usize + self.lengths.len() * 20 + 8);
-        idx.extend_from_slice(MAGIC);
-        idx.extend_from_slice(&1u64.to_le_bytes());
-        idx.push(self.dtype.code());
-        idx.extend_from_slice(&n.to_le_bytes());
-        idx.extend_from_slice(&(n + 1).to_le_bytes());
-        for &l in &self.lengths {
-            idx.extend_from_slice(&l.to_le_bytes());
-        }
-        let size = self.dtype.size() as i64;
-        let mut ptr = 0i64;
-        for &l in &self.lengths {
-            idx.extend_from_slice(&ptr.to_le_bytes());
-            ptr += i64::from(l) * size;
-        }
-        for i in 0..=n {
-            idx.extend_from_slice(&(i as i64).to_le_bytes());
-        }
-        let mut f = File::create(&self.idx_tmp).map_err(|e| DataError::io("create", &self.idx_tmp, e))?;
-        f.write_all(&idx).map_err(|e| DataError::io("write", &self.idx_tmp, e))?;
-        drop(f);
+        self.write_index()?;
         match std::fs::remove_file(&self.idx_path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(DataError::io("remove", &self.idx_path, e));
@@ -309,9 +299,61 @@ impl ShardWriter {
     }
 }
 
+impl ShardWriter {
+    /// Writes `.idx` aside (the module's layout) from the lengths written so far, a block at a
+    /// time: the lengths, then each document's byte pointer, then the document index.
+    fn write_index(&mut self) -> Result<(), DataError> {
+        let (lengths_tmp, idx_tmp) = (&self.lengths_tmp, &self.idx_tmp);
+        self.lengths.flush().map_err(|e| DataError::io("write", lengths_tmp, e))?;
+        let n = self.documents;
+        let f = File::create(idx_tmp).map_err(|e| DataError::io("create", idx_tmp, e))?;
+        let mut idx = BufWriter::with_capacity(1 << 20, f);
+        let write = |idx: &mut BufWriter<File>, bytes: &[u8]| {
+            idx.write_all(bytes).map_err(|e| DataError::io("write", idx_tmp, e))
+        };
+        write(&mut idx, MAGIC)?;
+        write(&mut idx, &1u64.to_le_bytes())?;
+        write(&mut idx, &[self.dtype.code()])?;
+        write(&mut idx, &n.to_le_bytes())?;
+        write(&mut idx, &(n + 1).to_le_bytes())?;
+        // Two passes over the lengths: copied as they are, then summed into pointers.
+        let size = self.dtype.size() as i64;
+        let mut ptr = 0i64;
+        for pass in 0..2 {
+            let f = File::open(lengths_tmp).map_err(|e| DataError::io("open", lengths_tmp, e))?;
+            let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+            let mut out = Vec::with_capacity(1 << 16);
+            let mut read = 0u64;
+            let mut len = [0u8; 4];
+            while read < n {
+                r.read_exact(&mut len).map_err(|e| DataError::io("read", lengths_tmp, e))?;
+                read += 1;
+                if pass == 0 {
+                    out.extend_from_slice(&len);
+                } else {
+                    out.extend_from_slice(&ptr.to_le_bytes());
+                    ptr += i64::from(i32::from_le_bytes(len)) * size;
+                }
+                if out.len() >= 1 << 16 {
+                    write(&mut idx, &out)?;
+                    out.clear();
+                }
+            }
+            write(&mut idx, &out)?;
+        }
+        for i in 0..=n {
+            write(&mut idx, &(i as i64).to_le_bytes())?;
+        }
+        let f = idx.into_inner().map_err(|e| DataError::io("write", idx_tmp, e.into_error()))?;
+        drop(f);
+        Ok(())
+    }
+}
+
 impl Drop for ShardWriter {
     fn drop(&mut self) {
         // An unfinished writer leaves nothing behind (best effort: errors have nowhere to go).
+        let _ = std::fs::remove_file(&self.lengths_tmp);
         if self.bin.is_some() {
             let _ = std::fs::remove_file(&self.bin_tmp);
             let _ = std::fs::remove_file(&self.idx_tmp);
