@@ -160,6 +160,18 @@ fn a_failed_finish_leaves_nothing_half_done() {
 }
 
 #[test]
+fn a_writer_that_cannot_start_leaves_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A directory where the lengths go aside: the ids' file is created first, then removed.
+    std::fs::create_dir(tmp.path().join("s.idx.lengths.partial")).unwrap();
+    let Err(e) = ShardWriter::create(&tmp.path().join("s"), 1000) else { panic!("the writer started") };
+    assert!(e.to_string().contains("s.idx.lengths.partial"), "{e}");
+    let left: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|f| f.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, ["s.idx.lengths.partial"], "no .bin.partial left behind");
+}
+
+#[test]
 fn writer_refuses_ids_beyond_dtype_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
     let prefix = tmp.path().join("small");

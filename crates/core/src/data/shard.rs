@@ -142,7 +142,11 @@ impl ShardWriter {
         let idx_tmp = with_suffix(&idx_path, ".partial");
         let lengths_tmp = with_suffix(&idx_path, ".lengths.partial");
         let f = File::create(&bin_tmp).map_err(|e| DataError::io("create", &bin_tmp, e))?;
-        let lengths = File::create(&lengths_tmp).map_err(|e| DataError::io("create", &lengths_tmp, e))?;
+        let lengths = File::create(&lengths_tmp).map_err(|e| {
+            // No writer owns the first file yet to remove it on drop.
+            let _ = std::fs::remove_file(&bin_tmp);
+            DataError::io("create", &lengths_tmp, e)
+        })?;
         Ok(ShardWriter {
             bin_path,
             idx_path,
