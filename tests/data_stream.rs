@@ -322,11 +322,7 @@ fn tokenize_peak_rss(mb: usize) -> u64 {
     let root = dir.path();
     model_folder(root);
     // The real corpora's lines, cycled with a counter so no two documents are the same.
-    let mut lines: Vec<String> = Vec::new();
-    for c in CORPORA {
-        let text = std::fs::read_to_string(material(&format!("data/corpora/{c}.jsonl"))).expect("corpus");
-        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
-    }
+    let lines = real_lines();
     let mut out = std::io::BufWriter::new(std::fs::File::create(root.join("big.jsonl")).expect("create"));
     let (mut written, mut n) = (0, 0usize);
     while written < mb << 20 {
@@ -365,18 +361,40 @@ fn tokenize_memory_does_not_grow_with_the_corpus() {
     assert!(large < 1536 << 20, "peak RSS {:.0} MiB", mib(large));
 }
 
+/// The real corpora's non-blank jsonl lines, read once for all the tests of this file.
+fn real_lines() -> &'static [String] {
+    static LINES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let mut lines = Vec::new();
+        for c in CORPORA {
+            let text = std::fs::read_to_string(material(&format!("data/corpora/{c}.jsonl"))).expect("corpus");
+            lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        }
+        lines
+    })
+}
+
 /// Writes `docs` of the real corpora's lines (from line `from` on, cycled) as one jsonl file.
 fn write_real_docs(path: &Path, from: usize, docs: usize) {
-    let mut lines: Vec<String> = Vec::new();
-    for c in CORPORA {
-        let text = std::fs::read_to_string(material(&format!("data/corpora/{c}.jsonl"))).expect("corpus");
-        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
-    }
+    let lines = real_lines();
     let text: String = (from..from + docs).map(|i| format!("{}\n", lines[(i * 7919) % lines.len()])).collect();
     std::fs::write(path, text).expect("write");
 }
 
-/// The part folders an artifact lists.
+/// `root/many/part-F.jsonl` for F in `0..files`, `docs` real documents each (file F from line
+/// `F * docs` on).
+fn many_files(root: &Path, files: usize, docs: usize) {
+    std::fs::create_dir(root.join("many")).expect("mkdir");
+    for f in 0..files {
+        write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * docs, docs);
+    }
+}
+
+/// The `output` a stage's artifact records in its `meta.json`.
+fn output_of(root: &Path, stage: &str) -> serde_json::Value {
+    json(&artifact(root, stage).join("meta.json"))["output"].clone()
+}
+
 /// A fresh folder with the model, the first `files` files of `root`'s `many` corpus and `recipe`.
 fn copy_of(root: &Path, files: usize, recipe: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -390,6 +408,7 @@ fn copy_of(root: &Path, files: usize, recipe: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The part folders an artifact lists.
 fn parts_of(root: &Path, stage: &str) -> Vec<String> {
     serde_json::from_value(json(&artifact(root, stage).join("parts.json"))).expect("parts.json")
 }
@@ -400,10 +419,7 @@ fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         model_folder(root);
-        std::fs::create_dir(root.join("many")).expect("mkdir");
-        for f in 0..6 {
-            write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 300, 300);
-        }
+        many_files(root, 6, 300);
         let recipe = recipe(&[("many", Path::new("many/*.jsonl"), heldout)]);
         std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
         let first = tokenize(root, &["many"]);
@@ -613,10 +629,7 @@ fn a_corpus_split_by_a_fraction_is_read_once_and_indexed_as_ingest_alone_would()
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     model_folder(root);
-    std::fs::create_dir(root.join("many")).expect("mkdir");
-    for f in 0..3 {
-        write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 200, 200);
-    }
+    many_files(root, 3, 200);
     let recipe = recipe(&[("many", Path::new("many/*.jsonl"), "10%")]);
     std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
     tokenize(root, &["many"]);
@@ -639,9 +652,8 @@ fn a_corpus_split_by_a_fraction_is_read_once_and_indexed_as_ingest_alone_would()
     let alone = alone_dir.path();
     let stderr = run_only(alone, &["split:many".to_string()]);
     assert!(events_of(alone, "tokenize:many@base").is_empty(), "--only split tokenized: {stderr}");
-    let meta = |root: &Path, stage: &str| json(&artifact(root, stage).join("meta.json"))["output"].clone();
     for stage in ["ingest:many", "split:many"] {
-        assert_eq!(meta(root, stage), meta(alone, stage), "{stage}");
+        assert_eq!(output_of(root, stage), output_of(alone, stage), "{stage}");
     }
 }
 
@@ -654,10 +666,7 @@ fn files_built_side_by_side_give_the_artifacts_of_files_built_one_at_a_time() {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         model_folder(root);
-        std::fs::create_dir(root.join("many")).expect("mkdir");
-        for f in 0..12 {
-            write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 150, 150);
-        }
+        many_files(root, 12, 150);
         let recipe = recipe(&[("many", Path::new("many/*.jsonl"), heldout)]);
         std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
         let stages = ["tokenize:many@base".to_string(), "split:many".to_string()];
@@ -665,9 +674,8 @@ fn files_built_side_by_side_give_the_artifacts_of_files_built_one_at_a_time() {
         let pooled_dir = copy_of(root, 12, &recipe);
         let pooled = pooled_dir.path();
         run_on_threads(pooled, &stages, Some(4));
-        let meta = |root: &Path, stage: &str| json(&artifact(root, stage).join("meta.json"))["output"].clone();
         for stage in ["ingest:many", "split:many", "tokenize:many@base"] {
-            assert_eq!(meta(root, stage), meta(pooled, stage), "{heldout}: {stage}");
+            assert_eq!(output_of(root, stage), output_of(pooled, stage), "{heldout}: {stage}");
         }
         assert_eq!(parts_of(root, "tokenize:many@base").len(), 12);
     }
@@ -678,10 +686,7 @@ fn a_bad_record_in_files_built_side_by_side_names_the_first_bad_file_and_keeps_t
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     model_folder(root);
-    std::fs::create_dir(root.join("many")).expect("mkdir");
-    for f in 0..10 {
-        write_real_docs(&root.join(format!("many/part-{f}.jsonl")), f * 100, 100);
-    }
+    many_files(root, 10, 100);
     // Two broken records (files 6 and 8), in strict mode: the error is the first file's.
     let break_line = |f: usize, line: usize| {
         let path = root.join(format!("many/part-{f}.jsonl"));

@@ -64,7 +64,7 @@ pub struct Encoder {
     reference: Tokenizer,
     fast: Option<Fast>,
     fallback_reason: Option<String>,
-    /// The reference's [`id_bound`] and token count, the larger (see [`Encoder::vocab_size`]).
+    /// [`super::tokenize::vocab_size`] of the reference, worked out once.
     vocab_size: u64,
     /// [`super::tokenize::unencodable_bytes`] of the reference, once asked for: building it
     /// serializes the whole model, too slow to repeat per file.
@@ -108,7 +108,7 @@ impl Encoder {
     }
 
     fn new(path: &Path, reference: Tokenizer, fast: Option<Fast>, fallback_reason: Option<String>) -> Self {
-        let vocab_size = u64::from(id_bound(&reference)).max(reference.get_vocab_size(true) as u64);
+        let vocab_size = super::tokenize::vocab_size(&reference);
         Encoder {
             path: path.to_path_buf(),
             reference,

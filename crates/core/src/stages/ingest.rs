@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::per_file::FileParts;
 use super::{StageCtx, StageFailure, read_json, write_json};
 use crate::data;
 use crate::data::ingest::IngestReport;
@@ -74,20 +75,17 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
         keys.push(part_key(p, &opts, digest));
     }
-    // A part to build, once per key (a file copied into the corpus twice is read once).
-    let mut seen = std::collections::HashSet::new();
-    let todo: Vec<bool> = keys.iter().map(|key| seen.insert(*key) && parts.get(PART_SPACE, key).is_none()).collect();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let got = super::per_file::build_all(keys.len(), &todo, |i| {
-        let path = &corpus.files[i];
-        let r = parts.get_or_build(PART_SPACE, &keys[i], |dir| build_part(p, &opts, path, dir))?;
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        ctx.progress.set_message(format!("file {n} of {}", corpus.files.len()));
-        Ok(r)
-    })?;
-    let names: Vec<String> = keys.iter().map(|key| crate::store::parts::part_name(PART_SPACE, key)).collect();
-    let built = got.iter().filter(|(_, fresh)| *fresh).count();
-    let dirs: Vec<std::path::PathBuf> = got.into_iter().map(|(dir, _)| dir).collect();
+    let FileParts { names, dirs, built } = super::per_file::get_or_build_parts(
+        parts,
+        PART_SPACE,
+        &keys,
+        |i, dir| build_part(p, &opts, &corpus.files[i], dir),
+        |_| {
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            ctx.progress.set_message(format!("file {n} of {}", corpus.files.len()));
+        },
+    )?;
     // The corpus' index: the parts' records in file order, each with its file's index.
     let mut index = data::index::IndexWriter::create(&ctx.out.join("docs.index"))?;
     let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };

@@ -8,10 +8,13 @@
 //! of its own, whose rayon calls run inline); with fewer, the last files would leave cores idle
 //! for a file's whole length, so files go one at a time over the whole pool.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::StageFailure;
+use crate::graph::Digest;
+use crate::store::Parts;
 
 /// Files to build per core before whole files go to cores: the last file a core takes leaves
 /// the others idle for up to one file's time, a small share of this many.
@@ -84,6 +87,39 @@ pub(super) fn build_all<T: Send>(
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+/// A corpus stage's per-file parts, in file order.
+pub(super) struct FileParts {
+    /// Each file's part as the artifact lists it (`space/key`).
+    pub names: Vec<String>,
+    pub dirs: Vec<PathBuf>,
+    /// Parts built by this run (the rest were in the store).
+    pub built: usize,
+}
+
+/// Each file's part `keys[i]` of `space`, from the store or built by `build(i, folder)` through
+/// [`build_all`]: a key two files share (a file copied into the corpus twice) is built once.
+/// `finished(i)` follows each file, for progress.
+pub(super) fn get_or_build_parts(
+    parts: &Parts,
+    space: &str,
+    keys: &[Digest],
+    build: impl Fn(usize, &Path) -> Result<(), StageFailure> + Sync,
+    finished: impl Fn(usize) + Sync,
+) -> Result<FileParts, StageFailure> {
+    let mut seen = std::collections::HashSet::new();
+    let todo: Vec<bool> = keys.iter().map(|key| seen.insert(*key) && parts.get(space, key).is_none()).collect();
+    let got = build_all(keys.len(), &todo, |i| {
+        let r = parts.get_or_build(space, &keys[i], |dir| build(i, dir))?;
+        finished(i);
+        Ok(r)
+    })?;
+    Ok(FileParts {
+        names: keys.iter().map(|key| crate::store::parts::part_name(space, key)).collect(),
+        built: got.iter().filter(|(_, fresh)| *fresh).count(),
+        dirs: got.into_iter().map(|(dir, _)| dir).collect(),
+    })
 }
 
 #[cfg(test)]

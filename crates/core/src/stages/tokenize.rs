@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ingest::{BATCH_BYTES, Source};
+use super::per_file::FileParts;
 use super::{Input, StageCtx, StageFailure, model_dir, read_json, split, tokenizer_path, write_json};
 use crate::data;
 use crate::data::split::{DocKey, SplitRule};
@@ -90,23 +91,19 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         };
         files.push((key, Part { path, hashes }));
     }
-    // A part to build, once per key (a file copied into the corpus twice is built once).
-    let mut seen = std::collections::HashSet::new();
-    let todo: Vec<bool> =
-        files.iter().map(|(key, _)| seen.insert(*key) && parts.get(PART_SPACE, key).is_none()).collect();
+    let keys: Vec<_> = files.iter().map(|(key, _)| *key).collect();
     let done_bytes = std::sync::atomic::AtomicU64::new(0);
-    let built = super::per_file::build_all(files.len(), &todo, |i| {
-        let (key, file) = &files[i];
-        let (dir, fresh) =
-            parts.get_or_build(PART_SPACE, key, |dir| build_part(p, file, &tokenizer, &options, parts, dir))?;
-        let len = file.path.metadata().map_or(0, |m| m.len());
-        let done = done_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len;
-        ctx.progress.set_position(done.min(total_bytes));
-        Ok((dir, fresh))
-    })?;
-    let names: Vec<String> = files.iter().map(|(key, _)| crate::store::parts::part_name(PART_SPACE, key)).collect();
-    let dirs: Vec<std::path::PathBuf> = built.iter().map(|(dir, _)| dir.clone()).collect();
-    let built = built.iter().filter(|(_, fresh)| *fresh).count();
+    let FileParts { names, dirs, built } = super::per_file::get_or_build_parts(
+        parts,
+        PART_SPACE,
+        &keys,
+        |i, dir| build_part(p, &files[i].1, &tokenizer, &options, parts, dir),
+        |i| {
+            let len = files[i].1.path.metadata().map_or(0, |m| m.len());
+            let done = done_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len;
+            ctx.progress.set_position(done.min(total_bytes));
+        },
+    )?;
     let stats = assemble(&p.source.corpus, parts, &dirs, ctx.out)?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     if built < dirs.len() {
@@ -217,7 +214,6 @@ struct Part<'a> {
 }
 
 /// Where a file's documents' hashes come from, and the rule that reads them.
-#[derive(Clone, Copy)]
 enum HashSource<'a> {
     /// The corpus' index (`span`: the file's documents in it), read in step with the file.
     Index { index: &'a Path, span: &'a Span, rule: &'a SplitRule },
