@@ -150,11 +150,11 @@ fn the_hash_is_of_the_words_joined_by_one_space() {
         cases.push(format!("{s}a{s}{s}b{s}"));
         cases.push(format!("x{s}\u{a1}\u{1681}\u{2030}\u{205e}\u{3001}{s}y"));
     }
-    // Each of them at every offset of the eight-byte blocks the scan skips, alone, after an
-    // ASCII space and doubled, inside text long enough for several blocks.
+    // Each of them at every offset of the sixteen- and eight-byte blocks the scan skips, alone,
+    // after an ASCII space and doubled, inside text long enough for several blocks.
     for s in spaces.iter().chain([&'\u{a1}', &'\u{3001}']) {
-        for k in 0..20 {
-            let (head, tail) = ("word ".repeat(4)[..k].to_string(), "abc de fghij klm".repeat(2));
+        for k in 0..36 {
+            let (head, tail) = ("word ".repeat(8)[..k].to_string(), "abc de fghij klm".repeat(3));
             cases.push(format!("{head}{s}{tail}"));
             cases.push(format!("{head} {s}{tail}"));
             cases.push(format!("{head}{s}{s}{tail}"));
