@@ -23,8 +23,10 @@ pub(super) const FILES_PER_WORKER: usize = 4;
 /// Calls `build(i)` for every `i` in `0..n`, each once, and returns the results in order, or the
 /// error of the lowest index that failed (later files are not started once one fails). `todo`
 /// says which indices do real work (a part not yet in the store); only those are counted when
-/// deciding how to schedule, and run side by side but for the last `threads - 1` of them; the
-/// rest (those, and the parts already built) run after them, in order, over the whole pool.
+/// deciding how to schedule, and run side by side, the same count on each core, but for the
+/// last `threads - 1` or more of them; the rest (those, and the parts already built) run in
+/// order over the whole pool, from the moment the first core runs out of files to take, beside
+/// the files still being built.
 pub(super) fn build_all<T: Send>(
     n: usize,
     todo: &[bool],
@@ -32,61 +34,82 @@ pub(super) fn build_all<T: Send>(
 ) -> Result<Vec<T>, StageFailure> {
     let threads = rayon::current_num_threads();
     let mut work: Vec<usize> = (0..n).filter(|&i| todo.get(i).copied().unwrap_or(true)).collect();
-    let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
-    if threads > 1 && work.len() >= FILES_PER_WORKER * threads {
-        // The last files go over the whole pool after the others: side by side, the very last
-        // one would run on one core while the others wait.
-        work.truncate(work.len() + 1 - threads);
-        let slots: Vec<Mutex<Option<Result<T, StageFailure>>>> = work.iter().map(|_| Mutex::new(None)).collect();
-        let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
-        std::thread::scope(|scope| {
-            for w in 0..threads {
-                let (slots, next, failed, work, build) = (&slots, &next, &failed, &work, &build);
-                scope.spawn(move || {
-                    // A pool of one, made of this thread: the file's own rayon calls run inline.
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(1)
-                        .use_current_thread()
-                        .thread_name(move |_| format!("file-worker-{w}"))
-                        .build();
-                    let run = || loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        if k >= work.len() || failed.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let r = build(work[k]);
-                        if r.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                        }
-                        if let Ok(mut slot) = slots[k].lock() {
-                            *slot = Some(r);
-                        }
-                    };
-                    match pool {
-                        Ok(pool) => pool.install(run),
-                        // No pool of one (threads exhausted): the file's rayon calls use the
-                        // shared pool, which is only slower.
-                        Err(_) => run(),
+    if threads <= 1 || work.len() < FILES_PER_WORKER * threads {
+        return (0..n).map(&build).collect();
+    }
+    // Side by side, as many files as give each core the same count; the rest (at least
+    // `threads - 1`) go over the whole pool: the very last file run side by side would have one
+    // core working while the others wait, and the rest, started as soon as one core has nothing
+    // left, covers a core still finishing its last file.
+    work.truncate((work.len() + 1 - threads) / threads * threads);
+    let mut side = vec![false; n];
+    for &i in &work {
+        side[i] = true;
+    }
+    let slots: Vec<Mutex<Option<Result<T, StageFailure>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let record = |i: usize, r: Result<T, StageFailure>| {
+        if r.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        if let Ok(mut slot) = slots[i].lock() {
+            *slot = Some(r);
+        }
+    };
+    let (idle, wait_idle) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        for w in 0..threads {
+            let (next, failed, work, build, record, idle) = (&next, &failed, &work, &build, &record, idle.clone());
+            scope.spawn(move || {
+                // A pool of one, made of this thread: the file's own rayon calls run inline.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .use_current_thread()
+                    .thread_name(move |_| format!("file-worker-{w}"))
+                    .build();
+                let run = || loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= work.len() || failed.load(Ordering::Relaxed) {
+                        break;
                     }
-                });
+                    record(work[k], build(work[k]));
+                };
+                match pool {
+                    Ok(pool) => pool.install(run),
+                    // No pool of one (threads exhausted): the file's rayon calls use the
+                    // shared pool, which is only slower.
+                    Err(_) => run(),
+                }
+                // This core has nothing left to take: the other files can start.
+                let _ = idle.send(());
+            });
+        }
+        drop(idle);
+        // This thread, in the caller's pool, runs the rest as soon as one core is free: waiting
+        // for every side-by-side file would leave that core idle for up to a file's time.
+        let _ = wait_idle.recv();
+        for i in (0..n).filter(|&i| !side[i]) {
+            if failed.load(Ordering::Relaxed) {
+                break;
             }
-        });
-        // In index order, so the error reported is the first file's, whatever the timing. Files
-        // are taken in order, so one never started comes after the failure that stopped them.
-        for (k, slot) in slots.into_iter().enumerate() {
-            match slot.into_inner().ok().flatten() {
-                Some(Ok(v)) => results[work[k]] = Some(v),
-                Some(Err(e)) => return Err(e),
-                None => return Err(StageFailure::internal("a file's part was neither built nor failed")),
-            }
+            record(i, build(i));
+        }
+    });
+    // In index order, so the error reported is the lowest index's, whatever the timing (a file
+    // not started after a failure is no error of its own).
+    let mut results = Vec::with_capacity(n);
+    let mut unbuilt = false;
+    for slot in slots {
+        match slot.into_inner().ok().flatten() {
+            Some(Ok(v)) => results.push(v),
+            Some(Err(e)) => return Err(e),
+            None => unbuilt = true,
         }
     }
-    for (i, slot) in results.iter_mut().enumerate() {
-        if slot.is_none() {
-            *slot = Some(build(i)?);
-        }
+    if unbuilt {
+        return Err(StageFailure::internal("a file's part was neither built nor failed"));
     }
-    Ok(results.into_iter().flatten().collect())
+    Ok(results)
 }
 
 /// A corpus stage's per-file parts, in file order.
@@ -149,9 +172,30 @@ mod tests {
         });
         let got = got.expect("built");
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
-        // The last file runs alone, over the whole pool.
-        assert!(got[..7].iter().all(|g| g.1 == 1) && got[7].1 == 2, "{got:?}");
+        // Three files on each core; the last two over the whole pool.
+        assert!(got[..6].iter().all(|g| g.1 == 1) && got[6..].iter().all(|g| g.1 == 2), "{got:?}");
         assert_eq!(most.load(Ordering::SeqCst), 2, "two files at a time on two cores");
+    }
+
+    #[test]
+    fn the_rest_starts_as_soon_as_one_core_is_free() {
+        // Files 0..6 run three to a core; file 5 is slow. Files 6 and 7 must not wait for it.
+        let start = std::time::Instant::now();
+        let (began, ended) = (Mutex::new(vec![None; 8]), Mutex::new(vec![None; 8]));
+        let got = pool(2).install(|| {
+            build_all(8, &[true; 8], |i| {
+                began.lock().expect("lock")[i] = Some(start.elapsed());
+                std::thread::sleep(Duration::from_millis(if i == 5 { 400 } else { 10 }));
+                ended.lock().expect("lock")[i] = Some(start.elapsed());
+                Ok(i)
+            })
+        });
+        assert_eq!(got.expect("built"), (0..8).collect::<Vec<_>>());
+        let (began, ended) = (began.into_inner().expect("lock"), ended.into_inner().expect("lock"));
+        let slow_end = ended[5].expect("file 5 ran");
+        for i in [6, 7] {
+            assert!(began[i].expect("ran") < slow_end, "file {i} waited for file 5: {began:?} {ended:?}");
+        }
     }
 
     #[test]
@@ -183,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_already_built_and_the_last_file_come_after_the_others_in_order() {
+    fn parts_already_built_and_the_last_files_come_after_the_others_in_order() {
         let order = Mutex::new(Vec::new());
         let todo: Vec<bool> = (0..10).map(|i| i % 5 != 0).collect();
         let got = pool(2).install(|| {
@@ -194,6 +238,7 @@ mod tests {
         });
         assert_eq!(got.expect("built"), (0..10).collect::<Vec<_>>());
         let order = order.into_inner().expect("lock");
-        assert_eq!(order[7..], [0, 5, 9], "the cached ones and the last file come last: {order:?}");
+        // Eight files to build: three on each core, then the cached ones and the last two.
+        assert_eq!(order[6..], [0, 5, 8, 9], "the cached ones and the last files come last: {order:?}");
     }
 }
