@@ -84,12 +84,12 @@ pub enum FsdpError {
     )]
     Killed { signal: i32, why: &'static str },
 
-    #[error("a training process failed ({status}) without saying why; the end of {}:\n{tail}", log.display())]
+    #[error("a training process failed ({status}){when} without saying why; the end of {}:\n{tail}", log.display())]
     #[diagnostic(
         code(cptc::fsdp::rank_failed),
         help("every rank was stopped and nothing was published; a rerun resumes from the last checkpoint")
     )]
-    RankFailed { status: String, log: PathBuf, tail: String },
+    RankFailed { status: String, when: &'static str, log: PathBuf, tail: String },
 
     #[error("torchrun ended without publishing a model ({status})")]
     #[diagnostic(code(cptc::fsdp::no_result), help("this is a bug in cptc; the launch log is {}", log.display()))]
@@ -487,7 +487,7 @@ fn launch(
     let status = child.wait().map_err(|source| FsdpError::Spawn { python: py.clone(), source }.failure())?;
     match outcome {
         Some(Ok(done)) if status.success() => Ok(done),
-        _ => Err(ended(status, &py, &log_path).failure()),
+        outcome => Err(ended(status, &py, &log_path, matches!(outcome, Some(Ok(_)))).failure()),
     }
 }
 
@@ -496,8 +496,9 @@ fn threads_per_process(ctx: &StageCtx<'_>) -> Result<i32, StageFailure> {
     Ok((threads()? / ctx.topology.nproc_per_node as i32).max(1))
 }
 
-/// Why torchrun ended without a result: read from its status and its log.
-fn ended(status: ExitStatus, python: &Path, log: &Path) -> FsdpError {
+/// Why torchrun ended without a result: read from its status and its log (`after_done`: the
+/// engine had reported the run done, so a process failed while shutting down).
+fn ended(status: ExitStatus, python: &Path, log: &Path, after_done: bool) -> FsdpError {
     use std::os::unix::process::ExitStatusExt as _;
     if let Some(signal) = status.signal() {
         let why = match signal {
@@ -524,7 +525,8 @@ fn ended(status: ExitStatus, python: &Path, log: &Path) -> FsdpError {
         .take_while(|l| !l.contains("torch/distributed/elastic") && !l.contains("torch.distributed.elastic"));
     let lines: Vec<&str> = own.filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(12)..].join("\n");
-    FsdpError::RankFailed { status: status.to_string(), log: log.to_owned(), tail }
+    let when = if after_done { " after the engine had reported the run done" } else { "" };
+    FsdpError::RankFailed { status: status.to_string(), when, log: log.to_owned(), tail }
 }
 
 /// SIGTERM, not `Child::kill`'s SIGKILL: torchrun stops every worker before it exits.
@@ -576,4 +578,27 @@ pub fn python() -> Result<PathBuf, FsdpError> {
     }
     tried.truncate(4);
     Err(FsdpError::NoPython { tried })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_process_failing_after_the_run_was_done_is_told_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("launch.log");
+        std::fs::write(&log, "step 3\nterminate called without an active exception\n").expect("log");
+        // Exit status 1, as torchrun reports a worker's failure.
+        let status = ExitStatus::from_raw(1 << 8);
+        let python = Path::new("python3");
+        let after = ended(status, python, &log, true).to_string();
+        assert!(after.contains("after the engine had reported the run done"), "{after}");
+        assert!(after.contains("terminate called without an active exception"), "{after}");
+        let during = ended(status, python, &log, false).to_string();
+        assert!(!during.contains("reported the run done"), "{during}");
+        assert!(during.contains("failed (exit status: 1) without saying why"), "{during}");
+    }
 }

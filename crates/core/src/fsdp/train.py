@@ -584,3 +584,9 @@ if __name__ == "__main__":
         traceback.print_exc()
         fail("internal", "cptc::fsdp::crashed", f"the FSDP engine failed: {type(e).__name__}: {e}".splitlines()[0],
              "the traceback is in the stage's launch.log")
+    # Everything is written and the process group destroyed: leave without the interpreter's
+    # teardown, where gloo's worker threads can still be destroyed unjoined ("terminate called
+    # without an active exception", an abort after a finished run; see pytorch/pytorch#179291).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
