@@ -82,11 +82,29 @@ pub enum Route {
 
 impl Encoder {
     /// Loads `path` with both engines; the fast one is optional (its refusal is recorded).
+    ///
+    /// The two engines load side by side (each takes 0.1-0.2 s for a 50k vocabulary, on the
+    /// critical path of every tokenize stage), and the reference's unencodable bytes are worked
+    /// out beside the fast engine's build.
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let bad = |message: String| DataError::Tokenizer { path: path.to_path_buf(), message };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let reference: Tokenizer = text.parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
-        Ok(Self::from_json(path, reference, &text))
+        let (reference, fast) = rayon::join(
+            || {
+                let reference = whole_documents(text.parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?);
+                let unencodable = super::tokenize::unencodable_bytes(&reference);
+                Ok::<_, DataError>((reference, unencodable))
+            },
+            || prepare_fast(&text),
+        );
+        let (reference, unencodable) = reference?;
+        let (fast, fallback_reason) = match fast.and_then(|prepared| prepared.finish(&reference)) {
+            Ok(fast) => (Some(fast), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let encoder = Encoder::new(path, reference, fast, fallback_reason);
+        let _ = encoder.unencodable.set(unencodable);
+        Ok(encoder)
     }
 
     /// Both engines from a `tokenizer.json` already read (`text`) and its reference `Tokenizer`;
@@ -311,12 +329,41 @@ pub fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
 /// The fast engine for a `tokenizer.json`'s text, with sentinels for missing bytes; the reason
 /// when it refuses.
 fn load_fast(text: &str, reference: &Tokenizer) -> Result<Fast, String> {
+    prepare_fast(text)?.finish(reference)
+}
+
+/// The fast engine as far as it can be built without the reference: built whole when the
+/// vocabulary lacks no byte; else the canonical JSON waits for the reference's id bound, where
+/// the sentinels start.
+enum PreparedFast {
+    Built(PipelineTokenizer),
+    NeedsSentinels { json: Json, missing: Vec<u8> },
+}
+
+fn prepare_fast(text: &str) -> Result<PreparedFast, String> {
     let canonical = tokenizers_fast::canonicalize_str(text).map_err(|e| e.to_string())?;
-    let mut json: Json = serde_json::from_str(&canonical).map_err(|e| e.to_string())?;
-    let sentinel_from = sentinel_base(reference);
-    let missing_bytes = add_sentinels(&mut json, sentinel_from);
-    let tok = tokenizers_fast::from_json(&json.to_string()).map_err(|e| e.to_string())?;
-    Ok(Fast { tok, sentinel_from, missing_bytes })
+    let json: Json = serde_json::from_str(&canonical).map_err(|e| e.to_string())?;
+    let missing = missing_bytes(&json);
+    if !missing.is_empty() {
+        return Ok(PreparedFast::NeedsSentinels { json, missing });
+    }
+    let tok = tokenizers_fast::from_json(&canonical).map_err(|e| e.to_string())?;
+    Ok(PreparedFast::Built(tok))
+}
+
+impl PreparedFast {
+    fn finish(self, reference: &Tokenizer) -> Result<Fast, String> {
+        match self {
+            // No sentinel is ever given, so none is ever looked for.
+            PreparedFast::Built(tok) => Ok(Fast { tok, sentinel_from: u32::MAX, missing_bytes: Vec::new() }),
+            PreparedFast::NeedsSentinels { mut json, missing } => {
+                let sentinel_from = sentinel_base(reference);
+                add_sentinels(&mut json, &missing, sentinel_from);
+                let tok = tokenizers_fast::from_json(&json.to_string()).map_err(|e| e.to_string())?;
+                Ok(Fast { tok, sentinel_from, missing_bytes: missing })
+            }
+        }
+    }
 }
 
 /// One past the largest id `tok` can give (model vocabulary and added tokens): the size of a
@@ -338,22 +385,30 @@ fn whole_documents(mut tok: Tokenizer) -> Tokenizer {
     tok
 }
 
-/// Gives every UTF-8-reachable byte that a byte-level BPE vocabulary lacks a sentinel token
-/// (`sentinel_from + k`); returns those bytes. Other models are left alone.
-fn add_sentinels(json: &mut Json, sentinel_from: u32) -> Vec<u8> {
-    let Some(model) = json.get_mut("model") else { return Vec::new() };
+/// The UTF-8-reachable bytes a byte-level BPE vocabulary (canonical JSON) has no token for;
+/// none for other models.
+fn missing_bytes(json: &Json) -> Vec<u8> {
+    let Some(model) = json.get("model") else { return Vec::new() };
     let byte_level = model.get("byte_level").and_then(Json::as_bool).unwrap_or(false);
     let is_bpe = model.get("type").and_then(Json::as_str) == Some("BPE");
-    let Some(vocab) = model.get_mut("vocab").and_then(Json::as_object_mut) else { return Vec::new() };
+    let Some(vocab) = model.get("vocab").and_then(Json::as_object) else { return Vec::new() };
     if !(byte_level && is_bpe) {
         return Vec::new();
     }
     let chars = &*tokenizers_fast::utils::byte_level::BYTES_CHAR_LOOKUP;
     // Bytes that can occur in UTF-8 text: C0, C1 and F5..FF never do.
     let reachable = (0x00..=0xBFu8).chain(0xC2..=0xF4);
-    let missing: Vec<u8> = reachable.filter(|&b| !vocab.contains_key(&chars[b as usize].to_string())).collect();
+    reachable.filter(|&b| !vocab.contains_key(&chars[b as usize].to_string())).collect()
+}
+
+/// Gives each of the `missing` bytes a sentinel token (`sentinel_from + k`) in the vocabulary
+/// of `json` (see [`missing_bytes`]).
+fn add_sentinels(json: &mut Json, missing: &[u8], sentinel_from: u32) {
+    let Some(vocab) = json.get_mut("model").and_then(|m| m.get_mut("vocab")).and_then(Json::as_object_mut) else {
+        return;
+    };
+    let chars = &*tokenizers_fast::utils::byte_level::BYTES_CHAR_LOOKUP;
     for (k, &b) in missing.iter().enumerate() {
         vocab.insert(chars[b as usize].to_string(), Json::from(sentinel_from + k as u32));
     }
-    missing
 }
