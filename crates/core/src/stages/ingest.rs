@@ -20,7 +20,10 @@ use crate::recipe::{Corpus, Format, Heldout, Origin, TextSource};
 
 /// v2: streamed into `docs.index` (normalized hashes); the text is no longer copied.
 /// v3: assembled from per-file parts (`parts.json`).
-pub const VERSION: u64 = 3;
+/// v4: `docs.index` lists the parts' indexes (hard links), not a copy of them.
+pub const VERSION: u64 = 4;
+/// The per-file parts' own version, in their keys: v4 changed only how they are assembled.
+const PART_VERSION: u64 = 3;
 
 /// How to read a corpus' files: what ingest, tokenize and vocab share. The files themselves are
 /// the stage's external files (their content digests are in its key).
@@ -86,12 +89,17 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             ctx.progress.set_message(format!("file {n} of {}", corpus.files.len()));
         },
     )?;
-    // The corpus' index: the parts' records in file order, each with its file's index.
-    let mut index = data::index::IndexWriter::create(&ctx.out.join("docs.index"))?;
+    // The corpus' index: the parts' indexes in file order, listed (each is hard-linked from
+    // its part, not copied; the reader gives each record its part's position as its file).
+    u32::try_from(dirs.len()).map_err(|_| StageFailure::internal("more than 2^32 files"))?;
+    let index_dir = ctx.out.join(INDEX_DIR);
+    std::fs::create_dir_all(&index_dir).map_err(|e| StageFailure::of(data::DataError::io("create", &index_dir, e)))?;
+    let mut listed = Vec::with_capacity(dirs.len());
     let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };
     for (i, (dir, path)) in dirs.iter().zip(&corpus.files).enumerate() {
-        let file = u32::try_from(i).map_err(|_| StageFailure::internal("more than 2^32 files"))?;
-        index.append_part(&dir.join(PART_INDEX), file)?;
+        let name = format!("{INDEX_DIR}/{i:05}.index");
+        parts.link(dir, &[(PART_INDEX, ctx.out.join(&name))])?;
+        listed.push(name);
         let mut one: IngestReport = read_json(&dir.join(PART_REPORT))?;
         for issue in &mut one.issues {
             issue.file.clone_from(path);
@@ -99,7 +107,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         report.absorb(one, opts.max_issues_listed);
     }
     report.check_not_empty(&corpus)?;
-    index.finish()?;
+    data::index::write_parts(&ctx.out.join(INDEX), &listed)?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     // Nothing read is no news: after a one-pass tokenize stage, finding every part is the point.
     if 0 < built && built < corpus.files.len() {
@@ -132,6 +140,10 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
 pub(super) const PART_SPACE: &str = "ingest";
 /// A part's files: the file's documents (`file` 0) and its report.
 pub(super) const PART_INDEX: &str = "docs.index";
+/// The corpus' index in the artifact (`docs.index.parts`, see [`data::index`]), and the folder
+/// of the parts' indexes it lists.
+pub const INDEX: &str = "docs.index";
+const INDEX_DIR: &str = "index";
 pub(super) const PART_REPORT: &str = "report.json";
 
 /// What one file's part is made from: the file's content and how it is read (not the corpus'
@@ -139,7 +151,7 @@ pub(super) const PART_REPORT: &str = "report.json";
 pub(super) fn part_key(p: &Params, opts: &data::ingest::IngestOptions, file: &Digest) -> Digest {
     let mut w = KeyWriter::new();
     w.str("ingest part");
-    w.u64(VERSION);
+    w.u64(PART_VERSION);
     w.digest(file);
     w.str(&serde_json::to_string(&(p.format, &p.text)).unwrap_or_default());
     w.bool(opts.strict);

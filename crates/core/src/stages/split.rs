@@ -36,7 +36,7 @@ pub const HELDOUT_HASHES: &str = "heldout.hashes";
 
 pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let (docs_dir, _) = ctx.input(&Input::Docs)?;
-    let index = docs_dir.join("docs.index");
+    let index = docs_dir.join(super::ingest::INDEX);
     let mut failed = None;
     let hashes = data::index::IndexReader::open(&index)?.map_while(|r| match r {
         Ok(d) => Some(d.hash),

@@ -70,7 +70,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             let (docs_dir, _) = ctx.input(&Input::Docs)?;
             let (split_dir, _) = ctx.input(&Input::Split)?;
             let rule = split::decision(split_dir)?.rule;
-            let index = docs_dir.join("docs.index");
+            let index = docs_dir.join(super::ingest::INDEX);
             let spans = file_spans(&index, &rule, ctx.files.len())?;
             Sides::Indexed { index, rule, spans }
         }
