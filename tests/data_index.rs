@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use cptc::data::index::{DocEntry, IndexReader, IndexWriter, write_parts};
+use cptc::data::index::{DocEntry, IndexReader, IndexWriter};
+use cptc::data::parts_list::write as write_parts;
 
 /// A part's index: `n` documents, all of file 0 (as parts are written), records 1..=n, each
 /// hash telling its part `tag` and record apart.

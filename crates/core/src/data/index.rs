@@ -86,21 +86,6 @@ impl Drop for IndexWriter {
     }
 }
 
-/// Writes `<path>.parts`, listing the per-file indexes `parts` (relative to `path`'s folder) as
-/// the index at `path`, in file order.
-pub fn write_parts(path: &Path, parts: &[String]) -> Result<(), DataError> {
-    let list = parts_path(path);
-    let mut text = parts.join("\n");
-    text.push('\n');
-    std::fs::write(&list, text).map_err(|e| DataError::io("write", &list, e))
-}
-
-fn parts_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_os_string();
-    p.push(".parts");
-    PathBuf::from(p)
-}
-
 /// Streams the records of a `docs.index` (one file, or the parts its `.parts` lists).
 pub struct IndexReader {
     path: PathBuf,
@@ -119,14 +104,11 @@ impl IndexReader {
 
     /// [`open`](Self::open), positioned at document `first` (0-based).
     pub fn open_at(path: &Path, first: u64) -> Result<IndexReader, DataError> {
-        let list = parts_path(path);
-        if !list.is_file() {
+        let Some(listed) = super::parts_list::read(path)? else {
             let r = open_file(path, first)?;
             return Ok(IndexReader { path: path.to_path_buf(), r: Some(r), rest: Vec::new().into_iter(), part: None });
-        }
-        let text = std::fs::read_to_string(&list).map_err(|e| DataError::io("read", &list, e))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let parts: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(|l| dir.join(l)).collect();
+        };
+        let parts: Vec<PathBuf> = listed.into_iter().map(|(_, p)| p).collect();
         // Whole parts before `first` are skipped by their sizes, unopened.
         let mut skip = first;
         let mut k = 0;
@@ -139,14 +121,15 @@ impl IndexReader {
             skip -= records;
             k += 1;
         }
+        let list = super::parts_list::path(path);
         let part_no =
             u32::try_from(k).map_err(|_| DataError::io("read", &list, std::io::Error::other("too many parts")))?;
-        let mut rest = parts.into_iter().skip(k);
-        let Some(path) = rest.next() else {
-            return Ok(IndexReader { path: list, r: None, rest: Vec::new().into_iter(), part: None });
+        let mut rest = parts.into_iter();
+        let Some(path) = rest.nth(k) else {
+            return Ok(IndexReader { path: list, r: None, rest, part: None });
         };
         let r = open_file(&path, skip)?;
-        Ok(IndexReader { path, r: Some(r), rest: rest.collect::<Vec<_>>().into_iter(), part: Some(part_no) })
+        Ok(IndexReader { path, r: Some(r), rest, part: Some(part_no) })
     }
 
     /// Moves on to the next part; false when there is none.

@@ -6,6 +6,7 @@
 //! ingest::read_corpus(&Corpus, &IngestOptions)          -> Ingested { docs, report }
 //! ingest::visit_batches(&Corpus, &opts, bytes, sink)    -> IngestReport (streaming: the stages' path)
 //! index::{IndexWriter, IndexReader}                     per-document index (file, record, bytes, hash)
+//! parts_list::{write, read}                             `<path>.parts`: a shard or index made of per-file parts
 //! split::split(&texts, corpus.heldout)                  -> Split { train, heldout }
 //! split::SplitRule::streamed(heldout, hashes)           the same decision over a stream of hashes
 //! tokenize::load_tokenizer(path) -> Encoder (fast engine + 0.23 reference), eos_token(enc.reference())
@@ -32,6 +33,7 @@ pub mod index;
 pub mod ingest;
 pub mod mixture;
 pub mod pack;
+pub mod parts_list;
 pub mod shard;
 pub mod split;
 pub mod tokenize;

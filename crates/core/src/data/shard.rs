@@ -387,25 +387,11 @@ pub struct ShardReader {
     tokens: u64,
 }
 
-/// The manifest of a shard made of several pairs.
-pub fn parts_path(prefix: &Path) -> PathBuf {
-    with_suffix(prefix, ".parts")
-}
-
-/// Writes `<prefix>.parts` listing `parts` (prefixes relative to `prefix`'s folder).
-pub fn write_parts(prefix: &Path, parts: &[String]) -> Result<(), DataError> {
-    let path = parts_path(prefix);
-    let mut text = parts.join("\n");
-    text.push('\n');
-    std::fs::write(&path, text).map_err(|e| DataError::io("write", &path, e))
-}
-
 impl ShardReader {
     /// Opens the shard at `prefix` (a pair, or the pairs its `.parts` lists), validating every
     /// index against its files' sizes.
     pub fn open(prefix: &Path) -> Result<ShardReader, DataError> {
-        let manifest = parts_path(prefix);
-        if !manifest.is_file() {
+        let Some(pairs) = super::parts_list::read(prefix)? else {
             let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(prefix)?;
             let mask = open_mask(prefix, dtype, &lengths, &pointers)?;
             return Ok(ShardReader {
@@ -417,9 +403,8 @@ impl ShardReader {
                 pointers,
                 tokens,
             });
-        }
-        let text = std::fs::read_to_string(&manifest).map_err(|e| DataError::io("read", &manifest, e))?;
-        let folder = prefix.parent().unwrap_or(Path::new("."));
+        };
+        let manifest = super::parts_list::path(prefix);
         let mut out = ShardReader {
             bins: Vec::new(),
             masks: Vec::new(),
@@ -429,10 +414,9 @@ impl ShardReader {
             pointers: Vec::new(),
             tokens: 0,
         };
-        for (k, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-            let pair = folder.join(line.trim());
-            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(&pair)?;
-            out.masks.push(open_mask(&pair, dtype, &lengths, &pointers)?);
+        for (k, (line, pair)) in pairs.iter().enumerate() {
+            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(pair)?;
+            out.masks.push(open_mask(pair, dtype, &lengths, &pointers)?);
             if k > 0 && dtype != out.dtype {
                 return Err(DataError::BadShard {
                     path: manifest,

@@ -107,7 +107,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         report.absorb(one, opts.max_issues_listed);
     }
     report.check_not_empty(&corpus)?;
-    data::index::write_parts(&ctx.out.join(INDEX), &listed)?;
+    data::parts_list::write(&ctx.out.join(INDEX), &listed)?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     // Nothing read is no news: after a one-pass tokenize stage, finding every part is the point.
     if 0 < built && built < corpus.files.len() {

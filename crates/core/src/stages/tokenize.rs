@@ -442,7 +442,7 @@ fn assemble(
     }
     keys.flush().map_err(io("write", &keys_path))?;
     for (s, side) in ["train", "heldout"].into_iter().enumerate() {
-        data::shard::write_parts(&out.join(side), &listed[s])?;
+        data::parts_list::write(&out.join(side), &listed[s])?;
     }
     write_json(&out.join("heldout.doc_bytes.json"), &heldout_bytes)?;
     let mut stats = serde_json::Map::new();
