@@ -4,8 +4,12 @@
 //! straight from the files) and prints each stage's time, the whole path's MB/s against the
 //! ceiling, the run's peak RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
 //!
-//! Usage: bench_stream --gb G [--file-mb M] [--tokenizer gpt2|qwen3|mistral] [--sample-mb S]
-//!        [--work DIR] [--cptc PATH] [--append]
+//! Usage: bench_stream --gb G [--file-mb M] [--format jsonl|gz|zst|parquet]
+//!        [--tokenizer gpt2|qwen3|mistral] [--sample-mb S] [--work DIR] [--cptc PATH] [--append]
+//!
+//! `--format` writes the corpus as gzipped or zstd-compressed jsonl (level 6 and 3, the tools'
+//! defaults) or as parquet (one `text` column, snappy, row groups of about 8 MB of text: the
+//! layout of a Hugging Face dataset); each file holds the documents its jsonl would.
 
 #[path = "../tests/rss_support/mod.rs"]
 mod rss_support;
@@ -20,9 +24,30 @@ use rayon::prelude::*;
 const CORPORA: [&str; 9] =
     ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
 
+/// How the corpus' files are written.
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Jsonl,
+    Gz,
+    Zst,
+    Parquet,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Gz => "jsonl.gz",
+            Format::Zst => "jsonl.zst",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
 struct Args {
     gb: f64,
     file_mb: u64,
+    format: Format,
     tokenizer: String,
     sample_mb: u64,
     work: PathBuf,
@@ -34,6 +59,7 @@ fn args() -> Args {
     let mut a = Args {
         gb: 3.0,
         file_mb: 64,
+        format: Format::Jsonl,
         tokenizer: "gpt2".into(),
         sample_mb: 512,
         work: std::env::temp_dir().join("cptc-bench-stream"),
@@ -46,6 +72,15 @@ fn args() -> Args {
         match flag.as_str() {
             "--gb" => a.gb = value().parse().unwrap_or_else(|_| fail("--gb: a number")),
             "--file-mb" => a.file_mb = value().parse().unwrap_or_else(|_| fail("--file-mb: a number")),
+            "--format" => {
+                a.format = match value().as_str() {
+                    "jsonl" => Format::Jsonl,
+                    "gz" => Format::Gz,
+                    "zst" => Format::Zst,
+                    "parquet" => Format::Parquet,
+                    _ => fail("--format: jsonl, gz, zst or parquet"),
+                }
+            }
             "--tokenizer" => a.tokenizer = value(),
             "--sample-mb" => a.sample_mb = value().parse().unwrap_or_else(|_| fail("--sample-mb: a number")),
             "--work" => a.work = PathBuf::from(value()),
@@ -78,7 +113,7 @@ fn real_lines() -> Vec<String> {
 
 /// Writes `gb` GB of jsonl into `dir` as files of `file_mb` MB, each document the real text
 /// prefixed by a counter so no two are the same. Returns (files, documents, text bytes).
-fn generate(dir: &Path, gb: f64, file_mb: u64, first_file: usize) -> (usize, u64, u64) {
+fn generate(dir: &Path, gb: f64, file_mb: u64, first_file: usize) -> (Vec<PathBuf>, u64, u64) {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
     let texts: Vec<String> = real_lines()
         .iter()
@@ -86,14 +121,14 @@ fn generate(dir: &Path, gb: f64, file_mb: u64, first_file: usize) -> (usize, u64
         .map(Option::unwrap_or_default)
         .collect();
     let total = (gb * 1e9) as u64;
-    let (mut written, mut docs, mut text_bytes, mut files) = (0u64, 0u64, 0u64, 0usize);
+    let (mut written, mut docs, mut text_bytes, mut files) = (0u64, 0u64, 0u64, Vec::new());
     while written < total {
-        let path = dir.join(format!("part-{:05}.jsonl", first_file + files));
+        let path = dir.join(format!("part-{:05}.jsonl", first_file + files.len()));
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).expect("create"));
         let mut in_file = 0u64;
         while in_file < file_mb << 20 && written < total {
             let t = &texts[(docs as usize) % texts.len()];
-            let text = format!("{} {}: {t}", first_file + files, docs);
+            let text = format!("{} {}: {t}", first_file + files.len(), docs);
             let line = serde_json::json!({ "text": text }).to_string();
             out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).expect("write");
             in_file += line.len() as u64 + 1;
@@ -102,9 +137,72 @@ fn generate(dir: &Path, gb: f64, file_mb: u64, first_file: usize) -> (usize, u64
             docs += 1;
         }
         out.flush().expect("flush");
-        files += 1;
+        files.push(path);
     }
     (files, docs, text_bytes)
+}
+
+/// Rewrites each jsonl file among `files` in `format` (in parallel), removing the jsonl.
+fn convert(files: &[PathBuf], format: Format) {
+    if format == Format::Jsonl {
+        return;
+    }
+    files.par_iter().for_each(|jsonl| {
+        let out = jsonl.with_extension(format.extension());
+        let text = std::fs::read_to_string(jsonl).expect("read");
+        let create = || std::fs::File::create(&out).unwrap_or_else(|e| fail(&format!("{}: {e}", out.display())));
+        match format {
+            Format::Jsonl => {}
+            Format::Gz => {
+                let mut w = flate2::write::GzEncoder::new(create(), flate2::Compression::default());
+                w.write_all(text.as_bytes()).expect("gzip");
+                w.finish().expect("gzip");
+            }
+            Format::Zst => {
+                let mut w = zstd::Encoder::new(create(), 3).expect("zstd");
+                w.write_all(text.as_bytes()).expect("zstd");
+                w.finish().expect("zstd");
+            }
+            Format::Parquet => write_parquet(&text, create()),
+        }
+        std::fs::remove_file(jsonl).expect("remove the jsonl");
+    });
+}
+
+/// The documents of a jsonl text as parquet: one optional `text` column, snappy, a row group
+/// per 8 MB of text.
+fn write_parquet(jsonl: &str, file: std::fs::File) {
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let schema =
+        std::sync::Arc::new(parse_message_type("message schema { optional binary text (UTF8); }").expect("schema"));
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut w = SerializedFileWriter::new(file, schema, std::sync::Arc::new(props)).expect("parquet");
+    let texts: Vec<String> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut start = 0;
+    while start < texts.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < texts.len() && bytes < 8 << 20 {
+            bytes += texts[end].len();
+            end += 1;
+        }
+        let vals: Vec<ByteArray> = texts[start..end].iter().map(|t| ByteArray::from(t.as_str())).collect();
+        let mut rg = w.next_row_group().expect("row group");
+        let mut col = rg.next_column().expect("column").expect("text column");
+        col.typed::<ByteArrayType>().write_batch(&vals, Some(&vec![1; vals.len()]), None).expect("write");
+        col.close().expect("column");
+        rg.close().expect("row group");
+        start = end;
+    }
+    w.close().expect("parquet");
 }
 
 /// The fast engine's encode MB/s on the first `mb` MB of the corpus' texts, in memory, in the
@@ -228,38 +326,52 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("tokenizer {}: {e}", a.tokenizer)));
     let config = std::fs::canonicalize("tests/fixtures/exec/hf/config.json").expect("config fixture");
     println!(
-        "machine: {} cores; corpus {:.1} GB in files of {} MB; tokenizer {}",
+        "machine: {} cores; corpus {:.1} GB in files of {} MB of jsonl, written as {}; tokenizer {}",
         std::thread::available_parallelism().map_or(0, usize::from),
         a.gb,
         a.file_mb,
+        a.format.extension(),
         a.tokenizer
     );
     let corpus = a.work.join("corpus");
-    if a.append {
+    let ceiling = if a.append {
         // One more file into the corpus of the previous run: what reruns, and how long it takes.
         let existing = std::fs::read_dir(&corpus).map_or(0, Iterator::count);
-        let (_, docs, bytes) = generate(&corpus, a.file_mb as f64 / 1e3, a.file_mb, existing);
+        let (files, docs, bytes) = generate(&corpus, a.file_mb as f64 / 1e3, a.file_mb, existing);
+        convert(&files, a.format);
         println!("appended one file: {docs} documents, {:.0} MB of text", bytes as f64 / 1e6);
+        0.0
     } else {
         let _ = std::fs::remove_dir_all(&a.work);
         let t = Instant::now();
         let (files, docs, bytes) = generate(&corpus, a.gb, a.file_mb, 0);
         println!(
-            "generated {files} files, {docs} documents, {:.2} GB of text in {:.0} s",
+            "generated {} files, {docs} documents, {:.2} GB of text in {:.0} s",
+            files.len(),
             bytes as f64 / 1e9,
             t.elapsed().as_secs_f64()
         );
         std::fs::create_dir_all(a.work.join("hf")).expect("mkdir");
         std::fs::copy(&tokenizer, a.work.join("hf/tokenizer.json")).expect("tokenizer");
         std::fs::copy(&config, a.work.join("hf/config.json")).expect("config");
-        let recipe = "model base {\n  hf = \"hf\"\n}\ncorpus big {\n  files = \"corpus/*.jsonl\"\n  heldout = 1%\n}\neval all {\n  model = base\n  sets = [big]\n}\n";
+        let recipe = format!(
+            "model base {{\n  hf = \"hf\"\n}}\ncorpus big {{\n  files = \"corpus/*.{}\"\n  heldout = 1%\n}}\neval all {{\n  model = base\n  sets = [big]\n}}\n",
+            a.format.extension()
+        );
         std::fs::write(a.work.join("recipe.cpt"), recipe).expect("recipe");
-    }
-    let ceiling = if a.append {
-        0.0
-    } else {
+        // The ceiling reads the jsonl, before it is converted.
         let (ceiling, how) = raw_encode(&corpus, &tokenizer, a.sample_mb);
         println!("raw encode (ceiling): {ceiling:.1} MB/s ({how})");
+        if a.format != Format::Jsonl {
+            let t = Instant::now();
+            convert(&files, a.format);
+            println!(
+                "converted to {}: {:.2} GB on disk in {:.0} s",
+                a.format.extension(),
+                du(&corpus) as f64 / 1e9,
+                t.elapsed().as_secs_f64()
+            );
+        }
         ceiling
     };
     let (wall, status, rss) = run_cptc(&a);
