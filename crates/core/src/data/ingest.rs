@@ -682,6 +682,14 @@ fn field_text(name: &str, v: Option<&Value>, scalars: bool) -> Result<String, (I
     }
 }
 
+/// [`field_text`] of a value the caller gives up: a string is moved, not copied.
+fn field_text_owned(name: &str, v: Option<Value>) -> Result<String, (IssueKind, String)> {
+    match v {
+        Some(Value::String(s)) => Ok(s),
+        v => field_text(name, v.as_ref(), false),
+    }
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -830,10 +838,11 @@ fn read_parquet(
                         bad = Some((IssueKind::TooLong, format!("field `{name}` longer than {max} bytes")));
                         break;
                     }
-                    Some(b) => match String::from_utf8(b.data().to_vec()) {
-                        Ok(s) => fields.push((name, Value::String(s))),
+                    // SIMD validation first; std's only on failure, for the position.
+                    Some(b) => match simdutf8::basic::from_utf8(b.data()).or_else(|_| std::str::from_utf8(b.data())) {
+                        Ok(s) => fields.push((name, Value::String(s.to_owned()))),
                         Err(e) => {
-                            let at = e.utf8_error().valid_up_to() + 1;
+                            let at = e.valid_up_to() + 1;
                             bad =
                                 Some((IssueKind::InvalidUtf8, format!("invalid UTF-8 in field `{name}` at byte {at}")));
                             break;
@@ -845,8 +854,20 @@ fn read_parquet(
                 st.issue(path, line, kind, detail)?;
                 continue;
             }
-            let get = |n: &str| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v);
-            let got = render(text, get).and_then(|(t, m)| Ok((t, m, split_key(st.opts.split_by.as_deref(), get)?)));
+            let got = split_key(st.opts.split_by.as_deref(), |n| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v))
+                .and_then(|key| {
+                    let (t, m) = match text {
+                        // The text is one column's value: moved into the document, not copied.
+                        TextSource::Field(name) => {
+                            let v = fields.iter_mut().find(|(k, _)| *k == name.as_str()).map(|(_, v)| v.take());
+                            (field_text_owned(name, v)?, None)
+                        }
+                        TextSource::Template(_) => {
+                            render(text, |n| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v))?
+                        }
+                    };
+                    Ok((t, m, key))
+                });
             match got {
                 Ok(t) => st.keep(path, t, file, line, sink)?,
                 Err((kind, detail)) => st.issue(path, line, kind, detail)?,
