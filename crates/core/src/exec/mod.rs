@@ -186,9 +186,39 @@ fn selection(
     forced.extend(select(graph, &options.from)?.into_iter().flat_map(|ix| graph.descendants(ix)));
     let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
     let files: Vec<PathBuf> = order.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
+    let bar = fingerprint_progress(digests.unknown(&files));
     // Errors surface per stage when its key is made.
-    let _ = digests.digest_all(&files);
+    let _ = digests.digest_all_reporting(&files, &|n| bar.inc(n));
+    bar.finish_and_clear();
     Ok((order, forced))
+}
+
+/// Inputs not seen before (or changed) past this many bytes are announced, with a bar while
+/// they are read: tens of GB of corpus take a while (20 GB: about 25 s from disk on 2 cores).
+const FINGERPRINT_NOTICE_BYTES: u64 = 1 << 30;
+
+/// A line and a byte bar for reading `(files, bytes)` of unknown inputs, when they are many;
+/// a hidden bar otherwise. The bar shows on a terminal only; the line always.
+fn fingerprint_progress((files, bytes): (usize, u64)) -> indicatif::ProgressBar {
+    if bytes < FINGERPRINT_NOTICE_BYTES {
+        return indicatif::ProgressBar::hidden();
+    }
+    let s = if files == 1 { "" } else { "s" };
+    eprintln!(
+        "cptc: reading {files} input file{s} ({:.1} GB) for their digests: new, or changed since \
+         last read",
+        bytes as f64 / 1e9
+    );
+    let bar = indicatif::ProgressBar::new(bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("digest");
+    bar
 }
 
 /// Status of every selected stage without running anything, in execution order.

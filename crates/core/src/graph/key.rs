@@ -218,8 +218,27 @@ impl CacheKey for serde_json::Value {
 /// Hashes a file's content, streaming (corpora can be large). Read through a small buffer, not
 /// mapped: every mapped page of a multi-GB shard would count in the process's resident memory.
 pub fn hash_file(path: &std::path::Path) -> std::io::Result<Digest> {
+    hash_file_reporting(path, &|_| {})
+}
+
+/// [`hash_file`], telling `read` the size of each block as it is hashed (a progress bar's feed).
+pub fn hash_file_reporting(path: &std::path::Path, read: &dyn Fn(u64)) -> std::io::Result<Digest> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path)?)?;
+    // The block blake3's own `update_reader` uses.
+    let mut block = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&block[..n]);
+                read(n as u64);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(Digest(*hasher.finalize().as_bytes()))
 }
 
@@ -236,6 +255,19 @@ mod tests {
         assert_ne!(a.cache_key(), c.cache_key());
         // Length prefixes keep ["ab"] and ["a", "b"] apart.
         assert_ne!(vec!["ab".to_string()].cache_key(), vec!["a".to_string(), "b".to_string()].cache_key());
+    }
+
+    #[test]
+    fn a_file_hashed_in_blocks_has_its_contents_digest_and_reports_every_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        // Three and a half blocks: the last one short.
+        let bytes: Vec<u8> = (0..(7u32 << 15)).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).expect("write");
+        let seen = std::cell::Cell::new(0u64);
+        let d = hash_file_reporting(&path, &|n| seen.set(seen.get() + n)).expect("hash");
+        assert_eq!(d, Digest::of_bytes(&bytes));
+        assert_eq!(seen.get(), bytes.len() as u64);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Digest;
-use crate::graph::key::hash_file;
+use crate::graph::key::hash_file_reporting;
 
 /// How long a file must have been left alone before its stat vouches for its content.
 pub const SETTLE: Duration = Duration::from_secs(2);
@@ -94,15 +94,37 @@ impl FileDigests {
 
     /// The content digest of `path`: remembered when its stat is unchanged, else hashed.
     pub fn digest(&self, path: &Path) -> std::io::Result<Digest> {
-        let started = SystemTime::now();
+        self.digest_reporting(path, &|_| {})
+    }
+
+    /// The file's canonical path, its stat and its digest if remembered for that stat.
+    fn remembered(&self, path: &Path) -> std::io::Result<(PathBuf, Stat, Option<Digest>)> {
         let key = std::fs::canonicalize(path)?;
         let stat = Stat::of(&key)?;
-        if let Some(entry) = self.lock_entries().get(&key)
-            && entry.stat == stat
-        {
-            return Ok(entry.digest);
+        let known = self.lock_entries().get(&key).filter(|e| e.stat == stat).map(|e| e.digest);
+        Ok((key, stat, known))
+    }
+
+    /// How many distinct files among `paths` are not remembered, and their bytes: what
+    /// [`digest_all_reporting`](Self::digest_all_reporting) will read. A file that cannot be
+    /// read counts for nothing here (its error comes with its digest).
+    pub fn unknown(&self, paths: &[PathBuf]) -> (usize, u64) {
+        let mut seen = std::collections::HashSet::new();
+        paths
+            .iter()
+            .filter_map(|p| self.remembered(p).ok())
+            .filter(|(key, _, known)| known.is_none() && seen.insert(key.clone()))
+            .fold((0, 0), |(n, bytes), (_, stat, _)| (n + 1, bytes + stat.size))
+    }
+
+    /// [`digest`](Self::digest), telling `read` each block's size as a file is hashed.
+    fn digest_reporting(&self, path: &Path, read: &dyn Fn(u64)) -> std::io::Result<Digest> {
+        let started = SystemTime::now();
+        let (key, stat, known) = self.remembered(path)?;
+        if let Some(digest) = known {
+            return Ok(digest);
         }
-        let digest = hash_file(&key)?;
+        let digest = hash_file_reporting(&key, read)?;
         // The stat taken before hashing vouches only if nothing changed meanwhile.
         if Stat::of(&key).is_ok_and(|after| after == stat) {
             let keep = stat.settled(started);
@@ -114,7 +136,21 @@ impl FileDigests {
 
     /// Digests many files, hashing the misses in parallel; the first error wins.
     pub fn digest_all(&self, paths: &[PathBuf]) -> std::io::Result<Vec<Digest>> {
-        paths.par_iter().map(|p| self.digest(p)).collect()
+        self.digest_all_reporting(paths, &|_| {})
+    }
+
+    /// [`digest_all`](Self::digest_all), telling `read` the bytes hashed as they go.
+    pub fn digest_all_reporting(&self, paths: &[PathBuf], read: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<Digest>> {
+        // Each file once, whatever spelling reaches it: a corpus is often the input of several
+        // stages, and two threads missing the same file at once would both hash it.
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&PathBuf> = paths
+            .iter()
+            .filter(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())))
+            .collect();
+        unique.par_iter().try_for_each(|p| self.digest_reporting(p, read).map(drop))?;
+        // Remembered now (but a file that changed while it was hashed, hashed again).
+        paths.iter().map(|p| self.digest(p)).collect()
     }
 
     /// Writes what was learnt back to the store (atomically: a concurrent command loses at
@@ -168,7 +204,34 @@ mod tests {
         std::fs::write(&file, b"{\"text\": \"two\"}\n").expect("rewrite");
         let d2 = second.digest(&file).expect("digest");
         assert_ne!(d1, d2);
-        assert_eq!(d2, hash_file(&file).expect("hash"));
+        assert_eq!(d2, crate::graph::key::hash_file(&file).expect("hash"));
+    }
+
+    #[test]
+    fn unknown_counts_each_file_not_remembered_once_with_its_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        std::fs::write(&a, b"aaaa").expect("write");
+        std::fs::write(&b, b"bbbbbbbbbb").expect("write");
+        let digests = FileDigests::in_memory();
+        // `b` twice, once through another spelling of its path: one file.
+        let b_again = dir.path().join(".").join("b.jsonl");
+        let all = [a.clone(), b.clone(), b_again, dir.path().join("missing")];
+        assert_eq!(digests.unknown(&all), (2, 14));
+        let read = std::sync::atomic::AtomicU64::new(0);
+        // Each file listed by several stages, `b` under two spellings: each is read once.
+        let listed: Vec<PathBuf> = all[..3].iter().chain(&all[..3]).cloned().collect();
+        let got = digests
+            .digest_all_reporting(&listed, &|n| {
+                read.fetch_add(n, Ordering::Relaxed);
+            })
+            .expect("digests");
+        assert_eq!(read.load(Ordering::Relaxed), 14, "each file read once");
+        assert_eq!(got.len(), 6, "a digest for every path given");
+        assert_eq!((got[1], got[2]), (got[4], got[4]));
+        assert_eq!(digests.unknown(&all), (0, 0), "all remembered");
+        std::fs::write(&a, b"changed!").expect("rewrite");
+        assert_eq!(digests.unknown(&all), (1, 8), "a changed file is unknown again");
     }
 
     #[test]
