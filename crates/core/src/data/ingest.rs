@@ -854,20 +854,16 @@ fn read_parquet(
                 st.issue(path, line, kind, detail)?;
                 continue;
             }
-            let got = split_key(st.opts.split_by.as_deref(), |n| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v))
-                .and_then(|key| {
-                    let (t, m) = match text {
-                        // The text is one column's value: moved into the document, not copied.
-                        TextSource::Field(name) => {
-                            let v = fields.iter_mut().find(|(k, _)| *k == name.as_str()).map(|(_, v)| v.take());
-                            (field_text_owned(name, v)?, None)
-                        }
-                        TextSource::Template(_) => {
-                            render(text, |n| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v))?
-                        }
-                    };
-                    Ok((t, m, key))
-                });
+            let get = |n: &str| fields.iter().find(|(k, _)| *k == n).map(|(_, v)| v);
+            let got = match (split_key(st.opts.split_by.as_deref(), get), text) {
+                (Err(e), _) => Err(e),
+                (Ok(key), TextSource::Template(_)) => render(text, get).map(|(t, m)| (t, m, key)),
+                // The text is one column's value: moved into the document, not copied.
+                (Ok(key), TextSource::Field(name)) => {
+                    let v = fields.iter_mut().find(|(k, _)| *k == name.as_str()).map(|(_, v)| v.take());
+                    field_text_owned(name, v).map(|t| (t, None, key))
+                }
+            };
             match got {
                 Ok(t) => st.keep(path, t, file, line, sink)?,
                 Err((kind, detail)) => st.issue(path, line, kind, detail)?,

@@ -188,7 +188,7 @@ fn selection(
     let files: Vec<PathBuf> = order.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
     let bar = fingerprint_progress(digests.unknown(&files));
     // Errors surface per stage when its key is made.
-    let _ = digests.digest_all_reporting(&files, &|n| bar.inc(n));
+    let _ = digests.digest_all(&files, &|n| bar.inc(n));
     bar.finish_and_clear();
     Ok((order, forced))
 }

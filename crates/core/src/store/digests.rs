@@ -106,7 +106,7 @@ impl FileDigests {
     }
 
     /// How many distinct files among `paths` are not remembered, and their bytes: what
-    /// [`digest_all_reporting`](Self::digest_all_reporting) will read. A file that cannot be
+    /// [`digest_all`](Self::digest_all) will read. A file that cannot be
     /// read counts for nothing here (its error comes with its digest).
     pub fn unknown(&self, paths: &[PathBuf]) -> (usize, u64) {
         let mut seen = std::collections::HashSet::new();
@@ -134,13 +134,9 @@ impl FileDigests {
         Ok(digest)
     }
 
-    /// Digests many files, hashing the misses in parallel; the first error wins.
-    pub fn digest_all(&self, paths: &[PathBuf]) -> std::io::Result<Vec<Digest>> {
-        self.digest_all_reporting(paths, &|_| {})
-    }
-
-    /// [`digest_all`](Self::digest_all), telling `read` the bytes hashed as they go.
-    pub fn digest_all_reporting(&self, paths: &[PathBuf], read: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<Digest>> {
+    /// Digests many files, hashing the misses in parallel and telling `read` the bytes hashed
+    /// as they go; the first error wins.
+    pub fn digest_all(&self, paths: &[PathBuf], read: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<Digest>> {
         // Each file once, whatever spelling reaches it: a corpus is often the input of several
         // stages, and two threads missing the same file at once would both hash it.
         let mut seen = std::collections::HashSet::new();
@@ -222,7 +218,7 @@ mod tests {
         // Each file listed by several stages, `b` under two spellings: each is read once.
         let listed: Vec<PathBuf> = all[..3].iter().chain(&all[..3]).cloned().collect();
         let got = digests
-            .digest_all_reporting(&listed, &|n| {
+            .digest_all(&listed, &|n| {
                 read.fetch_add(n, Ordering::Relaxed);
             })
             .expect("digests");
