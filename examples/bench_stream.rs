@@ -324,7 +324,6 @@ fn main() {
     let a = Args { cptc, ..a };
     let tokenizer = std::fs::canonicalize(format!("data/tokenizers/{}/tokenizer.json", a.tokenizer))
         .unwrap_or_else(|e| fail(&format!("tokenizer {}: {e}", a.tokenizer)));
-    let config = std::fs::canonicalize("tests/fixtures/exec/hf/config.json").expect("config fixture");
     println!(
         "machine: {} cores; corpus {:.1} GB in files of {} MB of jsonl, written as {}; tokenizer {}",
         std::thread::available_parallelism().map_or(0, usize::from),
@@ -353,7 +352,12 @@ fn main() {
         );
         std::fs::create_dir_all(a.work.join("hf")).expect("mkdir");
         std::fs::copy(&tokenizer, a.work.join("hf/tokenizer.json")).expect("tokenizer");
-        std::fs::copy(&config, a.work.join("hf/config.json")).expect("config");
+        // A tiny model whose embedding rows cover the tokenizer's ids (qwen3's reach 151,668).
+        let vocab = load_tokenizer(&tokenizer).unwrap_or_else(|e| fail(&e.to_string())).vocab_size();
+        let config = format!(
+            "{{\"vocab_size\": {vocab}, \"hidden_size\": 8, \"num_hidden_layers\": 2, \"intermediate_size\": 16, \"num_attention_heads\": 2}}\n"
+        );
+        std::fs::write(a.work.join("hf/config.json"), config).expect("config");
         let recipe = format!(
             "model base {{\n  hf = \"hf\"\n}}\ncorpus big {{\n  files = \"corpus/*.{}\"\n  heldout = 1%\n}}\neval all {{\n  model = base\n  sets = [big]\n}}\n",
             a.format.extension()
