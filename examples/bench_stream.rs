@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use cptc::data::encoder::Ids;
 use cptc::data::tokenize::load_tokenizer;
 use rayon::prelude::*;
 
@@ -237,7 +238,7 @@ fn raw_encode(corpus: &Path, tokenizer: &Path, mb: u64) -> (f64, String) {
     }
     // Warm the engine's word cache, as the stage's first batch does.
     batches[0].par_iter().for_each(|t| {
-        tok.encode_into(t, false, &mut Vec::new()).expect("encode");
+        tok.encode_into(t, false, &mut Ids::new()).expect("encode");
     });
     // Three timings, the median kept: one run of a few seconds moves with the machine (120-163
     // MB/s within an hour on the 2-core VM), the whole path's minutes average that out.
@@ -249,7 +250,7 @@ fn raw_encode(corpus: &Path, tokenizer: &Path, mb: u64) -> (f64, String) {
                 .map(|b| {
                     b.par_iter()
                         .map(|t| {
-                            let mut ids = Vec::new();
+                            let mut ids = Ids::new();
                             tok.encode_into(t, false, &mut ids).expect("encode");
                             ids.len()
                         })

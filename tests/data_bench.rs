@@ -16,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use cptc::data::encoder::Ids;
 use cptc::data::ingest::{IngestOptions, visit_batches};
 use cptc::data::mixture::{Sampler, SamplerConfig, Source};
 use cptc::data::shard::ShardReader;
@@ -163,7 +164,7 @@ fn bench_data_pipeline() {
             .map(|b| {
                 b.par_iter()
                     .map(|t| {
-                        let mut ids = Vec::new();
+                        let mut ids = Ids::new();
                         tok.encode_into(t, false, &mut ids).unwrap();
                         ids.len()
                     })
@@ -176,7 +177,7 @@ fn bench_data_pipeline() {
     // Warm the engine (its word cache) before anything is timed.
     let warm = texts.len().min(2_000);
     batches[0][..warm.min(batches[0].len())].par_iter().for_each(|t| {
-        tok.encode_into(t, false, &mut Vec::new()).unwrap();
+        tok.encode_into(t, false, &mut Ids::new()).unwrap();
     });
 
     // 1-2. Rounds of (raw, cptc in memory, cptc from jsonl), best of each: the machine is shared.

@@ -12,7 +12,7 @@ mod vocab_common;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cptc::data::encoder::{Encoder, FAST_ENGINE, Route, first_difference};
+use cptc::data::encoder::{Encoder, FAST_ENGINE, Ids, Route, first_difference};
 use cptc::data::tokenize::{TokenizeOptions, eos_token, tokenize_corpus};
 use cptc::recipe::Selection;
 use cptc::vocab;
@@ -57,7 +57,7 @@ fn compare(enc: &Encoder, what: &str, docs: &[&str]) -> (usize, usize, usize) {
         .par_iter()
         .enumerate()
         .map(|(i, text)| {
-            let mut fast = Vec::new();
+            let mut fast = Ids::new();
             let route = enc.encode_into(text, false, &mut fast).unwrap();
             let reference = enc.encode_reference(text, false).unwrap();
             if let Some(at) = first_difference(&fast, &reference) {
@@ -124,9 +124,9 @@ fn edge_cases_agree_and_missing_bytes_go_to_the_reference() {
         "漢字かなカナ한글 mixed with English".to_string(),
     ];
     for (i, text) in cases.iter().enumerate() {
-        let mut fast = Vec::new();
+        let mut fast = Ids::new();
         let route = enc.encode_into(text, false, &mut fast).unwrap();
-        assert_eq!(fast, enc.encode_reference(text, false).unwrap(), "case {i}: {text:?}");
+        assert_eq!(*fast, enc.encode_reference(text, false).unwrap(), "case {i}: {text:?}");
         assert_eq!(route == Route::Reference, text.contains(missing), "case {i} route");
         assert_eq!(enc.check(text, false).unwrap(), None);
     }
@@ -204,10 +204,10 @@ fn a_tokenizer_json_truncation_and_padding_are_ignored() {
     assert_eq!(enc.info().engine, FAST_ENGINE, "{:?}", enc.info().fallback_reason);
     let docs = texts("hpo")[..50].to_vec();
     let long = docs.iter().find(|d| plain.encode_reference(d, false).unwrap().len() > 16).unwrap();
-    let mut fast = Vec::new();
+    let mut fast = Ids::new();
     enc.encode_into(long, false, &mut fast).unwrap();
-    assert_eq!(fast, plain.encode_reference(long, false).unwrap());
-    assert_eq!(enc.encode_reference(long, false).unwrap(), fast);
+    assert_eq!(*fast, plain.encode_reference(long, false).unwrap());
+    assert_eq!(enc.encode_reference(long, false).unwrap(), *fast);
 
     let opts = TokenizeOptions { eos: eos_token(plain.reference()), check_every: 1, ..Default::default() };
     let st = tokenize_corpus(&enc, "hpo", &docs, &tmp.path().join("c"), &opts).unwrap();

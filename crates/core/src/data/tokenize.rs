@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 pub use super::encoder::Encoder;
-use super::encoder::{EngineInfo, Route};
+use super::encoder::{EngineInfo, Ids, Route};
 use super::error::DataError;
 use super::shard::{ShardSummary, ShardWriter};
 
@@ -311,7 +311,7 @@ fn encode_docs<D: DocText>(tok: &Encoder, opts: &TokenizeOptions, docs: &[D], fi
         .map(|(c, run)| {
             let text_bytes: usize = run.iter().map(|d| d.text().len()).sum();
             let mut out = EncodedRun {
-                ids: Vec::with_capacity(text_bytes / 3 + 2 * run.len()),
+                ids: Ids::with_capacity(text_bytes / 3 + 2 * run.len()),
                 mask: opts.masked.then(Vec::new),
                 docs: Vec::with_capacity(run.len()),
             };
@@ -385,7 +385,7 @@ type EncodedBatch = Vec<EncodedRun>;
 /// Documents encoded into one buffer: their ids back to back, each one's end (or the engine's
 /// message), and in a masked shard each id's mask.
 struct EncodedRun {
-    ids: Vec<u32>,
+    ids: Ids,
     mask: Option<Vec<u8>>,
     docs: Vec<Result<Encoded, String>>,
 }
