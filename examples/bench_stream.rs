@@ -1,8 +1,9 @@
 //! Benchmark of the data path at corpus scale (issue #19): generates a corpus of many jsonl
-//! files from the real corpora, measures the fast engine's raw encode throughput on a sample in
-//! memory (the ceiling: the median of three timings), then runs `cptc run --only tokenize:big@base --only split:big` (tokenize, ingest, split
-//! straight from the files) and prints each stage's time, the whole path's MB/s against the
-//! ceiling, the run's peak RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
+//! files from the real corpora, runs `cptc run --only tokenize:big@base --only split:big`
+//! (tokenize, ingest, split straight from the files) and prints each stage's time, the whole
+//! path's MB/s against the fast engine's raw encode throughput on a sample in memory (the
+//! ceiling: the median of six timings, three before the path and three after), the run's peak
+//! RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
 //!
 //! Usage: bench_stream --gb G [--file-mb M] [--format jsonl|gz|zst|parquet]
 //!        [--tokenizer gpt2|qwen3|mistral] [--sample-mb S] [--work DIR] [--cptc PATH] [--append]
@@ -18,7 +19,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cptc::data::encoder::Ids;
+use cptc::data::encoder::{Encoder, Ids};
 use cptc::data::tokenize::load_tokenizer;
 use rayon::prelude::*;
 
@@ -206,72 +207,87 @@ fn write_parquet(jsonl: &str, file: std::fs::File) {
     w.close().expect("parquet");
 }
 
-/// The fast engine's encode MB/s on the first `mb` MB of the corpus' texts, in memory, in the
-/// stage's batch size, no I/O: the ceiling the whole path is compared with.
-fn raw_encode(corpus: &Path, tokenizer: &Path, mb: u64) -> (f64, String) {
-    let tok = load_tokenizer(tokenizer).unwrap_or_else(|e| fail(&e.to_string()));
-    let mut texts = Vec::new();
-    let mut bytes = 0u64;
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(corpus).expect("corpus").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    'files: for f in files {
-        for line in std::fs::read_to_string(&f).expect("read").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json");
-            let t = v["text"].as_str().unwrap_or("").to_string();
-            bytes += t.len() as u64;
-            texts.push(t);
-            if bytes >= mb << 20 {
-                break 'files;
+/// The first `mb` MB of the corpus' texts (its jsonl), in the stage's batches of 8 MB: what the
+/// ceiling encodes.
+struct Sample {
+    texts: Vec<String>,
+    bytes: u64,
+}
+
+impl Sample {
+    fn read(corpus: &Path, mb: u64) -> Sample {
+        let (mut texts, mut bytes) = (Vec::new(), 0u64);
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(corpus).expect("corpus").filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        'files: for f in files {
+            for line in std::fs::read_to_string(&f).expect("read").lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("json");
+                let t = v["text"].as_str().unwrap_or("").to_string();
+                bytes += t.len() as u64;
+                texts.push(t);
+                if bytes >= mb << 20 {
+                    break 'files;
+                }
             }
         }
+        Sample { texts, bytes }
     }
-    let mut batches: Vec<Vec<&str>> = vec![Vec::new()];
-    let mut size = 0;
-    for t in &texts {
-        if size >= 8 << 20 {
-            batches.push(Vec::new());
-            size = 0;
+
+    fn batches(&self) -> Vec<Vec<&str>> {
+        let mut batches: Vec<Vec<&str>> = vec![Vec::new()];
+        let mut size = 0;
+        for t in &self.texts {
+            if size >= 8 << 20 {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            size += t.len();
+            batches.last_mut().expect("batch").push(t.as_str());
         }
-        size += t.len();
-        batches.last_mut().expect("batch").push(t.as_str());
+        batches
     }
-    // Warm the engine's word cache, as the stage's first batch does.
-    batches[0].par_iter().for_each(|t| {
-        tok.encode_into(t, false, &mut Ids::new()).expect("encode");
-    });
-    // Three timings, the median kept: one run of a few seconds moves with the machine (120-163
-    // MB/s within an hour on the 2-core VM), the whole path's minutes average that out.
-    let mut runs: Vec<(f64, usize)> = (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            let tokens: usize = batches
-                .iter()
-                .map(|b| {
-                    b.par_iter()
-                        .map(|t| {
-                            let mut ids = Ids::new();
-                            tok.encode_into(t, false, &mut ids).expect("encode");
-                            ids.len()
-                        })
-                        .sum::<usize>()
-                })
-                .sum();
-            (start.elapsed().as_secs_f64(), tokens)
-        })
-        .collect();
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (s, tokens) = runs[1];
-    let all: Vec<String> = runs.iter().map(|(t, _)| format!("{:.1}", bytes as f64 / 1e6 / t)).collect();
-    (
-        bytes as f64 / 1e6 / s,
-        format!(
-            "median of 3 runs ({} MB/s): {tokens} tokens from {:.0} MB in {s:.1} s, engine {}",
-            all.join(", "),
-            bytes as f64 / 1e6,
-            tok.info().engine
-        ),
-    )
+
+    /// The fast engine's encode MB/s over the sample, in memory, no I/O, both cores: `runs`
+    /// timings, the engine's word cache warmed first as the stage's first batch warms it.
+    fn encode_mbs(&self, tok: &Encoder, runs: usize) -> Vec<(f64, usize)> {
+        let batches = self.batches();
+        batches[0].par_iter().for_each(|t| {
+            tok.encode_into(t, false, &mut Ids::new()).expect("encode");
+        });
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                let tokens: usize = batches
+                    .iter()
+                    .map(|b| {
+                        b.par_iter()
+                            .map(|t| {
+                                let mut ids = Ids::new();
+                                tok.encode_into(t, false, &mut ids).expect("encode");
+                                ids.len()
+                            })
+                            .sum::<usize>()
+                    })
+                    .sum();
+                (self.bytes as f64 / 1e6 / start.elapsed().as_secs_f64(), tokens)
+            })
+            .collect()
+    }
+}
+
+/// The ceiling from its timings: their median. Taken before and after the path, three each: this
+/// VM's speed drifts by 10% or more within minutes, and one set of a few seconds before a run
+/// of minutes caught the drift, not the code (60-73% for the same code within a morning).
+fn ceiling(before: &[(f64, usize)], after: &[(f64, usize)]) -> f64 {
+    let mut all: Vec<f64> = before.iter().chain(after).map(|r| r.0).collect();
+    all.sort_by(f64::total_cmp);
+    let n = all.len();
+    if n % 2 == 1 { all[n / 2] } else { (all[n / 2 - 1] + all[n / 2]) / 2.0 }
+}
+
+fn show(runs: &[(f64, usize)]) -> String {
+    runs.iter().map(|(mbs, _)| format!("{mbs:.1}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Bytes under `path`, each file once however many links reach it (parts are hard-linked
@@ -334,13 +350,13 @@ fn main() {
         a.tokenizer
     );
     let corpus = a.work.join("corpus");
-    let ceiling = if a.append {
+    let sampled = if a.append {
         // One more file into the corpus of the previous run: what reruns, and how long it takes.
         let existing = std::fs::read_dir(&corpus).map_or(0, Iterator::count);
         let (files, docs, bytes) = generate(&corpus, a.file_mb as f64 / 1e3, a.file_mb, existing);
         convert(&files, a.format);
         println!("appended one file: {docs} documents, {:.0} MB of text", bytes as f64 / 1e6);
-        0.0
+        None
     } else {
         let _ = std::fs::remove_dir_all(&a.work);
         let t = Instant::now();
@@ -365,8 +381,16 @@ fn main() {
         );
         std::fs::write(a.work.join("recipe.cpt"), recipe).expect("recipe");
         // The ceiling reads the jsonl, before it is converted.
-        let (ceiling, how) = raw_encode(&corpus, &tokenizer, a.sample_mb);
-        println!("raw encode (ceiling): {ceiling:.1} MB/s ({how})");
+        let sample = Sample::read(&corpus, a.sample_mb);
+        let tok = load_tokenizer(&tokenizer).unwrap_or_else(|e| fail(&e.to_string()));
+        let before = sample.encode_mbs(&tok, 3);
+        let tokens = before[0].1;
+        println!(
+            "raw encode before the path: {} MB/s ({tokens} tokens from {:.0} MB, engine {})",
+            show(&before),
+            sample.bytes as f64 / 1e6,
+            tok.info().engine
+        );
         if a.format != Format::Jsonl {
             let t = Instant::now();
             convert(&files, a.format);
@@ -377,7 +401,7 @@ fn main() {
                 t.elapsed().as_secs_f64()
             );
         }
-        ceiling
+        Some((sample, tok, before))
     };
     let (wall, status, rss) = run_cptc(&a);
     if status != 0 {
@@ -410,6 +434,15 @@ fn main() {
         println!("rerun after appending one file: {wall:.1} s, peak RSS {:.0} MiB", rss as f64 / f64::from(1 << 20));
         return;
     }
+    let ceiling = match sampled {
+        Some((sample, tok, before)) => {
+            let after = sample.encode_mbs(&tok, 3);
+            let c = ceiling(&before, &after);
+            println!("raw encode after the path: {} MB/s; ceiling (the median of all six): {c:.1} MB/s", show(&after));
+            c
+        }
+        None => return,
+    };
     println!(
         "whole path: {wall:.1} s for {:.2} GB of text = {mbs:.1} MB/s = {:.0}% of the raw encode ceiling",
         text_bytes as f64 / 1e9,
