@@ -42,8 +42,8 @@ pub const CHECK_FIRST: u64 = 4;
 pub const CHECK_BYTES: usize = 4 << 10;
 
 /// Token ids in the fast engine's own type (a `u32` each, `repr(transparent)`), so the engine
-/// appends straight into a caller's buffer; read as `&[u32]`. A copy of every id out of a
-/// scratch buffer cost 2-3% of the tokenize stage's CPU.
+/// appends straight into a caller's buffer; read as `&[u32]`. Copying every id out of a
+/// per-thread scratch buffer took 0.7% of the tokenize stage's CPU samples.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ids(Vec<PipelineToken>);
 
