@@ -261,10 +261,12 @@ impl Sample {
                 let tokens: usize = batches
                     .iter()
                     .map(|b| {
+                        // One id buffer per thread, reused: the engine alone, not the
+                        // allocator growing a fresh buffer for every document.
                         b.par_iter()
-                            .map(|t| {
-                                let mut ids = Ids::new();
-                                tok.encode_into(t, false, &mut ids).expect("encode");
+                            .map_init(Ids::new, |ids, t| {
+                                ids.clear();
+                                tok.encode_into(t, false, ids).expect("encode");
                                 ids.len()
                             })
                             .sum::<usize>()
