@@ -372,7 +372,8 @@ fn main() {
         std::fs::create_dir_all(a.work.join("hf")).expect("mkdir");
         std::fs::copy(&tokenizer, a.work.join("hf/tokenizer.json")).expect("tokenizer");
         // A tiny model whose embedding rows cover the tokenizer's ids (qwen3's reach 151,668).
-        let vocab = load_tokenizer(&tokenizer).unwrap_or_else(|e| fail(&e.to_string())).vocab_size();
+        let tok = load_tokenizer(&tokenizer).unwrap_or_else(|e| fail(&e.to_string()));
+        let vocab = tok.vocab_size();
         let config = format!(
             "{{\"vocab_size\": {vocab}, \"hidden_size\": 8, \"num_hidden_layers\": 2, \"intermediate_size\": 16, \"num_attention_heads\": 2}}\n"
         );
@@ -384,7 +385,6 @@ fn main() {
         std::fs::write(a.work.join("recipe.cpt"), recipe).expect("recipe");
         // The ceiling reads the jsonl, before it is converted.
         let sample = Sample::read(&corpus, a.sample_mb);
-        let tok = load_tokenizer(&tokenizer).unwrap_or_else(|e| fail(&e.to_string()));
         let before = sample.encode_mbs(&tok, 3);
         let tokens = before[0].1;
         println!(

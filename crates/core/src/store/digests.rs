@@ -139,14 +139,14 @@ impl FileDigests {
     pub fn digest_all(&self, paths: &[PathBuf], read: &(dyn Fn(u64) + Sync)) -> std::io::Result<Vec<Digest>> {
         // Each file once, whatever spelling reaches it: a corpus is often the input of several
         // stages, and two threads missing the same file at once would both hash it.
-        let mut seen = std::collections::HashSet::new();
-        let unique: Vec<&PathBuf> = paths
-            .iter()
-            .filter(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())))
-            .collect();
-        unique.par_iter().try_for_each(|p| self.digest_reporting(p, read).map(drop))?;
-        // Remembered now (but a file that changed while it was hashed, hashed again).
-        paths.iter().map(|p| self.digest(p)).collect()
+        let keys: Vec<PathBuf> =
+            paths.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())).collect();
+        let mut unique: Vec<&PathBuf> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let digests: std::collections::HashMap<&PathBuf, Digest> =
+            unique.into_par_iter().map(|k| Ok((k, self.digest_reporting(k, read)?))).collect::<std::io::Result<_>>()?;
+        Ok(keys.iter().map(|k| digests[k]).collect())
     }
 
     /// Writes what was learnt back to the store (atomically: a concurrent command loses at
