@@ -92,17 +92,22 @@ pub const EOS_TOKENS: [&str; 4] = ["<|endoftext|>", "</s>", "<|end_of_text|>", "
 /// bits per byte would make the loss look smaller than it is (SmolLM2 lacks 8 byte values).
 /// `None` when every byte is encoded (other tokenizers, or a complete byte alphabet).
 pub fn unencodable_bytes(tok: &Tokenizer) -> Option<[bool; 256]> {
-    let pre = serde_json::to_value(tok.get_pre_tokenizer()?).ok()?;
-    let model = serde_json::to_value(tok.get_model()).ok()?;
-    let drops = model["type"] == "BPE" && model["unk_token"].is_null() && model["byte_fallback"] != true;
-    if !drops || !mentions_type(&pre, "ByteLevel") {
+    use tokenizers::Model as _;
+    // The model's fields are read, not serialized: serializing a 151k vocabulary and its
+    // merges took 0.2 s of every tokenize stage for Qwen3's tokenizer.
+    let tokenizers::ModelWrapper::BPE(bpe) = tok.get_model() else { return None };
+    if bpe.unk_token.is_some() || bpe.byte_fallback {
         return None;
     }
-    let vocab = tok.get_vocab(false);
-    let chars = byte_chars();
+    let pre = serde_json::to_value(tok.get_pre_tokenizer()?).ok()?;
+    if !mentions_type(&pre, "ByteLevel") {
+        return None;
+    }
     let mut missing = [false; 256];
-    for (b, c) in chars.iter().enumerate() {
-        missing[b] = !vocab.contains_key(c.to_string().as_str());
+    for (b, c) in byte_chars().iter().enumerate() {
+        // The model's own vocabulary: an added token is matched before the pre-tokenizer, so
+        // it never stands for a byte.
+        missing[b] = bpe.token_to_id(c.encode_utf8(&mut [0; 4])).is_none();
     }
     missing.contains(&true).then_some(missing)
 }
