@@ -2,8 +2,9 @@
 //! files from the real corpora, runs `cptc run --only tokenize:big@base --only split:big`
 //! (tokenize, ingest, split straight from the files) and prints each stage's time, the whole
 //! path's MB/s against the fast engine's raw encode throughput on a sample in memory (the
-//! ceiling: the median of six timings, three before the path and three after), the run's peak
-//! RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
+//! ceiling: the median of six timings, three before the path and three after), the same split
+//! in CPU seconds per GB (the path's, the engine's alone, and the difference: the path's own
+//! work), the run's peak RSS and the store's bytes. `scripts/bench_stream.sh` runs it.
 //!
 //! Usage: bench_stream --gb G [--file-mb M] [--format jsonl|gz|zst|parquet]
 //!        [--tokenizer gpt2|qwen3|mistral] [--sample-mb S] [--work DIR] [--cptc PATH] [--append]
@@ -22,6 +23,10 @@ use std::time::Instant;
 use cptc::data::encoder::{Encoder, Ids};
 use cptc::data::tokenize::load_tokenizer;
 use rayon::prelude::*;
+
+/// The `cptc` binary's allocator, so the ceiling's engine runs on the same one as the path's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CORPORA: [&str; 9] =
     ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
@@ -250,14 +255,14 @@ impl Sample {
 
     /// The fast engine's encode MB/s over the sample, in memory, no I/O, both cores: `runs`
     /// timings, the engine's word cache warmed first as the stage's first batch warms it.
-    fn encode_mbs(&self, tok: &Encoder, runs: usize) -> Vec<(f64, usize)> {
+    fn encode_mbs(&self, tok: &Encoder, runs: usize) -> Vec<Run> {
         let batches = self.batches();
         batches[0].par_iter().for_each(|t| {
             tok.encode_into(t, false, &mut Ids::new()).expect("encode");
         });
         (0..runs)
             .map(|_| {
-                let start = Instant::now();
+                let (start, cpu) = (Instant::now(), cpu_seconds(Whose::Own));
                 let tokens: usize = batches
                     .iter()
                     .map(|b| {
@@ -272,7 +277,8 @@ impl Sample {
                             .sum::<usize>()
                     })
                     .sum();
-                (self.bytes as f64 / 1e6 / start.elapsed().as_secs_f64(), tokens)
+                let mbs = self.bytes as f64 / 1e6 / start.elapsed().as_secs_f64();
+                Run { mbs, tokens, cpu_per_gb: (cpu_seconds(Whose::Own) - cpu) / (self.bytes as f64 / 1e9) }
             })
             .collect()
     }
@@ -281,15 +287,57 @@ impl Sample {
 /// The ceiling from its timings: their median. Taken before and after the path, three each: this
 /// VM's speed drifts by 10% or more within minutes, and one set of a few seconds before a run
 /// of minutes caught the drift, not the code (60-73% for the same code within a morning).
-fn ceiling(before: &[(f64, usize)], after: &[(f64, usize)]) -> f64 {
-    let mut all: Vec<f64> = before.iter().chain(after).map(|r| r.0).collect();
-    all.sort_by(f64::total_cmp);
-    let n = all.len();
-    if n % 2 == 1 { all[n / 2] } else { (all[n / 2 - 1] + all[n / 2]) / 2.0 }
+fn ceiling(before: &[Run], after: &[Run]) -> f64 {
+    median(before.iter().chain(after).map(|r| r.mbs).collect())
 }
 
-fn show(runs: &[(f64, usize)]) -> String {
-    runs.iter().map(|(mbs, _)| format!("{mbs:.1}")).collect::<Vec<_>>().join(", ")
+fn median(mut all: Vec<f64>) -> f64 {
+    all.sort_by(f64::total_cmp);
+    let n = all.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        all[n / 2]
+    } else {
+        (all[n / 2 - 1] + all[n / 2]) / 2.0
+    }
+}
+
+fn show(runs: &[Run]) -> String {
+    runs.iter().map(|r| format!("{:.1}", r.mbs)).collect::<Vec<_>>().join(", ")
+}
+
+/// One timing of the raw encode: MB/s, the tokens it gave, and the CPU time it took per GB of
+/// text (both cores' user and system time).
+struct Run {
+    mbs: f64,
+    tokens: usize,
+    cpu_per_gb: f64,
+}
+
+/// Whose CPU time [`cpu_seconds`] reads.
+#[derive(Clone, Copy)]
+enum Whose {
+    /// This process' own (the raw encode's threads).
+    Own,
+    /// Its children's that it has waited for (the cptc run).
+    Children,
+}
+
+/// User plus system CPU seconds from `/proc/self/stat` (fields 14-15, or 16-17 for the waited
+/// children), in the kernel's clock ticks of 1/100 s (`USER_HZ`, 100 on every Linux this runs
+/// on; reading `sysconf` would need `unsafe`). Ticks make the figure coarse (10 ms), which a run
+/// of seconds on two cores does not feel.
+fn cpu_seconds(whose: Whose) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name, which may hold spaces: field 3 on.
+    let fields: Vec<u64> =
+        stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let at = match whose {
+        Whose::Own => 11,
+        Whose::Children => 13,
+    };
+    fields.get(at..at + 2).map_or(0.0, |f| (f[0] + f[1]) as f64 / 100.0)
 }
 
 /// Bytes under `path`, each file once however many links reach it (parts are hard-linked
@@ -325,8 +373,8 @@ fn stage_times(store: &Path) -> Vec<(String, f64)> {
 }
 
 /// One `cptc run --only tokenize:big@base --only split:big`: (wall s, exit status, peak RSS bytes).
-fn run_cptc(a: &Args) -> (f64, i32, u64) {
-    let start = Instant::now();
+fn run_cptc(a: &Args) -> (f64, i32, u64, f64) {
+    let (start, cpu) = (Instant::now(), cpu_seconds(Whose::Children));
     let child = std::process::Command::new(&a.cptc)
         .args(["run", "recipe.cpt", "--only", "tokenize:big@base", "--only", "split:big", "--store", "store"])
         .current_dir(&a.work)
@@ -334,7 +382,7 @@ fn run_cptc(a: &Args) -> (f64, i32, u64) {
         .spawn()
         .unwrap_or_else(|e| fail(&format!("{}: {e}", a.cptc.display())));
     let (status, rss) = rss_support::wait_peak_rss(child);
-    (start.elapsed().as_secs_f64(), status, rss)
+    (start.elapsed().as_secs_f64(), status, rss, cpu_seconds(Whose::Children) - cpu)
 }
 
 fn main() {
@@ -386,7 +434,7 @@ fn main() {
         // The ceiling reads the jsonl, before it is converted.
         let sample = Sample::read(&corpus, a.sample_mb);
         let before = sample.encode_mbs(&tok, 3);
-        let tokens = before[0].1;
+        let tokens = before[0].tokens;
         println!(
             "raw encode before the path: {} MB/s ({tokens} tokens from {:.0} MB, engine {})",
             show(&before),
@@ -405,7 +453,7 @@ fn main() {
         }
         Some((sample, tok, before))
     };
-    let (wall, status, rss) = run_cptc(&a);
+    let (wall, status, rss, cpu) = run_cptc(&a);
     if status != 0 {
         fail(&format!("cptc run failed (status {status}); see {}/store/v1/runs", a.work.display()));
     }
@@ -436,12 +484,12 @@ fn main() {
         println!("rerun after appending one file: {wall:.1} s, peak RSS {:.0} MiB", rss as f64 / f64::from(1 << 20));
         return;
     }
-    let ceiling = match sampled {
+    let (ceiling, engine_cpu) = match sampled {
         Some((sample, tok, before)) => {
             let after = sample.encode_mbs(&tok, 3);
             let c = ceiling(&before, &after);
             println!("raw encode after the path: {} MB/s; ceiling (the median of all six): {c:.1} MB/s", show(&after));
-            c
+            (c, median(before.iter().chain(&after).map(|r| r.cpu_per_gb).collect()))
         }
         None => return,
     };
@@ -449,6 +497,18 @@ fn main() {
         "whole path: {wall:.1} s for {:.2} GB of text = {mbs:.1} MB/s = {:.0}% of the raw encode ceiling",
         text_bytes as f64 / 1e9,
         100.0 * mbs / ceiling
+    );
+    // The same split in CPU time, which the VM's drift moves less than the ratio: what the path
+    // spends per GB, what the engine alone spends (the raw encode's median), and the difference,
+    // the path's own work (reading, parsing, hashing, writing, loading the tokenizer).
+    let gb = text_bytes as f64 / 1e9;
+    let (path_cpu, cores) = (cpu / gb, std::thread::available_parallelism().map_or(1, usize::from));
+    println!(
+        "CPU: the path {cpu:.1} s = {path_cpu:.1} s/GB ({:.0}% of {cores} cores' time); the raw encode {engine_cpu:.1} s/GB; \
+         the path beside the engine {:.1} s/GB = {:.0}% of its CPU",
+        100.0 * cpu / (cores as f64 * wall),
+        path_cpu - engine_cpu,
+        100.0 * (path_cpu - engine_cpu) / path_cpu
     );
     println!(
         "peak RSS {:.0} MiB; store {:.2} GB, artifacts and per-file parts, each file once (source {:.2} GB)",
