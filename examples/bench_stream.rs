@@ -24,10 +24,6 @@ use cptc::data::encoder::{Encoder, Ids};
 use cptc::data::tokenize::load_tokenizer;
 use rayon::prelude::*;
 
-/// The `cptc` binary's allocator, so the ceiling's engine runs on the same one as the path's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const CORPORA: [&str; 9] =
     ["austen", "hpo", "mobydick", "pycode", "pydocs", "zh_man", "zh_news", "zh_poetry", "zh_reviews"];
 
