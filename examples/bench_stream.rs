@@ -280,13 +280,6 @@ impl Sample {
     }
 }
 
-/// The ceiling from its timings: their median. Taken before and after the path, three each: this
-/// VM's speed drifts by 10% or more within minutes, and one set of a few seconds before a run
-/// of minutes caught the drift, not the code (60-73% for the same code within a morning).
-fn ceiling(before: &[Run], after: &[Run]) -> f64 {
-    median(before.iter().chain(after).map(|r| r.mbs).collect())
-}
-
 fn median(mut all: Vec<f64>) -> f64 {
     all.sort_by(f64::total_cmp);
     let n = all.len();
@@ -483,9 +476,13 @@ fn main() {
     let (ceiling, engine_cpu) = match sampled {
         Some((sample, tok, before)) => {
             let after = sample.encode_mbs(&tok, 3);
-            let c = ceiling(&before, &after);
+            // The median of six timings, three before the path and three after: this VM's speed
+            // drifts by 10% or more within minutes, and one set of a few seconds before a run of
+            // minutes caught the drift, not the code (60-73% for the same code within a morning).
+            let runs = || before.iter().chain(&after);
+            let c = median(runs().map(|r| r.mbs).collect());
             println!("raw encode after the path: {} MB/s; ceiling (the median of all six): {c:.1} MB/s", show(&after));
-            (c, median(before.iter().chain(&after).map(|r| r.cpu_per_gb).collect()))
+            (c, median(runs().map(|r| r.cpu_per_gb).collect()))
         }
         None => return,
     };
