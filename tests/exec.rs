@@ -23,6 +23,9 @@ struct FakeRunner {
     fail: Option<String>,
     /// A stage whose first external file another program appends to while the stage reads it.
     rewrite: Option<String>,
+    /// A stage whose first external file another program writes again, with the same bytes,
+    /// while the stage reads it (the stage may have read it half-written).
+    rewrite_same: Option<String>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -43,6 +46,9 @@ impl Runner for FakeRunner {
         if self.rewrite.as_deref() == Some(id.as_str()) {
             let mut file = std::fs::OpenOptions::new().append(true).open(&stage.files[0])?;
             std::io::Write::write_all(&mut file, b"{\"text\": \"written meanwhile\"}\n")?;
+        }
+        if self.rewrite_same.as_deref() == Some(id.as_str()) {
+            std::fs::write(&stage.files[0], std::fs::read(&stage.files[0])?)?;
         }
         let record = json!({ "kind": stage.kind(), "params": params.to_json(), "inputs": inputs, "files": files });
         std::fs::write(ctx.out.join("out.json"), record.to_string())?;
@@ -238,6 +244,23 @@ fn a_file_rewritten_while_read_fails_its_stage_and_publishes_nothing() {
         serde_json::from_str(&std::fs::read_to_string(ingest.join("out.json")).expect("out")).expect("json");
     let now = Digest::of_bytes(&std::fs::read(fx.root.join("web.jsonl")).expect("read")).hex();
     assert_eq!(record["files"], json!([now]));
+}
+
+#[test]
+fn a_file_written_again_with_its_own_bytes_while_read_fails_its_stage_too() {
+    let fx = Fixture::new();
+    // Left alone for an hour: the rewrite moves its modification time.
+    let web = std::fs::File::options().write(true).open(fx.root.join("web.jsonl")).expect("open");
+    web.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).expect("backdate");
+    let racing = FakeRunner { ratio: 0.3, rewrite_same: Some("ingest:web".to_string()), ..Default::default() };
+    let failed = fx.run(&racing, &Options::default()).expect("a run with a failure");
+    assert_eq!(failed.failed.len(), 1, "{:?}", failed.failed);
+    assert_eq!(failed.failed[0].stage, "ingest:web");
+    assert_eq!(failed.failed[0].code_text().as_deref(), Some("cptc::exec::input_changed"));
+    let store = Store::at(&fx.root.join(".cptc"));
+    assert!(store.list().iter().all(|(_, m)| m.as_ref().is_some_and(|m| m.stage != "ingest:web")));
+    let summary = fx.run(&FakeRunner { ratio: 0.3, ..Default::default() }, &Options::default()).expect("rerun");
+    assert!(summary.failed.is_empty() && summary.ran.contains(&"ingest:web".to_string()), "{summary:?}");
 }
 
 #[test]

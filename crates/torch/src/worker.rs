@@ -68,6 +68,7 @@ fn run(request: &Request, progress: &Progress) -> Event {
         id: &request.id,
         files: &request.files,
         file_digests: &[],
+        file_stamps: &[],
         parts: None,
         out: &request.out,
         inputs: request.inputs.iter().map(|i| (i.role.clone(), i.dir.clone(), i.meta.clone())).collect(),

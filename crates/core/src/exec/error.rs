@@ -46,18 +46,6 @@ struct InputFile {
     source: std::io::Error,
 }
 
-/// An external file changed while the stage read it: its output may mix old and new content,
-/// so it is not published under the old content's key.
-#[derive(Debug, Error, Diagnostic)]
-#[error("{path} changed while the stage read it")]
-#[diagnostic(
-    code(cptc::exec::input_changed),
-    help("nothing was published; run again once the file is no longer being written")
-)]
-pub(super) struct InputChanged {
-    pub(super) path: String,
-}
-
 impl StageError {
     pub fn new(stage: &str, failure: StageFailure) -> StageError {
         StageError { stage: stage.to_string(), tier: failure.tier, failure: failure.diagnostic }

@@ -525,11 +525,23 @@ impl Job<'_> {
             }
         }
         // Remembered when the key was made: no file is read again here.
-        let file_digests = stage
+        let (file_digests, file_stamps): (Vec<_>, Vec<_>) = stage
             .files
             .iter()
-            .map(|path| self.digests.digest(path).map_err(|source| StageError::input_file(&id, path, source)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|path| self.digests.stamped(path).map_err(|source| StageError::input_file(&id, path, source)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        // A file changed since its key was made would build parts of another content than the key's.
+        if let Some(path) = stage
+            .files
+            .iter()
+            .zip(&file_digests)
+            .enumerate()
+            .find_map(|(i, (path, digest))| (parts.files.get(&file_key(i, path)) != Some(digest)).then_some(path))
+        {
+            return Err(fail(StageFailure::of(crate::stages::InputChanged { path: path.display().to_string() })));
+        }
         let staging = self.store.begin(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
         let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
         bar.set_style(
@@ -548,6 +560,7 @@ impl Job<'_> {
             id: &stage.id,
             files: &stage.files,
             file_digests: &file_digests,
+            file_stamps: &file_stamps,
             parts: Some(&part_cache),
             out: &staging.dir,
             inputs,
@@ -561,9 +574,9 @@ impl Job<'_> {
         let result = crate::stages::catching_panics(|| self.runner.run(stage, &params, &ctx));
         bar.finish_and_clear();
         // Inputs are what the key says: a file rewritten while the stage read it fails the stage.
-        let result = result.and_then(|values| match self.changed_file(stage, &parts) {
-            Some(path) => Err(StageFailure::of(error::InputChanged { path: path.display().to_string() })),
-            None => Ok(values),
+        let result = result.and_then(|values| {
+            (0..stage.files.len()).try_for_each(|i| ctx.unchanged(i))?;
+            Ok(values)
         });
         match result {
             Ok(values) => {
@@ -608,16 +621,6 @@ impl Job<'_> {
             c.insert(meta.key);
         }
         Ok(())
-    }
-
-    /// The first external file whose content is no longer the one in the stage's key (its stat
-    /// changed and it hashes differently now, or it is gone).
-    fn changed_file<'s>(&self, stage: &'s Stage, parts: &KeyParts) -> Option<&'s PathBuf> {
-        stage.files.iter().enumerate().find_map(|(i, path)| {
-            let want = parts.files.get(&file_key(i, path));
-            let now = self.digests.digest(path).ok();
-            (now.as_ref() != want).then_some(path)
-        })
     }
 }
 

@@ -17,6 +17,8 @@ pub struct StageCtx<'a> {
     /// Their content digests, in the same order (what the stage's key holds; empty in the
     /// worker process, whose stages read no external files).
     pub file_digests: &'a [crate::graph::Digest],
+    /// The stat each digest vouches for, in the same order ([`StageCtx::unchanged`]).
+    pub file_stamps: &'a [crate::store::digests::Stat],
     /// The store's per-file cache (`None` in the worker process).
     pub parts: Option<&'a crate::store::Parts>,
     /// Folder to write the output into (published when the stage returns Ok).
@@ -40,6 +42,20 @@ impl StageCtx<'_> {
         self.progress.notice(&format!("{}: {line}", self.id));
     }
 
+    /// Fails unless external file `i` is still as its digest found it: what a stage built from
+    /// it is published (a per-file part, the artifact) only while this holds, or a file
+    /// rewritten during the run would be cached under its old content's key.
+    pub fn unchanged(&self, i: usize) -> Result<(), StageFailure> {
+        let (Some(path), Some(stamp)) = (self.files.get(i), self.file_stamps.get(i)) else {
+            return Err(StageFailure::internal(format!("stage `{}` has no stamp for its file {i}", self.id)));
+        };
+        if stamp.still(path) {
+            Ok(())
+        } else {
+            Err(StageFailure::of(InputChanged { path: path.display().to_string() }))
+        }
+    }
+
     /// The input in `role`; its absence is the executor's bug, not the user's.
     pub fn input(&self, role: &Input) -> Result<(&Path, &Meta), StageFailure> {
         self.optional(role).ok_or_else(|| StageFailure::internal(format!("stage `{}` has no `{role}` input", self.id)))
@@ -57,6 +73,18 @@ impl StageCtx<'_> {
     ) -> impl Iterator<Item = (T, &'s Path, &'s Meta)> + 's {
         self.inputs.iter().filter_map(move |(role, dir, meta)| Some((pick(role)?, dir.as_path(), meta)))
     }
+}
+
+/// An external file changed while the stage read it: what was read may mix old and new
+/// content, so none of it is published under the old content's key.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{path} changed while the stage read it")]
+#[diagnostic(
+    code(cptc::exec::input_changed),
+    help("nothing built from it was published; run again once the file is no longer being written")
+)]
+pub struct InputChanged {
+    pub path: String,
 }
 
 /// Where a stage reports how far it is: the executor's progress bar, or (in the libtorch

@@ -83,7 +83,11 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         parts,
         PART_SPACE,
         &keys,
-        |i, dir| build_part(p, &opts, &corpus.files[i], dir),
+        |i, dir| {
+            build_part(p, &opts, &corpus.files[i], dir)?;
+            // Kept only while the file is still the one its key names.
+            ctx.unchanged(i)
+        },
         |_| {
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             ctx.progress.set_message(format!("file {n} of {}", corpus.files.len()));

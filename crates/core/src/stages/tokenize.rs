@@ -97,7 +97,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         parts,
         PART_SPACE,
         &keys,
-        |i, dir| build_part(p, &files[i].1, &tokenizer, &options, parts, dir),
+        |i, dir| build_part(p, &files[i].1, &tokenizer, &options, parts, dir, &|| ctx.unchanged(i)),
         |i| {
             let len = files[i].1.path.metadata().map_or(0, |m| m.len());
             let done = done_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len;
@@ -241,6 +241,7 @@ struct PartStats {
 
 /// One file tokenized into `dir`: `train` and `heldout` shards, `train.hashes`, `part.json`.
 /// A file hashed here also gets its ingest part (index and report), unless the store has it.
+/// Nothing is kept unless `unchanged` says the file is still the one its key names.
 fn build_part(
     p: &Params,
     file: &Part<'_>,
@@ -248,6 +249,7 @@ fn build_part(
     options: &TokenizeOptions,
     parts: &crate::store::Parts,
     dir: &Path,
+    unchanged: &dyn Fn() -> Result<(), StageFailure>,
 ) -> Result<(), StageFailure> {
     let ingest_part = match &file.hashes {
         HashSource::Compute { digest, .. } => {
@@ -269,13 +271,13 @@ fn build_part(
         }
         other => other,
     };
-    let (stats, report) = match streamed {
+    let (stats, report) = match streamed.map_err(StageFailure::from).and_then(|done| unchanged().map(|()| done)) {
         Ok(done) => done,
         Err(e) => {
             if let Some((tmp, _)) = &ingest_part {
                 let _ = std::fs::remove_dir_all(tmp);
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
     write_json(&dir.join(PART_STATS), &stats)?;

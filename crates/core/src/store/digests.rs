@@ -22,9 +22,10 @@ use crate::graph::key::hash_file_reporting;
 /// How long a file must have been left alone before its stat vouches for its content.
 pub const SETTLE: Duration = Duration::from_secs(2);
 
-/// What identifies a file's content without reading it.
+/// What identifies a file's content without reading it. A stage's parts are published only
+/// while each file's stat is still the one its digest was taken under ([`Stat::still`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Stat {
+pub struct Stat {
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
@@ -33,7 +34,8 @@ struct Stat {
 }
 
 impl Stat {
-    fn of(path: &Path) -> std::io::Result<Stat> {
+    /// The file's stat now.
+    pub fn of(path: &Path) -> std::io::Result<Stat> {
         use std::os::unix::fs::MetadataExt as _;
         let m = std::fs::metadata(path)?;
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
@@ -46,10 +48,20 @@ impl Stat {
         })
     }
 
-    /// Whether the file's content was left alone for [`SETTLE`] before `started`.
+    /// Whether the file was left alone for [`SETTLE`] before `started`: by its change time
+    /// too, which a copy that keeps the modification time (`cp -p`, `rsync -t`, `tar`) renews.
     fn settled(&self, started: SystemTime) -> bool {
         let Ok(since) = started.duration_since(SystemTime::UNIX_EPOCH) else { return false };
-        since.as_nanos() as i128 - self.mtime_ns > SETTLE.as_nanos() as i128
+        since.as_nanos() as i128 - self.mtime_ns.max(self.ctime_ns) > SETTLE.as_nanos() as i128
+    }
+
+    /// Whether `path` still has this stat's content: its size, modification time, inode and
+    /// device (a file gone or unreadable has not). Not its change time, which a hard link to it
+    /// also moves (the model stage links weights into the store): no write leaves the
+    /// modification time as it was but one that sets it back on purpose, which moves the
+    /// change time, and the digests' cache then hashes the file again.
+    pub fn still(&self, path: &Path) -> bool {
+        Stat::of(path).is_ok_and(|now| Stat { ctime_ns: self.ctime_ns, ..now } == *self)
     }
 }
 
@@ -94,6 +106,13 @@ impl FileDigests {
 
     /// The content digest of `path`: remembered when its stat is unchanged, else hashed.
     pub fn digest(&self, path: &Path) -> std::io::Result<Digest> {
+        self.stamped(path).map(|(digest, _)| digest)
+    }
+
+    /// [`digest`](Self::digest), and the stat it vouches for: the file's content is the
+    /// digest's while [`Stat::still`] holds (a stat that changed during the hashing vouches for
+    /// nothing, and never holds again).
+    pub fn stamped(&self, path: &Path) -> std::io::Result<(Digest, Stat)> {
         self.digest_reporting(path, &|_| {})
     }
 
@@ -117,21 +136,24 @@ impl FileDigests {
             .fold((0, 0), |(n, bytes), (_, stat, _)| (n + 1, bytes + stat.size))
     }
 
-    /// [`digest`](Self::digest), telling `read` each block's size as a file is hashed.
-    fn digest_reporting(&self, path: &Path, read: &dyn Fn(u64)) -> std::io::Result<Digest> {
+    /// [`stamped`](Self::stamped), telling `read` each block's size as a file is hashed.
+    fn digest_reporting(&self, path: &Path, read: &dyn Fn(u64)) -> std::io::Result<(Digest, Stat)> {
         let started = SystemTime::now();
         let (key, stat, known) = self.remembered(path)?;
         if let Some(digest) = known {
-            return Ok(digest);
+            return Ok((digest, stat));
         }
         let digest = hash_file_reporting(&key, read)?;
         // The stat taken before hashing vouches only if nothing changed meanwhile.
-        if Stat::of(&key).is_ok_and(|after| after == stat) {
+        let after = Stat::of(&key)?;
+        if after == stat {
             let keep = stat.settled(started);
             self.dirty.fetch_or(keep, Ordering::Relaxed);
             self.lock_entries().insert(key, Entry { stat, digest, keep });
+            return Ok((digest, stat));
         }
-        Ok(digest)
+        // Changed while hashed: a stat no later look will find, so any check against it fails.
+        Ok((digest, Stat { mtime_ns: i128::MIN, ..after }))
     }
 
     /// Digests many files, hashing the misses in parallel and telling `read` the bytes hashed
@@ -144,8 +166,10 @@ impl FileDigests {
         let mut unique: Vec<&PathBuf> = keys.iter().collect();
         unique.sort();
         unique.dedup();
-        let digests: std::collections::HashMap<&PathBuf, Digest> =
-            unique.into_par_iter().map(|k| Ok((k, self.digest_reporting(k, read)?))).collect::<std::io::Result<_>>()?;
+        let digests: std::collections::HashMap<&PathBuf, Digest> = unique
+            .into_par_iter()
+            .map(|k| Ok((k, self.digest_reporting(k, read)?.0)))
+            .collect::<std::io::Result<_>>()?;
         Ok(keys.iter().map(|k| digests[k]).collect())
     }
 
