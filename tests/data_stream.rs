@@ -316,6 +316,87 @@ fn a_mix_past_max_epochs_is_refused_and_the_plan_says_so_first() {
     assert!(epochs("small") > 1.0 && epochs("small") < 4.0, "{sources}");
 }
 
+/// The passes over `corpus` a plan's `tokens by source` line gives (`en 396k of 159k = 2.50 epochs`).
+fn planned_passes(plan: &str, corpus: &str) -> f64 {
+    let line = plan.lines().find(|l| l.contains("tokens by source")).unwrap_or_else(|| panic!("{plan}"));
+    let after = line.split(&format!("{corpus} ")).nth(1).unwrap_or_else(|| panic!("no {corpus} in {line}"));
+    let epochs = after.split(" = ").nth(1).and_then(|e| e.split(' ').next()).unwrap_or_else(|| panic!("{line}"));
+    epochs.parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[test]
+fn the_plan_counts_the_passes_the_mix_makes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    // One part over English definitions and Chinese poems (far more tokens per byte: a split
+    // by file size would be off); half of the English is held out by a corpus over the same
+    // file (never drawn); short documents are thinned by long context (fewer tokens a pass).
+    write_lines(&root.join("en.jsonl"), "data/corpora/hpo.jsonl", 0, 1500);
+    write_lines(&root.join("zh.jsonl"), "data/corpora/zh_poetry.jsonl", 0, 400);
+    let recipe = |repeat: &str| {
+        format!(
+            "import \"std/schedules\"\nmodel base {{\n  hf = \"hf\"\n}}\n\
+             corpus en {{\n  files = \"en.jsonl\"\n  heldout = 2%\n  max_epochs = 100\n}}\n\
+             corpus zh {{\n  files = \"zh.jsonl\"\n  heldout = 2%\n  max_epochs = 100\n}}\n\
+             corpus probe {{\n  files = \"en.jsonl\"\n  heldout = 50%\n}}\n\
+             mixture m {{\n{repeat}  part general {{\n    corpora = [en, zh]\n    share = 100%\n  }}\n}}\n\
+             train t {{\n  model = base\n  mixture = m\n  tokens = 256k tokens\n  seq_len = 256\n  batch = 8k tokens\n  lr = cosine_rewarm\n\
+             \x20 long_context {{\n    short_below = 48 tokens\n    keep_short = 30%\n  }}\n}}\n\
+             eval e {{\n  model = base\n  sets = [probe]\n}}\n"
+        )
+    };
+    std::fs::write(root.join("recipe.cpt"), recipe("")).expect("recipe");
+    run_only(root, &["tokenize:en@base".into(), "tokenize:zh@base".into(), "split:probe".into()]);
+    let plan = cli_support::cptc(&["plan", "recipe.cpt"]).current_dir(root).output().expect("plan");
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    run_only(root, &["mix:t".into()]);
+    let stats = json(&artifact(root, "mix:t").join("stats.json"));
+    for corpus in ["en", "zh"] {
+        let (planned, made) =
+            (planned_passes(&plan, corpus), stats["sources"][corpus]["epochs"].as_f64().expect("epochs"));
+        assert!(
+            (planned - made).abs() < 0.1 * made,
+            "{corpus}: the plan says {planned} passes, the mix made {made}\n{plan}"
+        );
+        assert!(made > 1.5, "{corpus}: {made} passes, the fixture draws each more than once");
+    }
+    assert!(stats["excluded"]["en"].as_u64().is_some_and(|n| n > 500), "{stats}");
+    // The JSON plan carries the same figures.
+    let out = cli_support::cptc(&["plan", "recipe.cpt", "--format", "json"]).current_dir(root).output().expect("plan");
+    let plan_json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    let train = plan_json["stages"].as_array().expect("stages").iter().find(|s| s["kind"] == "train").expect("train");
+    for source in train["data"]["sources"].as_array().expect("sources") {
+        let corpus = source["corpus"].as_str().expect("corpus");
+        assert_eq!(source["epochs"].as_f64(), Some(planned_passes_exact(&train["data"], corpus)), "{source}");
+        assert!((source["epochs"].as_f64().expect("epochs") - planned_passes(&plan, corpus)).abs() < 0.01, "{source}");
+    }
+
+    // A mixture that does not repeat a source: the plan says `run` will run out.
+    std::fs::write(root.join("recipe.cpt"), recipe("  repeat = false\n")).expect("recipe");
+    let plan = cli_support::cptc(&["plan", "recipe.cpt"]).current_dir(root).output().expect("plan");
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        plan.contains("warning: en is read") && plan.contains("does not repeat a source (`repeat = false`)"),
+        "{plan}"
+    );
+}
+
+/// The passes over `corpus` a JSON plan's train `data` gives, worked out from its parts.
+fn planned_passes_exact(data: &serde_json::Value, corpus: &str) -> f64 {
+    let drawn: u64 =
+        data["parts"].as_array().expect("parts").iter().filter_map(|p| p["corpora"][corpus].as_u64()).sum();
+    let source = data["sources"].as_array().expect("sources").iter().find(|s| s["corpus"] == corpus).expect("source");
+    drawn as f64 / source["per_pass"].as_u64().expect("per_pass").max(1) as f64
+}
+
+/// Lines `from..from + n` of a real corpus into `path`.
+fn write_lines(path: &Path, corpus: &str, from: usize, n: usize) {
+    let text = std::fs::read_to_string(material(corpus)).expect("corpus");
+    let body: String = text.lines().skip(from).take(n).map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, body).expect("write");
+}
+
 /// Peak resident memory (bytes) of `cptc run --only tokenize:big@base` over `mb` MB of text.
 fn tokenize_peak_rss(mb: usize) -> u64 {
     let dir = tempfile::tempdir().expect("temp dir");

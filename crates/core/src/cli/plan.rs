@@ -1,7 +1,7 @@
 //! `cptc plan`: the stage graph in execution order with each stage's status, the tokens each
 //! train stage consumes per source, FLOPs and an estimated time; as text, DOT or JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use petgraph::graph::NodeIndex;
 use serde_json::json;
@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{EXIT_INTERNAL, PlanFormat, planned};
 use crate::exec::{Options, Status};
 use crate::fsdp::Topology;
-use crate::graph::{Graph, StageKind, StageParams};
+use crate::graph::{Graph, PartEstimate, StageKind, StageParams};
 use crate::recipe::Engine;
 use crate::stages::Input;
 
@@ -46,13 +46,15 @@ pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64
     let text = match format {
         PlanFormat::Text => text(&graph, &statuses, file, store_dir, tflops, topology),
         PlanFormat::Dot => dot(&graph, &statuses),
-        PlanFormat::Json => match serde_json::to_string_pretty(&to_json(&graph, &statuses, tflops, topology)) {
-            Ok(t) => t + "\n",
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_INTERNAL;
+        PlanFormat::Json => {
+            match serde_json::to_string_pretty(&to_json(&graph, &statuses, tflops, topology, store_dir)) {
+                Ok(t) => t + "\n",
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_INTERNAL;
+                }
             }
-        },
+        }
     };
     print!("{text}");
     0
@@ -62,8 +64,9 @@ pub(crate) fn run(file: &Path, store_dir: &Path, format: PlanFormat, tflops: f64
 /// the fuzz target renders every checked recipe this way.
 pub fn render(graph: &Graph, statuses: &[(NodeIndex, Status)], file: &Path, tflops: f64) -> [String; 3] {
     let single = &Topology::SINGLE;
-    let json = serde_json::to_string_pretty(&to_json(graph, statuses, tflops, single)).unwrap_or_default();
-    [text(graph, statuses, file, Path::new(".cptc"), tflops, single), dot(graph, statuses), json]
+    let store = Path::new(".cptc");
+    let json = serde_json::to_string_pretty(&to_json(graph, statuses, tflops, single, store)).unwrap_or_default();
+    [text(graph, statuses, file, store, tflops, single), dot(graph, statuses), json]
 }
 
 /// The devices a training runs on: one for the built-in engine, the whole world for FSDP.
@@ -205,9 +208,9 @@ fn text(
                 ));
             }
             out.push_str(&format!("       {line}\n"));
-            let known = sources(graph, statuses, *ix);
-            let parts: Vec<String> = est
-                .parts
+            let (known, repeat) = sources(graph, statuses, *ix, store_dir);
+            let parts = by_source(&est.parts, &known);
+            let parts_text: Vec<String> = parts
                 .iter()
                 .map(|p| {
                     let corpora: Vec<String> = p
@@ -218,8 +221,8 @@ fn text(
                             Some(s) => format!(
                                 "{c} {} of {} = {:.2} epochs{}",
                                 count_text(*t),
-                                count_text(s.tokens),
-                                *t as f64 / s.tokens.max(1) as f64,
+                                count_text(s.per_pass),
+                                *t as f64 / s.per_pass.max(1) as f64,
                                 s.targets.map_or(String::new(), |n| format!(
                                     ", {:.0}% of them targets (loss_on)",
                                     100.0 * n as f64 / s.tokens.max(1) as f64
@@ -231,10 +234,10 @@ fn text(
                     format!("{} {} ({})", p.part, count_text(p.tokens), corpora.join(", "))
                 })
                 .collect();
-            if !parts.is_empty() {
-                out.push_str(&format!("       tokens by source: {}\n", parts.join("; ")));
+            if !parts_text.is_empty() {
+                out.push_str(&format!("       tokens by source: {}\n", parts_text.join("; ")));
             }
-            for w in data_warnings(est, &known) {
+            for w in data_warnings(&parts, &known, repeat) {
                 out.push_str(&format!("       warning: {w}\n"));
             }
             for line in ledger_lines(graph, statuses, *ix, store_dir) {
@@ -267,7 +270,11 @@ fn text(
 /// What the store knows of a training source: its tokenized training side, once cached.
 struct SourceData {
     corpus: String,
+    /// Tokens of its training side: its weight within its mixture part, as the sampler weighs it.
     tokens: u64,
+    /// Tokens one pass gives the mixture (`stages::mix::supply`): less the documents other
+    /// corpora hold out, short ones at their long-context keep rate. What epochs count.
+    per_pass: u64,
     /// Of those, the training targets, in a corpus whose template marks `loss_on` fields.
     targets: Option<u64>,
     max_epochs: f64,
@@ -279,21 +286,85 @@ fn mix_of(graph: &Graph, train: NodeIndex) -> Option<NodeIndex> {
     graph.inputs(train).into_iter().find(|(r, _)| *r == Input::Data).map(|(_, ix)| ix)
 }
 
-/// The sources of a train stage's mix whose tokenize stage is cached, with their limits.
-fn sources(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) -> Vec<SourceData> {
-    let Some(mix) = mix_of(graph, train) else { return Vec::new() };
-    let StageParams::Mix(params) = &graph.stage(mix).params else { return Vec::new() };
+/// A cached stage's artifact folder.
+fn cached_dir(graph: &Graph, statuses: &[(NodeIndex, Status)], ix: NodeIndex, store_dir: &Path) -> Option<PathBuf> {
+    match statuses.iter().find(|(i, _)| *i == ix) {
+        Some((_, Status::Cached(meta))) => {
+            Some(crate::store::Store::at(store_dir).artifact_dir(graph.stage(ix).kind(), &meta.key))
+        }
+        _ => None,
+    }
+}
+
+/// The sources of a train stage's mix whose tokenize stage is cached, with their limits, and
+/// whether the mixture may repeat a source. Documents held out by another corpus count once
+/// that corpus' split is cached (until then a pass is taken to give them too).
+fn sources(
+    graph: &Graph,
+    statuses: &[(NodeIndex, Status)],
+    train: NodeIndex,
+    store_dir: &Path,
+) -> (Vec<SourceData>, bool) {
+    let Some(mix) = mix_of(graph, train) else { return (Vec::new(), true) };
+    let StageParams::Mix(params) = &graph.stage(mix).params else { return (Vec::new(), true) };
+    let exclude: Vec<PathBuf> = graph
+        .inputs(mix)
+        .into_iter()
+        .filter(|(role, _)| matches!(role, Input::Exclude(_)))
+        .filter_map(|(_, ix)| cached_dir(graph, statuses, ix, store_dir))
+        .collect();
+    // A plan is a preview: an artifact it cannot read counts for nothing here (`run` says why).
+    let held = crate::stages::mix::held_keys(exclude.iter().map(PathBuf::as_path)).unwrap_or_default();
     let mut out = Vec::new();
     for (role, tok) in graph.inputs(mix) {
         let Input::Corpus(corpus) = role else { continue };
         let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == tok) else { continue };
         let Some(tokens) = meta.values.pointer("/train/tokens").and_then(serde_json::Value::as_u64) else { continue };
+        let per_pass = cached_dir(graph, statuses, tok, store_dir)
+            .and_then(|dir| {
+                let shard = crate::data::shard::ShardReader::open(&dir.join("train")).ok()?;
+                crate::stages::mix::supply(&dir, &shard, &held, params.long_context.as_ref()).ok()
+            })
+            .map_or(tokens, |s| s.per_pass);
         let max_epochs = params.max_epochs.get(&corpus).copied().unwrap_or(crate::recipe::DEFAULT_MAX_EPOCHS);
         let seq_len = params.long_context.map_or(params.seq_len, |lc| lc.target_len);
         let targets = meta.values.pointer("/train/targets").and_then(serde_json::Value::as_u64);
-        out.push(SourceData { corpus, tokens, targets, max_epochs, seq_len });
+        out.push(SourceData { corpus, tokens, per_pass, targets, max_epochs, seq_len });
     }
-    out
+    (out, params.mixture.repeat)
+}
+
+/// The estimate's tokens per part and corpus, each part's tokens split among its corpora as
+/// the sampler splits them (by their training tokens) once all of them are tokenized; by
+/// their files' sizes until then.
+fn by_source(parts: &[PartEstimate], known: &[SourceData]) -> Vec<PartEstimate> {
+    parts
+        .iter()
+        .map(|p| {
+            let tokens: Option<Vec<u64>> =
+                p.corpora.keys().map(|c| known.iter().find(|s| &s.corpus == c).map(|s| s.tokens)).collect();
+            let Some(tokens) = tokens else { return p.clone() };
+            let total = tokens.iter().sum::<u64>().max(1) as f64;
+            let corpora = p
+                .corpora
+                .keys()
+                .zip(tokens)
+                .map(|(c, t)| (c.clone(), (p.tokens as f64 * t as f64 / total).round() as u64))
+                .collect();
+            PartEstimate { corpora, ..p.clone() }
+        })
+        .collect()
+}
+
+/// Per known source: the tokens drawn from it and the passes that makes.
+fn drawn(parts: &[PartEstimate], known: &[SourceData]) -> Vec<(u64, f64)> {
+    known
+        .iter()
+        .map(|s| {
+            let drawn: u64 = parts.iter().filter_map(|p| p.corpora.get(&s.corpus)).sum();
+            (drawn, drawn as f64 / s.per_pass.max(1) as f64)
+        })
+        .collect()
 }
 
 /// Once a train's mix is cached, its data ledger: per phase so far (those it continues or
@@ -325,22 +396,26 @@ fn ledger_lines(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeInde
         .collect()
 }
 
-/// Sources drawn past their `max_epochs` (which `run` refuses) or too small for one sequence.
-fn data_warnings(est: &crate::graph::TrainEstimate, known: &[SourceData]) -> Vec<String> {
+/// Sources drawn past their `max_epochs` (which `run` refuses), past one pass of a mixture
+/// that does not repeat (`run` runs out), or too small for one sequence.
+fn data_warnings(parts: &[PartEstimate], known: &[SourceData], repeat: bool) -> Vec<String> {
     let mut out = Vec::new();
-    for s in known {
-        let drawn: u64 = est.parts.iter().filter_map(|p| p.corpora.get(&s.corpus)).sum();
-        let epochs = drawn as f64 / s.tokens.max(1) as f64;
+    for (s, (_, epochs)) in known.iter().zip(drawn(parts, known)) {
         if epochs > s.max_epochs {
             out.push(format!(
                 "{} is read {epochs:.1} times over, more than its max_epochs ({}): `cptc run` refuses this mix; add text, lower its share, or raise `max_epochs`",
                 s.corpus, s.max_epochs
             ));
+        } else if !repeat && epochs > 1.0 {
+            out.push(format!(
+                "{} is read {epochs:.1} times over, but the mixture does not repeat a source (`repeat = false`): `cptc run` fails when it runs out; add text, lower its share, or set `repeat = true`",
+                s.corpus
+            ));
         }
-        if s.tokens <= s.seq_len {
+        if s.per_pass <= s.seq_len {
             out.push(format!(
                 "{} holds {} training tokens, less than one sequence of {}: every sequence repeats it",
-                s.corpus, s.tokens, s.seq_len
+                s.corpus, s.per_pass, s.seq_len
             ));
         }
     }
@@ -409,7 +484,13 @@ fn dot(graph: &Graph, statuses: &[(NodeIndex, Status)]) -> String {
     out
 }
 
-fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64, topology: &Topology) -> serde_json::Value {
+fn to_json(
+    graph: &Graph,
+    statuses: &[(NodeIndex, Status)],
+    tflops: f64,
+    topology: &Topology,
+    store_dir: &Path,
+) -> serde_json::Value {
     let stages: Vec<serde_json::Value> = statuses
         .iter()
         .map(|(ix, status)| {
@@ -431,6 +512,19 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64, topolog
                 .as_ref()
                 .and_then(|e| e.params)
                 .and_then(|n| state_bytes_per_device(&stage.params, n, topology));
+            // What the store knows of a train's sources: the passes per source, the warnings.
+            let data = stage.estimate.as_ref().filter(|_| stage.kind() == StageKind::Train).map(|est| {
+                let (known, repeat) = sources(graph, statuses, *ix, store_dir);
+                let parts = by_source(&est.parts, &known);
+                let per_source: Vec<serde_json::Value> = known
+                    .iter()
+                    .zip(drawn(&parts, &known))
+                    .map(|(s, (drawn, epochs))| {
+                        json!({ "corpus": s.corpus, "drawn": drawn, "tokens": s.tokens, "per_pass": s.per_pass, "epochs": epochs, "max_epochs": s.max_epochs })
+                    })
+                    .collect();
+                json!({ "parts": parts, "sources": per_source, "warnings": data_warnings(&parts, &known, repeat) })
+            });
             json!({
                 "id": stage.id,
                 "kind": stage.kind(),
@@ -440,6 +534,7 @@ fn to_json(graph: &Graph, statuses: &[(NodeIndex, Status)], tflops: f64, topolog
                 "inputs": inputs,
                 "params": stage.params,
                 "estimate": stage.estimate,
+                "data": data,
                 "estimated_seconds": seconds,
                 "state_bytes_per_device": memory,
             })

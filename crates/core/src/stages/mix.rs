@@ -21,7 +21,9 @@ use crate::report::{DataPhase, DataRead};
 /// v3: documents any corpus holds out are never drawn (`excluded` per corpus); passes per
 /// corpus (`epochs`), refused past its `max_epochs`.
 /// v4: the data ledger; a continuing stage's streams go on from its parent's.
-pub const VERSION: u64 = 4;
+/// v5: passes counted against what one pass gives (long context's short documents at their
+/// keep rate), in `max_epochs`, the ledger and `stats.json`.
+pub const VERSION: u64 = 5;
 
 /// `ledger.json`: per corpus where its stream stands, and the phases so far.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -168,8 +170,69 @@ impl Params {
     }
 }
 
-/// Fails once `corpus` has given more than its `max_epochs` passes over its `available`
-/// tokens: past a few repeats more passes stop helping, and silent extra epochs are a classic
+/// The keys of the documents the split artifacts in `dirs` hold out.
+pub fn held_keys<'a>(
+    dirs: impl IntoIterator<Item = &'a Path>,
+) -> Result<std::collections::HashSet<data::split::DocKey>, StageFailure> {
+    let mut held = std::collections::HashSet::new();
+    for dir in dirs {
+        super::split::heldout_keys(dir, &mut held)?;
+    }
+    Ok(held)
+}
+
+/// A corpus' training side as the mixture reads it.
+pub struct Supply {
+    /// Its documents another corpus of the recipe holds out (ascending): never drawn.
+    pub skip: Vec<u32>,
+    /// The tokens one pass over the rest gives, short documents counted at their long-context
+    /// keep rate (each pass keeps one with that probability): what `max_epochs` counts passes of.
+    pub per_pass: u64,
+}
+
+/// The [`Supply`] of the tokenize artifact in `dir` (its training shard `shard`), given the
+/// keys `held` out elsewhere and the train's long-context setting. Reads the documents' keys
+/// only when anything is held out, their lengths only when any is skipped or thinned.
+pub fn supply(
+    dir: &Path,
+    shard: &data::shard::ShardReader,
+    held: &std::collections::HashSet<data::split::DocKey>,
+    long_context: Option<&LongContext>,
+) -> Result<Supply, StageFailure> {
+    let mut skip = Vec::new();
+    if !held.is_empty() {
+        let keys = super::tokenize::train_keys(dir)?;
+        if keys.len() != shard.len() {
+            return Err(StageFailure::internal(format!(
+                "{}: {} document keys for {} documents",
+                dir.display(),
+                keys.len(),
+                shard.len()
+            )));
+        }
+        skip = keys.iter().enumerate().filter(|(_, k)| held.contains(*k)).map(|(i, _)| i as u32).collect();
+    }
+    let thinned = long_context.filter(|lc| lc.keep_short < 1.0);
+    if skip.is_empty() && thinned.is_none() {
+        return Ok(Supply { skip, per_pass: shard.num_tokens() });
+    }
+    let mut skipped = skip.iter().peekable();
+    let mut per_pass = 0.0f64;
+    for d in 0..shard.len() {
+        if skipped.next_if(|&&s| s as usize == d).is_some() {
+            continue;
+        }
+        let len = shard.doc_len(d);
+        per_pass += match thinned {
+            Some(lc) if u64::from(len) < lc.short_below => f64::from(len) * lc.keep_short.max(0.0),
+            _ => f64::from(len),
+        };
+    }
+    Ok(Supply { skip, per_pass: per_pass.round() as u64 })
+}
+
+/// Fails once `corpus` has given more than its `max_epochs` passes of `available` tokens each
+/// ([`Supply::per_pass`]): past a few repeats more passes stop helping, and silent extra epochs are a classic
 /// surprise of mixture changes.
 fn over_limit(p: &Params, corpus: &str, drawn: u64, available: u64) -> Result<(), StageFailure> {
     let Some(&limit) = p.max_epochs.get(corpus) else { return Ok(()) };
@@ -178,7 +241,7 @@ fn over_limit(p: &Params, corpus: &str, drawn: u64, available: u64) -> Result<()
     }
     Err(StageFailure::input(
         format!(
-            "mixture `{}` reads corpus `{corpus}` more than {limit} times over (max_epochs): its training side holds {available} tokens, and {drawn} of the stage's {} were drawn from it before it was done",
+            "mixture `{}` reads corpus `{corpus}` more than {limit} times over (max_epochs): one pass over its training side gives {available} tokens, and {drawn} of the stage's {} were drawn from it before it was done",
             p.mixture.name, p.tokens
         ),
         Some(format!(
@@ -196,10 +259,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         }
     };
     // A document held out anywhere in the recipe (by its normalized hash) is trained on nowhere.
-    let mut held = std::collections::HashSet::new();
-    for ((), dir, _) in ctx.inputs_where(|i| matches!(i, Input::Exclude(_)).then_some(())) {
-        super::split::heldout_keys(dir, &mut held)?;
-    }
+    let held = held_keys(ctx.inputs_where(|i| matches!(i, Input::Exclude(_)).then_some(())).map(|((), dir, _)| dir))?;
     // A fork goes on from its parent's streams at its point; a phase continuing another from
     // the streams where that one ended. Either way each shared corpus goes on where it stood.
     let fork = match &p.fork {
@@ -224,22 +284,11 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         _ => None,
     }) {
         let shard = data::shard::ShardReader::open(&dir.join("train"))?;
-        let keys = super::tokenize::train_keys(dir)?;
-        if keys.len() != shard.len() {
-            return Err(StageFailure::internal(format!(
-                "{}: {} document keys for {} documents",
-                dir.display(),
-                keys.len(),
-                shard.len()
-            )));
-        }
-        let skip: Vec<u32> =
-            keys.iter().enumerate().filter(|(_, k)| held.contains(*k)).map(|(i, _)| i as u32).collect();
+        let Supply { skip, per_pass } = supply(dir, &shard, &held, p.long_context.as_ref())?;
         if !skip.is_empty() {
             excluded.insert(corpus.clone(), json!(skip.len()));
         }
-        let skipped: u64 = skip.iter().map(|&d| u64::from(shard.doc_len(d as usize))).sum();
-        available.push(shard.num_tokens().saturating_sub(skipped));
+        available.push(per_pass);
         // A source the fork's parent drew from is rebuilt as the parent built it, then put at
         // its cursor (`Sampler::adopt`); any other continues from the ledger.
         let forked = match &fork {
