@@ -255,7 +255,7 @@ impl Packer {
         if let Some(lc) = long_context
             && lc.group_similar
         {
-            docs = self.group_similar(&docs)?;
+            docs = self.group_similar(&docs, &mut rng)?;
         }
         Ok(docs)
     }
@@ -286,7 +286,13 @@ impl Packer {
     /// Reorders `docs` (already shuffled) so that similar documents are adjacent, window by
     /// window of [`GROUP_WINDOW`] documents: memory and work stay bounded for any corpus, and a
     /// window of shuffled documents holds neighbours enough.
-    fn group_similar(&self, docs: &[u32]) -> Result<Vec<u32>, DataError> {
+    ///
+    /// The similarity chain walks one topic after another, so it is cut into runs of about one
+    /// sequence's tokens, put in an order drawn from `rng`: similar documents still share their
+    /// sequences, and every stretch of training still sees the window's topics in their
+    /// proportions (the chain alone gave a quarter of a run with none of a corpus' second
+    /// language).
+    fn group_similar(&self, docs: &[u32], rng: &mut ChaCha8Rng) -> Result<Vec<u32>, DataError> {
         let mut out = Vec::with_capacity(docs.len());
         let mut sigs = Vec::with_capacity(docs.len().min(GROUP_WINDOW));
         let mut buf = Vec::new();
@@ -297,7 +303,24 @@ impl Packer {
                 self.shard.read_range(d as usize, 0, self.shard.doc_len(d as usize), &mut buf)?;
                 sigs.push(minhash(&buf));
             }
-            out.extend(greedy_chain(&sigs).into_iter().map(|i| window[i]));
+            let chain = greedy_chain(&sigs);
+            // A run ends past one sequence's tokens where the chain changes topic, or past two.
+            let (enough, most) = (u64::from(self.seq_tokens), 2 * u64::from(self.seq_tokens));
+            let mut runs: Vec<&[usize]> = Vec::new();
+            let (mut start, mut tokens) = (0, 0u64);
+            for (i, &d) in chain.iter().enumerate() {
+                tokens += u64::from(self.shard.doc_len(window[d] as usize));
+                let turns = chain.get(i + 1).is_none_or(|&next| similarity(&sigs[d], &sigs[next]) < TOPIC_TURN);
+                if tokens >= most || (tokens >= enough && turns) {
+                    runs.push(&chain[start..=i]);
+                    (start, tokens) = (i + 1, 0);
+                }
+            }
+            if start < chain.len() {
+                runs.push(&chain[start..]);
+            }
+            runs.shuffle(rng);
+            out.extend(runs.into_iter().flatten().map(|&i| window[i]));
         }
         Ok(out)
     }
@@ -313,6 +336,9 @@ pub const GROUP_WINDOW: usize = 1 << 16;
 const K: usize = 32;
 const BANDS: usize = 16;
 const NGRAM: usize = 1;
+/// MinHash similarity under which the chain's next document starts another topic (where a
+/// run of grouped documents is best cut).
+const TOPIC_TURN: f64 = 0.1;
 /// Candidates examined per bucket per step; bounds the walk's cost on huge buckets.
 const SCAN: usize = 64;
 
