@@ -81,17 +81,59 @@ fn compressed_jsonl_reads_the_same() {
     e.finish().unwrap();
     let zst = tmp.path().join("c.jsonl.zst");
     std::fs::write(&zst, zstd::encode_all(lines.as_bytes(), 3).unwrap()).unwrap();
+    // Two gzip members, then the zero padding a tape or block writer leaves (`gzip -d` reads it).
+    let padded = tmp.path().join("d.jsonl.gz");
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let mut bytes = Vec::new();
+    for half in [first, second] {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(half.as_bytes()).unwrap();
+        bytes.extend(e.finish().unwrap());
+    }
+    bytes.extend([0u8; 512]);
+    std::fs::write(&padded, &bytes).unwrap();
 
     let read = |p: &Path| {
         let c = corpus("poetry", vec![p.to_path_buf()], Format::Jsonl, field("text"));
         read_corpus(&c, &IngestOptions::default()).unwrap()
     };
     let want = real_texts("zh_poetry", 300);
-    for p in [&plain, &gz, &zst] {
+    for p in [&plain, &gz, &zst, &padded] {
         let got = read(p);
         assert_eq!(got.docs.iter().map(|d| d.text.clone()).collect::<Vec<_>>(), want, "{}", p.display());
         assert_eq!(got.report.documents, 300);
         assert_eq!(got.report.skipped.total(), 0);
+    }
+}
+
+/// A compressed file damaged or cut short fails its corpus naming the codec, the file and the
+/// lines read whole before the damage; so does anything but zero padding after a gzip member.
+#[test]
+fn damaged_compressed_files_name_where_they_break() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = real_lines("zh_poetry", 2000).join("\n") + "\n";
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(lines.as_bytes()).unwrap();
+    let gz = e.finish().unwrap();
+    let zst = zstd::encode_all(lines.as_bytes(), 3).unwrap();
+    let mut garbage = gz.clone();
+    garbage.extend([0, 0, 0, 7]);
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("cut.jsonl.gz", gz[..gz.len() / 2].to_vec(), "gzip"),
+        ("cut.jsonl.zst", zst[..zst.len() / 2].to_vec(), "zstd"),
+        ("garbage.jsonl.gz", garbage, "gzip"),
+    ];
+    for (name, bytes, codec) in cases {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let c = corpus("poetry", vec![path.clone()], Format::Jsonl, field("text"));
+        let Err(e) = read_corpus(&c, &IngestOptions::default()) else { panic!("{name} read") };
+        let text = e.to_string();
+        assert!(text.starts_with(&format!("cannot decompress `{}` ({codec}) past line ", path.display())), "{text}");
+        let line: u64 = text.rsplit(' ').next().unwrap().parse().unwrap();
+        let whole = if name.starts_with("garbage") { 2000 } else { 1 };
+        assert!(line >= whole && line <= 2000, "{name}: {text}");
     }
 }
 
@@ -187,6 +229,21 @@ fn parquet_hf_layout() {
         err.to_string().ends_with(".parquet:1: missing field `content` (40 rows; the columns are `text`, `source`)"),
         "{err}"
     );
+
+    // A file of no rows skips nothing, whatever its columns lack.
+    let empty = tmp.path().join("train-00001-of-00002.parquet");
+    let schema = Arc::new(parse_message_type("message schema { optional binary source (UTF8); }").unwrap());
+    SerializedFileWriter::new(
+        std::fs::File::create(&empty).unwrap(),
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap()
+    .close()
+    .unwrap();
+    let c = corpus("hpo", vec![path.clone(), empty], Format::Parquet, field("text"));
+    let ing = read_corpus(&c, &IngestOptions::default()).unwrap();
+    assert_eq!((ing.report.documents, ing.report.skipped.total()), (38, 2), "{:?}", ing.report);
 }
 
 #[test]

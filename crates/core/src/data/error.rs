@@ -23,6 +23,22 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    #[error("cannot decompress `{}` ({codec}) past line {line}", path.display())]
+    #[diagnostic(
+        code(cptc::data::decompress),
+        help(
+            "the file is damaged or cut short there: download or compress it again (`gzip -t` / `zstd -t` test a file)"
+        )
+    )]
+    Decompress {
+        codec: &'static str,
+        path: PathBuf,
+        /// Lines read whole before the failure.
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{}:{line}: {reason}", file.display())]
     #[diagnostic(
         code(cptc::data::bad_record),

@@ -371,25 +371,83 @@ impl State<'_> {
 }
 
 /// Opens a file, transparently decompressing gzip or zstd (sniffed by magic bytes, so a
-/// misnamed file still reads).
-fn open_maybe_compressed(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
+/// misnamed file still reads); says which codec, if any.
+fn open_maybe_compressed(path: &Path) -> Result<(Box<dyn BufRead>, Option<&'static str>), DataError> {
     let f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let head = r.fill_buf().map_err(|e| DataError::io("read", path, e))?;
-    let mut text: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(r)))
+    let (mut text, codec): (Box<dyn BufRead>, _) = if head.starts_with(&[0x1f, 0x8b]) {
+        (Box::new(BufReader::with_capacity(1 << 20, GzMembers::new(r))), Some("gzip"))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
-        Box::new(BufReader::with_capacity(1 << 20, d))
+        (Box::new(BufReader::with_capacity(1 << 20, d)), Some("zstd"))
     } else {
-        Box::new(r)
+        (Box::new(r), None)
     };
     // A UTF-8 byte-order mark (Windows editors write one) is not text: it would break the first
     // JSON line or start the first document.
-    if text.fill_buf().map_err(|e| DataError::io("read", path, e))?.starts_with(b"\xEF\xBB\xBF") {
+    let bom = text.fill_buf().map_err(|e| read_error(path, codec, 0, e))?.starts_with(b"\xEF\xBB\xBF");
+    if bom {
         text.consume(3);
     }
-    Ok(text)
+    Ok((text, codec))
+}
+
+/// A read failure past `line` whole lines: the codec's, where the file is compressed.
+fn read_error(path: &Path, codec: Option<&'static str>, line: u64, source: std::io::Error) -> DataError {
+    match codec {
+        Some(codec) => DataError::Decompress { codec, path: path.to_path_buf(), line, source },
+        None => DataError::io("read", path, source),
+    }
+}
+
+/// Gzip members one after another, as `gzip -d` reads them: zero bytes after a member (the
+/// padding of tape and block writers) end the stream; anything else must be another member.
+struct GzMembers<R: BufRead> {
+    member: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzMembers<R> {
+    fn new(r: R) -> Self {
+        GzMembers { member: Some(flate2::bufread::GzDecoder::new(r)) }
+    }
+}
+
+impl<R: BufRead> std::io::Read for GzMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else { return Ok(0) };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended (the decoder reads exactly its bytes): what follows it?
+            let Some(member) = self.member.take() else { return Ok(0) };
+            let mut rest = member.into_inner();
+            let head = rest.fill_buf()?;
+            if head.is_empty() {
+                return Ok(0);
+            }
+            if head[0] != 0 {
+                self.member = Some(flate2::bufread::GzDecoder::new(rest));
+                continue;
+            }
+            loop {
+                let zeros = rest.fill_buf()?;
+                if zeros.is_empty() {
+                    return Ok(0);
+                }
+                if zeros.iter().any(|&b| b != 0) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "data after the zero padding that ends the last gzip member",
+                    ));
+                }
+                let n = zeros.len();
+                rest.consume(n);
+            }
+        }
+    }
 }
 
 enum Line {
@@ -456,7 +514,7 @@ fn read_jsonl(
     sink: &mut impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     use rayon::prelude::*;
-    let mut r = open_maybe_compressed(path)?;
+    let (mut r, codec) = open_maybe_compressed(path)?;
     let mut line = 0u64;
     let max = st.opts.max_record_bytes;
     // A batch of lines: their bytes back to back, and per line its number and end (None: too long).
@@ -468,7 +526,9 @@ fn read_jsonl(
         lines.clear();
         while bytes.len() < JSONL_BATCH_BYTES {
             let start = bytes.len();
-            let got = read_line_bounded(&mut *r, &mut bytes, max).map_err(|e| DataError::io("read", path, e))?;
+            // One byte more than the limit: a CRLF line's `\r` is not part of its record.
+            let got = read_line_bounded(&mut *r, &mut bytes, max.saturating_add(1))
+                .map_err(|e| read_error(path, codec, line, e))?;
             line += 1;
             match got {
                 Line::Eof => {
@@ -480,7 +540,12 @@ fn read_jsonl(
                     if bytes.len() > start && bytes.last() == Some(&b'\r') {
                         bytes.pop();
                     }
-                    lines.push((line, Some(bytes.len())));
+                    if bytes.len() - start > max {
+                        bytes.truncate(start);
+                        lines.push((line, None));
+                    } else {
+                        lines.push((line, Some(bytes.len())));
+                    }
                 }
             }
         }
@@ -712,11 +777,11 @@ fn read_text(
     st: &mut State<'_>,
     sink: &mut impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let r = open_maybe_compressed(path)?;
+    let (r, codec) = open_maybe_compressed(path)?;
     let max = st.opts.max_record_bytes;
     let mut bytes = Vec::new();
     // One more byte than allowed tells "exactly at the limit" from "over it".
-    r.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| DataError::io("read", path, e))?;
+    r.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| read_error(path, codec, 0, e))?;
     if bytes.len() > max {
         return st.issue(path, 1, IssueKind::TooLong, format!("file longer than {max} bytes"));
     }
@@ -783,6 +848,10 @@ fn read_parquet(
         cols.push((name.to_string(), idx));
     }
     if let Some((missing, _)) = cols.iter().find(|(_, i)| i.is_none()) {
+        // A file of no rows skips none, whatever its columns (as an empty jsonl file).
+        if total_rows == 0 {
+            return Ok(());
+        }
         // Every row lacks the field: one listed issue for the file, every row counted.
         let columns: Vec<String> =
             schema.columns().iter().take(8).map(|c| format!("`{}`", c.path().string())).collect();
@@ -790,7 +859,7 @@ fn read_parquet(
         if st.opts.strict {
             return Err(DataError::BadRecord { file: path.to_path_buf(), line: 1, reason: detail });
         }
-        st.report.skipped.add(IssueKind::MissingField, total_rows.max(1) - 1);
+        st.report.skipped.add(IssueKind::MissingField, total_rows - 1);
         return st.issue(path, 1, IssueKind::MissingField, detail);
     }
 
