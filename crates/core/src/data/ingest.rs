@@ -602,17 +602,31 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
     {
         return Parsed::Text((t, None, None));
     }
-    let obj = match serde_json::from_str::<Value>(s) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into()),
+    let mut wanted: Vec<&str> = match text {
+        TextSource::Field(name) => vec![name.as_str()],
+        TextSource::Template(t) => t
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                TemplatePart::Field(n) => Some(n.as_str()),
+                TemplatePart::Literal(_) => None,
+            })
+            .collect(),
+    };
+    wanted.extend(split_by);
+    let Record { fields: obj, keys } = match record(s, &wanted) {
+        Ok(r) => r,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into());
+        }
         Err(e) => return Parsed::Issue(IssueKind::InvalidJson, format!("invalid JSON: {e}")),
     };
     match render(text, |name| obj.get(name)).and_then(|(t, m)| Ok((t, m, split_key(split_by, |n| obj.get(n))?))) {
         Ok(t) => Parsed::Text(t),
         Err((IssueKind::MissingField, detail)) if detail.starts_with("missing") => {
             // Say what the record does have: the usual cause is a field named otherwise.
-            let mut fields: Vec<String> = obj.keys().take(8).map(|k| format!("`{k}`")).collect();
-            if obj.len() > 8 {
+            let mut fields: Vec<String> = keys.iter().take(8).map(|k| format!("`{k}`")).collect();
+            if keys.len() > 8 {
                 fields.push("...".into());
             }
             let has = if fields.is_empty() { "no fields".to_string() } else { fields.join(", ") };
@@ -620,6 +634,48 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
         }
         Err((kind, detail)) => Parsed::Issue(kind, detail),
     }
+}
+
+/// A record's fields that a corpus reads, and the names of all of them (distinct, in order;
+/// nine at most: enough to say what a record holds).
+struct Record {
+    fields: std::collections::HashMap<String, Value>,
+    keys: Vec<String>,
+}
+
+/// The fields `wanted` of the JSON object `line` (the last of each, if repeated), every other
+/// value skipped unread as the one-field path skips it: a field no template or split reads
+/// never decides whether a record is kept.
+fn record(line: &str, wanted: &[&str]) -> Result<Record, serde_json::Error> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Fields<'w>(&'w [&'w str]);
+
+    impl<'de> Visitor<'de> for Fields<'_> {
+        type Value = Record;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Record, A::Error> {
+            let mut r = Record { fields: std::collections::HashMap::new(), keys: Vec::new() };
+            while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                if self.0.contains(&key.as_ref()) {
+                    r.fields.insert(key.to_string(), a.next_value::<Value>()?);
+                } else {
+                    a.next_value::<IgnoredAny>()?;
+                }
+                if r.keys.len() < 9 && !r.keys.iter().any(|k| *k == key) {
+                    r.keys.push(key.into_owned());
+                }
+            }
+            Ok(r)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(line);
+    let got = de.deserialize_map(Fields(wanted))?;
+    de.end()?;
+    Ok(got)
 }
 
 /// The string in field `name` of the JSON object `line` (the last, if repeated); `None` when
