@@ -602,19 +602,7 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
     {
         return Parsed::Text((t, None, None));
     }
-    let mut wanted: Vec<&str> = match text {
-        TextSource::Field(name) => vec![name.as_str()],
-        TextSource::Template(t) => t
-            .parts
-            .iter()
-            .filter_map(|p| match p {
-                TemplatePart::Field(n) => Some(n.as_str()),
-                TemplatePart::Literal(_) => None,
-            })
-            .collect(),
-    };
-    wanted.extend(split_by);
-    let Record { fields: obj, keys } = match record(s, &wanted) {
+    let Record { fields: obj, keys } = match record(s, &fields_read(text, split_by)) {
         Ok(r) => r,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into());
@@ -634,6 +622,24 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
         }
         Err((kind, detail)) => Parsed::Issue(kind, detail),
     }
+}
+
+/// The fields of a record a corpus reads: its text's (the field, or the template's) and its
+/// split's.
+fn fields_read<'t>(text: &'t TextSource, split_by: Option<&'t str>) -> Vec<&'t str> {
+    let mut names: Vec<&str> = match text {
+        TextSource::Field(name) => vec![name.as_str()],
+        TextSource::Template(t) => t
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                TemplatePart::Field(n) => Some(n.as_str()),
+                TemplatePart::Literal(_) => None,
+            })
+            .collect(),
+    };
+    names.extend(split_by);
+    names
 }
 
 /// A record's fields that a corpus reads, and the names of all of them (distinct, in order;
@@ -874,18 +880,7 @@ fn read_parquet(
     let total_rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
 
     // The fields the text needs, each mapped to a top-level string column (or absent).
-    let mut names: Vec<&str> = match text {
-        TextSource::Field(n) => vec![n.as_str()],
-        TextSource::Template(t) => t
-            .parts
-            .iter()
-            .filter_map(|p| match p {
-                TemplatePart::Field(n) => Some(n.as_str()),
-                TemplatePart::Literal(_) => None,
-            })
-            .collect(),
-    };
-    names.extend(st.opts.split_by.as_deref());
+    let names = fields_read(text, st.opts.split_by.as_deref());
     let mut cols: Vec<(String, Option<usize>)> = Vec::new();
     for name in names {
         if cols.iter().any(|(n, _)| n == name) {
