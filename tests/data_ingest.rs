@@ -246,6 +246,70 @@ fn parquet_hf_layout() {
     assert_eq!((ing.report.documents, ing.report.skipped.total()), (38, 2), "{:?}", ing.report);
 }
 
+/// Writes the row group's next column (required, flat).
+fn next_column<T: parquet::data_type::DataType>(
+    rg: &mut parquet::file::writer::SerializedRowGroupWriter<'_, std::fs::File>,
+    values: &[T::T],
+) {
+    let mut col = rg.next_column().unwrap().unwrap();
+    col.typed::<T>().write_batch(values, None, None).unwrap();
+    col.close().unwrap();
+}
+
+/// Number and boolean columns serve a split key and a template as a jsonl record's numbers
+/// and booleans do: the same documents, the same keys, from either format.
+#[test]
+fn parquet_scalars_read_as_jsonl_numbers_do() {
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = real_texts("hpo", 30);
+    let ids: Vec<i64> = (0..30).map(|i| 1_000_000_007 * (i % 7)).collect();
+    let scores: Vec<f64> = (0..30).map(|i| f64::from(i) / 8.0).collect();
+    let flags: Vec<bool> = (0..30).map(|i| i % 3 == 0).collect();
+    let jsonl = tmp.path().join("a.jsonl");
+    let lines: Vec<String> = (0..30)
+        .map(|i| json!({ "text": texts[i], "id": ids[i], "score": scores[i], "flag": flags[i] }).to_string())
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let parquet = tmp.path().join("a.parquet");
+    let schema = Arc::new(
+        parse_message_type(
+            "message schema { required binary text (UTF8); required int64 id; required double score; required boolean flag; }",
+        )
+        .unwrap(),
+    );
+    let mut w = SerializedFileWriter::new(
+        std::fs::File::create(&parquet).unwrap(),
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let text: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(t.as_str())).collect();
+    next_column::<ByteArrayType>(&mut rg, &text);
+    next_column::<Int64Type>(&mut rg, &ids);
+    next_column::<DoubleType>(&mut rg, &scores);
+    next_column::<BoolType>(&mut rg, &flags);
+    rg.close().unwrap();
+    w.close().unwrap();
+
+    let opts = IngestOptions { split_by: Some("id".into()), ..Default::default() };
+    let read = |path: &Path, format: Format| {
+        let c = corpus("hpo", vec![path.to_path_buf()], format, template("{text} (score {score}, flag {flag})"));
+        let ing = read_corpus(&c, &opts).unwrap();
+        ing.docs.iter().map(|d| (d.text.clone(), d.split_key.clone())).collect::<Vec<_>>()
+    };
+    let (from_jsonl, from_parquet) = (read(&jsonl, Format::Jsonl), read(&parquet, Format::Parquet));
+    assert_eq!(from_jsonl.len(), 30);
+    assert_eq!(from_parquet, from_jsonl);
+    assert_eq!(from_parquet[1].1.as_deref(), Some("1000000007"));
+    assert!(from_parquet[2].0.ends_with("(score 0.25, flag false)"), "{}", from_parquet[2].0);
+}
+
 #[test]
 fn a_corpus_without_usable_documents_says_why_and_what_the_records_hold() {
     // Real records whose text sits under another name than the recipe says.

@@ -624,6 +624,43 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
     }
 }
 
+/// One value of a parquet column: a string's bytes (checked as UTF-8 when used), or a scalar.
+enum Cell {
+    Bytes(parquet::data_type::ByteArray),
+    Value(Value),
+}
+
+/// A flat column's `rows` values in a row group, nulls as `None` (`max_def`: the column's
+/// definition level of a present value).
+fn read_cells<T: parquet::data_type::DataType>(
+    cr: &mut parquet::column::reader::ColumnReaderImpl<T>,
+    rows: usize,
+    max_def: i16,
+    cell: impl Fn(T::T) -> Cell,
+) -> Result<Vec<Option<Cell>>, parquet::errors::ParquetError> {
+    let mut out: Vec<Option<Cell>> = Vec::with_capacity(rows.min(1 << 20));
+    let mut defs: Vec<i16> = Vec::new();
+    let mut vals: Vec<T::T> = Vec::new();
+    while out.len() < rows {
+        defs.clear();
+        vals.clear();
+        let want = (rows - out.len()).min(4096);
+        let (recs, _, _) = cr.read_records(want, Some(&mut defs), None, &mut vals)?;
+        if recs == 0 {
+            break;
+        }
+        if max_def == 0 {
+            out.extend(vals.drain(..).map(|v| Some(cell(v))));
+        } else {
+            let mut it = vals.drain(..);
+            for &d in defs.iter().take(recs) {
+                out.push(if d == max_def { it.next().map(&cell) } else { None });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The fields of a record a corpus reads: its text's (the field, or the template's) and its
 /// split's.
 fn fields_read<'t>(text: &'t TextSource, split_by: Option<&'t str>) -> Vec<&'t str> {
@@ -868,7 +905,6 @@ fn read_parquet(
 ) -> Result<(), DataError> {
     use parquet::basic::Type as PhysicalType;
     use parquet::column::reader::ColumnReader;
-    use parquet::data_type::ByteArray;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     let perr =
@@ -889,10 +925,25 @@ fn read_parquet(
         let idx = schema.columns().iter().position(|c| c.path().parts().len() == 1 && c.name() == name);
         if let Some(i) = idx {
             let c = schema.column(i);
-            if c.physical_type() != PhysicalType::BYTE_ARRAY || c.max_rep_level() != 0 {
+            // Strings, and the scalars a jsonl record's numbers and booleans are (a split key,
+            // a template's field: written as JSON writes them).
+            let scalar = matches!(
+                c.physical_type(),
+                PhysicalType::BYTE_ARRAY
+                    | PhysicalType::INT32
+                    | PhysicalType::INT64
+                    | PhysicalType::BOOLEAN
+                    | PhysicalType::FLOAT
+                    | PhysicalType::DOUBLE
+            );
+            if !scalar || c.max_rep_level() != 0 {
                 return Err(DataError::Parquet {
                     path: path.to_path_buf(),
-                    message: format!("column `{name}` is {:?}, not a flat string column", c.physical_type()),
+                    message: format!(
+                        "column `{name}` is {:?}{}, not a flat string, number or boolean column",
+                        c.physical_type(),
+                        if c.max_rep_level() != 0 { " (repeated)" } else { "" }
+                    ),
                 });
             }
         }
@@ -920,50 +971,47 @@ fn read_parquet(
         let rg = reader.get_row_group(g).map_err(perr)?;
         let rows = usize::try_from(rg.metadata().num_rows()).unwrap_or(0);
         // Per needed column, the row group's values (None = null).
-        let mut values: Vec<Vec<Option<ByteArray>>> = Vec::with_capacity(cols.len());
+        let mut values: Vec<Vec<Option<Cell>>> = Vec::with_capacity(cols.len());
         for (_, idx) in &cols {
             let i = idx.unwrap_or(0);
             let max_def = schema.column(i).max_def_level();
-            let ColumnReader::ByteArrayColumnReader(mut cr) = rg.get_column_reader(i).map_err(perr)? else {
-                return Err(DataError::Parquet {
-                    path: path.to_path_buf(),
-                    message: "unexpected column reader".into(),
-                });
+            let column = match rg.get_column_reader(i).map_err(perr)? {
+                ColumnReader::ByteArrayColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, Cell::Bytes),
+                ColumnReader::Int32ColumnReader(mut cr) => {
+                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
+                }
+                ColumnReader::Int64ColumnReader(mut cr) => {
+                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
+                }
+                ColumnReader::BoolColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into())),
+                ColumnReader::FloatColumnReader(mut cr) => {
+                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
+                }
+                ColumnReader::DoubleColumnReader(mut cr) => {
+                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
+                }
+                _ => {
+                    return Err(DataError::Parquet {
+                        path: path.to_path_buf(),
+                        message: "unexpected column reader".into(),
+                    });
+                }
             };
-            let mut out: Vec<Option<ByteArray>> = Vec::with_capacity(rows.min(1 << 20));
-            let mut defs: Vec<i16> = Vec::new();
-            let mut vals: Vec<ByteArray> = Vec::new();
-            while out.len() < rows {
-                defs.clear();
-                vals.clear();
-                let want = (rows - out.len()).min(4096);
-                let (recs, _, _) = cr.read_records(want, Some(&mut defs), None, &mut vals).map_err(perr)?;
-                if recs == 0 {
-                    break;
-                }
-                if max_def == 0 {
-                    out.extend(vals.drain(..).map(Some));
-                } else {
-                    let mut it = vals.drain(..);
-                    for &d in defs.iter().take(recs) {
-                        out.push(if d == max_def { it.next() } else { None });
-                    }
-                }
-            }
-            values.push(out);
+            values.push(column.map_err(perr)?);
         }
         for r in 0..rows {
             let line = row_base + r as u64 + 1;
             let mut fields: Vec<(&str, Value)> = Vec::with_capacity(cols.len());
             let mut bad = None;
             for (c, (name, _)) in cols.iter().enumerate() {
-                match values.get(c).and_then(|v| v.get(r)).cloned().flatten() {
+                match values.get_mut(c).and_then(|v| v.get_mut(r)).and_then(Option::take) {
                     None => fields.push((name, Value::Null)),
-                    Some(b) if b.len() > max => {
+                    Some(Cell::Value(v)) => fields.push((name, v)),
+                    Some(Cell::Bytes(b)) if b.len() > max => {
                         bad = Some((IssueKind::TooLong, format!("field `{name}` longer than {max} bytes")));
                         break;
                     }
-                    Some(b) => match utf8(b.data()) {
+                    Some(Cell::Bytes(b)) => match utf8(b.data()) {
                         Ok(s) => fields.push((name, Value::String(s.to_owned()))),
                         Err(e) => {
                             let at = e.valid_up_to() + 1;
