@@ -330,7 +330,8 @@ impl<'r> Fields<'r> {
                     field: field.key.name.clone(),
                     kind: block.kind.clone(),
                     span: field.key.span.into(),
-                    help: help_for(&field.key.name, &known, "field"),
+                    help: misplaced(&field.key.name, &block.kind)
+                        .unwrap_or_else(|| help_for(&field.key.name, &known, "field")),
                 };
                 errors.push(Located::new(*file, error));
             }
@@ -409,4 +410,22 @@ fn mismatch(errors: &mut Vec<Located>, key: &str, expected: &str, expr: &Expr, f
         help,
     };
     errors.push(Located::new(file, error));
+}
+
+/// Fields users put in the wrong block, with the block they belong to and what they do there.
+const HOMES: &[(&str, &str, &str)] = &[
+    ("max_epochs", "corpus", "the passes over that corpus a mixture may draw"),
+    ("heldout", "corpus", "the documents that corpus keeps for evaluation"),
+    ("split_by", "corpus", "the record field whose value places a document"),
+    ("template", "corpus", "how a record becomes text"),
+    ("repeat", "mixture", "whether a source that runs out starts another pass"),
+    ("ramp", "mixture", "how the domain share rises over training"),
+    ("seq_len", "train", "the tokens per training sequence"),
+    ("tokens", "train", "the tokens a training draws"),
+];
+
+/// The help for `field`, unknown in a `kind` block, when it is a field of another kind.
+fn misplaced(field: &str, kind: &str) -> Option<String> {
+    let &(_, home, what) = HOMES.iter().find(|(name, home, _)| *name == field && *home != kind)?;
+    Some(format!("`{field}` is a field of `{home}` blocks ({what}), not of `{kind}` blocks"))
 }
