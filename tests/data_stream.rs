@@ -326,9 +326,8 @@ fn planned_passes(plan: &str, corpus: &str) -> f64 {
 
 #[test]
 fn the_plan_counts_the_passes_the_mix_makes() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = with_model();
     let root = dir.path();
-    model_folder(root);
     // One part over English definitions and Chinese poems (far more tokens per byte: a split
     // by file size would be off); half of the English is held out by a corpus over the same
     // file (never drawn); short documents are thinned by long context (fewer tokens a pass).
@@ -388,6 +387,53 @@ fn planned_passes_exact(data: &serde_json::Value, corpus: &str) -> f64 {
         data["parts"].as_array().expect("parts").iter().filter_map(|p| p["corpora"][corpus].as_u64()).sum();
     let source = data["sources"].as_array().expect("sources").iter().find(|s| s["corpus"] == corpus).expect("source");
     drawn as f64 / source["per_pass"].as_u64().expect("per_pass").max(1) as f64
+}
+
+/// `max_epochs` bounds a corpus' passes over the whole run: a phase continuing another counts
+/// what the phases before it drew from the same stream, in the plan and in the mix.
+#[test]
+fn max_epochs_counts_the_passes_of_every_phase() {
+    let dir = with_model();
+    let root = dir.path();
+    write_lines(&root.join("small.jsonl"), "data/corpora/hpo.jsonl", 0, 1200);
+    let recipe = |limit: &str| {
+        format!(
+            "import \"std/schedules\"\nmodel base {{\n  hf = \"hf\"\n}}\n\
+             corpus small {{\n  files = \"small.jsonl\"\n  heldout = 2%\n{limit}}}\n\
+             mixture m {{\n  part general {{\n    corpora = [small]\n    share = 100%\n  }}\n}}\n\
+             train p1 {{\n  model = base\n  mixture = m\n  tokens = 96k tokens\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n\
+             train p2 {{\n  model = p1\n  mixture = m\n  tokens = 96k tokens\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n"
+        )
+    };
+    std::fs::write(root.join("recipe.cpt"), recipe("")).expect("recipe");
+    run_only(root, &["tokenize:small@base".into()]);
+    let passes = json(&artifact(root, "tokenize:small@base").join("stats.json"))["train"]["tokens"]
+        .as_f64()
+        .map(|t| 96_000.0 / t)
+        .expect("tokens");
+    assert!(passes > 2.0 && passes < 4.0, "each phase alone stays under the limit: {passes}");
+    let plan = cli_support::cptc(&["plan", "recipe.cpt"]).current_dir(root).output().expect("plan");
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    let warnings: Vec<&str> = plan.lines().filter(|l| l.contains("warning: small is read")).collect();
+    assert_eq!(warnings.len(), 1, "{plan}");
+    assert!(warnings[0].contains("with the phases before this one"), "{plan}");
+    run_only(root, &["mix:p1".into()]);
+    let out = cli_support::cptc(&["run", "recipe.cpt", "--only", "mix:p2"]).current_dir(root).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The message as one line (miette wraps it).
+    let flat = stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("(with the phases before this one) were drawn"), "{stderr}");
+    // Allowed by the recipe: both phases run.
+    std::fs::write(root.join("recipe.cpt"), recipe("  max_epochs = 8\n")).expect("recipe");
+    run_only(root, &["mix:p2".into()]);
+}
+
+/// A project folder holding [`model_folder`]'s model.
+fn with_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    model_folder(dir.path());
+    dir
 }
 
 /// Lines `from..from + n` of a real corpus into `path`.

@@ -237,7 +237,7 @@ fn text(
             if !parts_text.is_empty() {
                 out.push_str(&format!("       tokens by source: {}\n", parts_text.join("; ")));
             }
-            for w in data_warnings(&parts, &known, repeat) {
+            for w in data_warnings(&parts, &known, repeat, &earlier_draws(graph, statuses, *ix, store_dir)) {
                 out.push_str(&format!("       warning: {w}\n"));
             }
             for line in ledger_lines(graph, statuses, *ix, store_dir) {
@@ -396,14 +396,66 @@ fn ledger_lines(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeInde
         .collect()
 }
 
-/// Sources drawn past their `max_epochs` (which `run` refuses), past one pass of a mixture
-/// that does not repeat (`run` runs out), or too small for one sequence.
-fn data_warnings(parts: &[PartEstimate], known: &[SourceData], repeat: bool) -> Vec<String> {
+/// Tokens per corpus that the phases before `train` drew from the same streams, as their
+/// estimates say: a continued train's whole mix (and so on up), a fork's parent up to its point.
+fn earlier_draws(
+    graph: &Graph,
+    statuses: &[(NodeIndex, Status)],
+    train: NodeIndex,
+    store_dir: &Path,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(mix) = mix_of(graph, train) else { return out };
+    let Some((role, parent_mix)) =
+        graph.inputs(mix).into_iter().find(|(r, _)| matches!(r, Input::Ledger | Input::ForkData))
+    else {
+        return out;
+    };
+    let Some(parent) = graph
+        .graph
+        .node_indices()
+        .find(|&ix| graph.stage(ix).kind() == StageKind::Train && mix_of(graph, ix) == Some(parent_mix))
+    else {
+        return out;
+    };
+    let Some(est) = &graph.stage(parent).estimate else { return out };
+    // A fork read the parent's streams up to its point only.
+    let share = match (&role, &graph.stage(mix).params, &graph.stage(parent_mix).params) {
+        (Input::ForkData, StageParams::Mix(fork), StageParams::Mix(p)) => fork.fork.map_or(1.0, |f| {
+            let length = p.long_context.map_or(p.seq_len, |lc| lc.target_len);
+            ((f.at * length) as f64 / est.tokens.max(1) as f64).min(1.0)
+        }),
+        _ => 1.0,
+    };
+    let (known, _) = sources(graph, statuses, parent, store_dir);
+    for part in by_source(&est.parts, &known) {
+        for (corpus, tokens) in part.corpora {
+            *out.entry(corpus).or_insert(0) += (tokens as f64 * share).round() as u64;
+        }
+    }
+    for (corpus, tokens) in earlier_draws(graph, statuses, parent, store_dir) {
+        *out.entry(corpus).or_insert(0) += tokens;
+    }
+    out
+}
+
+/// Sources drawn past their `max_epochs` (which `run` refuses; `earlier`: what the phases
+/// before drew from the same streams), past one pass of a mixture that does not repeat
+/// (`run` runs out), or too small for one sequence.
+fn data_warnings(
+    parts: &[PartEstimate],
+    known: &[SourceData],
+    repeat: bool,
+    earlier: &std::collections::BTreeMap<String, u64>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    for (s, (_, epochs)) in known.iter().zip(drawn(parts, known)) {
-        if epochs > s.max_epochs {
+    for (s, (drawn, epochs)) in known.iter().zip(drawn(parts, known)) {
+        let before = earlier.get(&s.corpus).copied().unwrap_or(0);
+        let total = (before + drawn) as f64 / s.per_pass.max(1) as f64;
+        if total > s.max_epochs {
+            let phases = if before > 0 { " with the phases before this one" } else { "" };
             out.push(format!(
-                "{} is read {epochs:.1} times over, more than its max_epochs ({}): `cptc run` refuses this mix; add text, lower its share, or raise `max_epochs`",
+                "{} is read {total:.1} times over{phases}, more than its max_epochs ({}): `cptc run` refuses this mix; add text, lower its share, or raise `max_epochs`",
                 s.corpus, s.max_epochs
             ));
         } else if !repeat && epochs > 1.0 {
@@ -516,14 +568,16 @@ fn to_json(
             let data = stage.estimate.as_ref().filter(|_| stage.kind() == StageKind::Train).map(|est| {
                 let (known, repeat) = sources(graph, statuses, *ix, store_dir);
                 let parts = by_source(&est.parts, &known);
+                let earlier = earlier_draws(graph, statuses, *ix, store_dir);
                 let per_source: Vec<serde_json::Value> = known
                     .iter()
                     .zip(drawn(&parts, &known))
                     .map(|(s, (drawn, epochs))| {
-                        json!({ "corpus": s.corpus, "drawn": drawn, "tokens": s.tokens, "per_pass": s.per_pass, "epochs": epochs, "max_epochs": s.max_epochs })
+                        let before = earlier.get(&s.corpus).copied().unwrap_or(0);
+                        json!({ "corpus": s.corpus, "drawn": drawn, "earlier": before, "tokens": s.tokens, "per_pass": s.per_pass, "epochs": epochs, "max_epochs": s.max_epochs })
                     })
                     .collect();
-                json!({ "parts": parts, "sources": per_source, "warnings": data_warnings(&parts, &known, repeat) })
+                json!({ "parts": parts, "sources": per_source, "warnings": data_warnings(&parts, &known, repeat, &earlier) })
             });
             json!({
                 "id": stage.id,

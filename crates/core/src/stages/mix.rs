@@ -232,16 +232,18 @@ pub fn supply(
 }
 
 /// Fails once `corpus` has given more than its `max_epochs` passes of `available` tokens each
-/// ([`Supply::per_pass`]): past a few repeats more passes stop helping, and silent extra epochs are a classic
-/// surprise of mixture changes.
-fn over_limit(p: &Params, corpus: &str, drawn: u64, available: u64) -> Result<(), StageFailure> {
+/// ([`Supply::per_pass`]), `drawn` counting the earlier phases' draws from the same stream
+/// (`earlier`: there were any): past a few repeats more passes stop helping, and silent extra
+/// epochs are a classic surprise of mixture changes and of training in phases.
+fn over_limit(p: &Params, corpus: &str, drawn: u64, available: u64, earlier: bool) -> Result<(), StageFailure> {
     let Some(&limit) = p.max_epochs.get(corpus) else { return Ok(()) };
     if (drawn as f64) <= limit * available as f64 {
         return Ok(());
     }
+    let phases = if earlier { " (with the phases before this one)" } else { "" };
     Err(StageFailure::input(
         format!(
-            "mixture `{}` reads corpus `{corpus}` more than {limit} times over (max_epochs): one pass over its training side gives {available} tokens, and {drawn} of the stage's {} were drawn from it before it was done",
+            "mixture `{}` reads corpus `{corpus}` more than {limit} times over (max_epochs): one pass over its training side gives {available} tokens, and {drawn}{phases} were drawn from it before the stage's {} were",
             p.mixture.name, p.tokens
         ),
         Some(format!(
@@ -361,6 +363,16 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let mut documents = vec![0u64; available.len()];
     let mut last_doc: Vec<Option<u64>> = vec![None; available.len()];
     let names = sampler.corpus_names().to_vec();
+    // What the phases before this one (a continued or forked train's) drew from the same
+    // streams: `max_epochs` bounds a corpus' passes over the whole run, not each phase's.
+    let earlier: Vec<u64> = names
+        .iter()
+        .map(|n| {
+            parent.as_ref().map_or(0, |(_, ledger)| {
+                ledger.phases.iter().filter_map(|ph| ph.sources.get(n)).map(|r| r.tokens).sum()
+            })
+        })
+        .collect();
     let phase = |drawn: &[u64], documents: &[u64]| DataPhase {
         stage: ctx.id.name.clone(),
         sources: names
@@ -401,7 +413,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
             }
             last_doc[sampled.corpus] = Some(span.doc);
         }
-        over_limit(p, &names[sampled.corpus], drawn[sampled.corpus], available[sampled.corpus])?;
+        let c = sampled.corpus;
+        over_limit(p, &names[c], earlier[c] + drawn[c], available[c], earlier[c] > 0)?;
         let shard = sampler.shard(sampled.corpus);
         if shard.masked() {
             mask.clear();
