@@ -48,11 +48,11 @@ impl Stat {
         })
     }
 
-    /// Whether the file was left alone for [`SETTLE`] before `started`: by its change time
-    /// too, which a copy that keeps the modification time (`cp -p`, `rsync -t`, `tar`) renews.
-    fn settled(&self, started: SystemTime) -> bool {
+    /// Whether the file was left alone for `settle` before `started`: by its change time too,
+    /// which a copy that keeps the modification time (`cp -p`, `rsync -t`, `tar`) renews.
+    fn settled(&self, started: SystemTime, settle: Duration) -> bool {
         let Ok(since) = started.duration_since(SystemTime::UNIX_EPOCH) else { return false };
-        since.as_nanos() as i128 - self.mtime_ns.max(self.ctime_ns) > SETTLE.as_nanos() as i128
+        since.as_nanos() as i128 - self.mtime_ns.max(self.ctime_ns) > settle.as_nanos() as i128
     }
 
     /// Whether `path` still has this stat's content: its size, modification time, inode and
@@ -85,6 +85,8 @@ pub struct FileDigests {
     path: Option<PathBuf>,
     entries: Mutex<BTreeMap<PathBuf, Entry>>,
     dirty: AtomicBool,
+    /// How long a file must have been left alone to be remembered ([`SETTLE`]).
+    settle: Duration,
 }
 
 impl FileDigests {
@@ -101,7 +103,13 @@ impl FileDigests {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<BTreeMap<PathBuf, Entry>>(&bytes).ok())
             .unwrap_or_default();
-        FileDigests { path: Some(path), entries: Mutex::new(entries), dirty: AtomicBool::new(false) }
+        FileDigests { path: Some(path), entries: Mutex::new(entries), dirty: AtomicBool::new(false), settle: SETTLE }
+    }
+
+    /// Remembers files left alone for `settle` (tests: a file's change time cannot be set back).
+    #[cfg(test)]
+    fn settling(self, settle: Duration) -> FileDigests {
+        FileDigests { settle, ..self }
     }
 
     /// The content digest of `path`: remembered when its stat is unchanged, else hashed.
@@ -147,7 +155,7 @@ impl FileDigests {
         // The stat taken before hashing vouches only if nothing changed meanwhile.
         let after = Stat::of(&key)?;
         if after == stat {
-            let keep = stat.settled(started);
+            let keep = stat.settled(started, self.settle);
             self.dirty.fetch_or(keep, Ordering::Relaxed);
             self.lock_entries().insert(key, Entry { stat, digest, keep });
             return Ok((digest, stat));
@@ -200,7 +208,7 @@ mod tests {
     use super::*;
 
     fn old(path: &Path) {
-        // Backdate the file so its stat vouches for it.
+        // Backdate the file's modification time (its change time becomes now).
         let f = std::fs::File::options().write(true).open(path).expect("open");
         f.set_modified(SystemTime::now() - Duration::from_secs(60)).expect("set mtime");
     }
@@ -210,8 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("corpus.jsonl");
         std::fs::write(&file, b"{\"text\": \"one\"}\n").expect("write");
-        old(&file);
-        let first = FileDigests::persistent(dir.path());
+        let first = FileDigests::persistent(dir.path()).settling(Duration::ZERO);
         let d1 = first.digest(&file).expect("digest");
         first.save().expect("save");
         assert!(dir.path().join("digests.json").is_file());
@@ -252,6 +259,19 @@ mod tests {
         assert_eq!(digests.unknown(&all), (0, 0), "all remembered");
         std::fs::write(&a, b"changed!").expect("rewrite");
         assert_eq!(digests.unknown(&all), (1, 8), "a changed file is unknown again");
+    }
+
+    #[test]
+    fn a_file_copied_with_its_old_modification_time_is_not_remembered_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("copied.txt");
+        std::fs::write(&file, b"copied").expect("write");
+        old(&file);
+        let digests = FileDigests::persistent(dir.path());
+        digests.digest(&file).expect("digest");
+        digests.save().expect("save");
+        let later = FileDigests::persistent(dir.path());
+        assert!(later.lock_entries().is_empty(), "its change time is fresh: not trusted by its stat yet");
     }
 
     #[test]
