@@ -396,16 +396,16 @@ fn max_epochs_counts_the_passes_of_every_phase() {
     let dir = with_model();
     let root = dir.path();
     write_lines(&root.join("small.jsonl"), "data/corpora/hpo.jsonl", 0, 1200);
-    let recipe = |limit: &str| {
+    let recipe = |limit: &str, repeat: &str, tokens: &str| {
         format!(
             "import \"std/schedules\"\nmodel base {{\n  hf = \"hf\"\n}}\n\
              corpus small {{\n  files = \"small.jsonl\"\n  heldout = 2%\n{limit}}}\n\
-             mixture m {{\n  part general {{\n    corpora = [small]\n    share = 100%\n  }}\n}}\n\
-             train p1 {{\n  model = base\n  mixture = m\n  tokens = 96k tokens\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n\
-             train p2 {{\n  model = p1\n  mixture = m\n  tokens = 96k tokens\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n"
+             mixture m {{\n{repeat}  part general {{\n    corpora = [small]\n    share = 100%\n  }}\n}}\n\
+             train p1 {{\n  model = base\n  mixture = m\n  tokens = {tokens}\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n\
+             train p2 {{\n  model = p1\n  mixture = m\n  tokens = {tokens}\n  seq_len = 128\n  batch = 8k tokens\n  lr = cosine_rewarm\n}}\n"
         )
     };
-    std::fs::write(root.join("recipe.cpt"), recipe("")).expect("recipe");
+    std::fs::write(root.join("recipe.cpt"), recipe("", "", "96k tokens")).expect("recipe");
     run_only(root, &["tokenize:small@base".into()]);
     let passes = json(&artifact(root, "tokenize:small@base").join("stats.json"))["train"]["tokens"]
         .as_f64()
@@ -425,8 +425,17 @@ fn max_epochs_counts_the_passes_of_every_phase() {
     let flat = stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
     assert!(flat.contains("(with the phases before this one) were drawn"), "{stderr}");
     // Allowed by the recipe: both phases run.
-    std::fs::write(root.join("recipe.cpt"), recipe("  max_epochs = 8\n")).expect("recipe");
+    std::fs::write(root.join("recipe.cpt"), recipe("  max_epochs = 8\n", "", "96k tokens")).expect("recipe");
     run_only(root, &["mix:p2".into()]);
+
+    // A mixture that does not repeat: the second phase goes on in the first one's pass, so two
+    // phases of 0.6 pass each run out; the plan says so on the second.
+    std::fs::write(root.join("recipe.cpt"), recipe("", "  repeat = false\n", "24k tokens")).expect("recipe");
+    let plan = cli_support::cptc(&["plan", "recipe.cpt"]).current_dir(root).output().expect("plan");
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    let warnings: Vec<&str> = plan.lines().filter(|l| l.contains("does not repeat a source")).collect();
+    assert_eq!(warnings.len(), 1, "{plan}");
+    assert!(warnings[0].contains("with the phases before this one"), "{plan}");
 }
 
 /// A project folder holding [`model_folder`]'s model.

@@ -61,7 +61,12 @@ impl Stat {
     /// modification time as it was but one that sets it back on purpose, which moves the
     /// change time, and the digests' cache then hashes the file again.
     pub fn still(&self, path: &Path) -> bool {
-        Stat::of(path).is_ok_and(|now| Stat { ctime_ns: self.ctime_ns, ..now } == *self)
+        Stat::of(path).is_ok_and(|now| self.still_content(&now))
+    }
+
+    /// Whether `now` is this stat but for its change time ([`still`](Self::still)).
+    fn still_content(&self, now: &Stat) -> bool {
+        Stat { ctime_ns: self.ctime_ns, ..*now } == *self
     }
 }
 
@@ -159,6 +164,11 @@ impl FileDigests {
             self.dirty.fetch_or(keep, Ordering::Relaxed);
             self.lock_entries().insert(key, Entry { stat, digest, keep });
             return Ok((digest, stat));
+        }
+        // Only the change time moved (a hard link, a chmod): the content is the digest's, and
+        // the stat after vouches for it in this command, not beyond.
+        if stat.still_content(&after) {
+            return Ok((digest, after));
         }
         // Changed while hashed: a stat no later look will find, so any check against it fails.
         Ok((digest, Stat { mtime_ns: i128::MIN, ..after }))
@@ -272,6 +282,20 @@ mod tests {
         digests.save().expect("save");
         let later = FileDigests::persistent(dir.path());
         assert!(later.lock_entries().is_empty(), "its change time is fresh: not trusted by its stat yet");
+    }
+
+    #[test]
+    fn a_stamp_holds_through_a_hard_link_and_fails_on_a_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("model.safetensors");
+        std::fs::write(&file, b"weights").expect("write");
+        old(&file);
+        let (_, stamp) = FileDigests::in_memory().stamped(&file).expect("digest");
+        // The model stage links weights into the store: the change time moves, not the content.
+        std::fs::hard_link(&file, dir.path().join("linked")).expect("link");
+        assert!(stamp.still(&file));
+        std::fs::write(&file, b"weights").expect("rewrite");
+        assert!(!stamp.still(&file), "written again (the same bytes): no longer the stamp's");
     }
 
     #[test]
