@@ -308,6 +308,40 @@ fn parquet_scalars_read_as_jsonl_numbers_do() {
     assert_eq!(from_parquet, from_jsonl);
     assert_eq!(from_parquet[1].1.as_deref(), Some("1000000007"));
     assert!(from_parquet[2].0.ends_with("(score 0.25, flag false)"), "{}", from_parquet[2].0);
+
+    // Annotations count: an unsigned int32 past 2^31, a float as its own shortest digits; a
+    // date stored as an int32 is refused, naming its column.
+    let typed =
+        |name: &str,
+         message: &str,
+         write: &dyn Fn(&mut parquet::file::writer::SerializedRowGroupWriter<'_, std::fs::File>)| {
+            let path = tmp.path().join(name);
+            let schema = Arc::new(parse_message_type(message).unwrap());
+            let mut w = SerializedFileWriter::new(
+                std::fs::File::create(&path).unwrap(),
+                schema,
+                Arc::new(WriterProperties::builder().build()),
+            )
+            .unwrap();
+            let mut rg = w.next_row_group().unwrap();
+            write(&mut rg);
+            rg.close().unwrap();
+            w.close().unwrap();
+            path
+        };
+    use parquet::data_type::{FloatType, Int32Type};
+    let scalars = typed("u.parquet", "message schema { required int32 u (UINT_32); required float f; }", &|rg| {
+        next_column::<Int32Type>(rg, &[3_000_000_000u32 as i32]);
+        next_column::<FloatType>(rg, &[0.1]);
+    });
+    let c = corpus("typed", vec![scalars], Format::Parquet, template("{u} {f}"));
+    assert_eq!(read_corpus(&c, &IngestOptions::default()).unwrap().docs[0].text, "3000000000 0.1");
+    let dates = typed("d.parquet", "message schema { required int32 d (DATE); }", &|rg| {
+        next_column::<Int32Type>(rg, &[19_000]);
+    });
+    let c = corpus("typed", vec![dates], Format::Parquet, template("{d}"));
+    let err = read_corpus(&c, &IngestOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("column `d` is Date, not a flat string, number or boolean column"), "{err}");
 }
 
 #[test]

@@ -903,7 +903,7 @@ fn read_parquet(
     st: &mut State<'_>,
     sink: &mut impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    use parquet::basic::Type as PhysicalType;
+    use parquet::basic::{ConvertedType, LogicalType, Type as PhysicalType};
     use parquet::column::reader::ColumnReader;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -927,6 +927,12 @@ fn read_parquet(
             let c = schema.column(i);
             // Strings, and the scalars a jsonl record's numbers and booleans are (a split key,
             // a template's field: written as JSON writes them).
+            // A date, a time or a decimal stored as an integer is no number to write as is.
+            let annotation = match c.logical_type_ref() {
+                Some(LogicalType::Integer { .. } | LogicalType::String | LogicalType::Json | LogicalType::Enum)
+                | None => None,
+                Some(other) => Some(format!("{other:?}")),
+            };
             let scalar = matches!(
                 c.physical_type(),
                 PhysicalType::BYTE_ARRAY
@@ -935,13 +941,26 @@ fn read_parquet(
                     | PhysicalType::BOOLEAN
                     | PhysicalType::FLOAT
                     | PhysicalType::DOUBLE
-            );
+            ) && annotation.is_none()
+                && !matches!(
+                    c.converted_type(),
+                    ConvertedType::DATE
+                        | ConvertedType::DECIMAL
+                        | ConvertedType::INTERVAL
+                        | ConvertedType::TIME_MILLIS
+                        | ConvertedType::TIME_MICROS
+                        | ConvertedType::TIMESTAMP_MILLIS
+                        | ConvertedType::TIMESTAMP_MICROS
+                );
             if !scalar || c.max_rep_level() != 0 {
+                let kind = annotation.unwrap_or_else(|| match c.converted_type() {
+                    ConvertedType::NONE => format!("{:?}", c.physical_type()),
+                    converted => format!("{:?} ({converted})", c.physical_type()),
+                });
                 return Err(DataError::Parquet {
                     path: path.to_path_buf(),
                     message: format!(
-                        "column `{name}` is {:?}{}, not a flat string, number or boolean column",
-                        c.physical_type(),
+                        "column `{name}` is {kind}{}, not a flat string, number or boolean column",
                         if c.max_rep_level() != 0 { " (repeated)" } else { "" }
                     ),
                 });
@@ -975,18 +994,24 @@ fn read_parquet(
         for (_, idx) in &cols {
             let i = idx.unwrap_or(0);
             let max_def = schema.column(i).max_def_level();
+            // Unsigned integers are stored in signed ones' bits.
+            let unsigned = matches!(
+                schema.column(i).converted_type(),
+                ConvertedType::UINT_8 | ConvertedType::UINT_16 | ConvertedType::UINT_32 | ConvertedType::UINT_64
+            ) || matches!(schema.column(i).logical_type_ref(), Some(LogicalType::Integer(t)) if !t.is_signed);
             let column = match rg.get_column_reader(i).map_err(perr)? {
                 ColumnReader::ByteArrayColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, Cell::Bytes),
-                ColumnReader::Int32ColumnReader(mut cr) => {
-                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
-                }
-                ColumnReader::Int64ColumnReader(mut cr) => {
-                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
-                }
+                ColumnReader::Int32ColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, |v: i32| {
+                    Cell::Value(if unsigned { (v as u32).into() } else { v.into() })
+                }),
+                ColumnReader::Int64ColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, |v: i64| {
+                    Cell::Value(if unsigned { (v as u64).into() } else { v.into() })
+                }),
                 ColumnReader::BoolColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into())),
-                ColumnReader::FloatColumnReader(mut cr) => {
-                    read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
-                }
+                // An f32 as JSON writes it (0.1, not the f64 nearest 0.1f32): its shortest digits.
+                ColumnReader::FloatColumnReader(mut cr) => read_cells(&mut cr, rows, max_def, |v: f32| {
+                    Cell::Value(v.to_string().parse::<f64>().map_or(Value::Null, Value::from))
+                }),
                 ColumnReader::DoubleColumnReader(mut cr) => {
                     read_cells(&mut cr, rows, max_def, |v| Cell::Value(v.into()))
                 }
