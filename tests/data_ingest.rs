@@ -246,6 +246,23 @@ fn parquet_hf_layout() {
     assert_eq!((ing.report.documents, ing.report.skipped.total()), (38, 2), "{:?}", ing.report);
 }
 
+/// A parquet file of schema `message` and one row group, its columns written by `write`.
+fn one_row_group(
+    path: &Path,
+    message: &str,
+    write: &dyn Fn(&mut parquet::file::writer::SerializedRowGroupWriter<'_, std::fs::File>),
+) -> PathBuf {
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(message).unwrap());
+    let props = Arc::new(parquet::file::properties::WriterProperties::builder().build());
+    let mut w =
+        parquet::file::writer::SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    write(&mut rg);
+    rg.close().unwrap();
+    w.close().unwrap();
+    path.to_path_buf()
+}
+
 /// Writes the row group's next column (required, flat).
 fn next_column<T: parquet::data_type::DataType>(
     rg: &mut parquet::file::writer::SerializedRowGroupWriter<'_, std::fs::File>,
@@ -261,9 +278,6 @@ fn next_column<T: parquet::data_type::DataType>(
 #[test]
 fn parquet_scalars_read_as_jsonl_numbers_do() {
     use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    use parquet::schema::parser::parse_message_type;
 
     let tmp = tempfile::tempdir().unwrap();
     let texts = real_texts("hpo", 30);
@@ -275,27 +289,17 @@ fn parquet_scalars_read_as_jsonl_numbers_do() {
         .map(|i| json!({ "text": texts[i], "id": ids[i], "score": scores[i], "flag": flags[i] }).to_string())
         .collect();
     std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
-    let parquet = tmp.path().join("a.parquet");
-    let schema = Arc::new(
-        parse_message_type(
-            "message schema { required binary text (UTF8); required int64 id; required double score; required boolean flag; }",
-        )
-        .unwrap(),
-    );
-    let mut w = SerializedFileWriter::new(
-        std::fs::File::create(&parquet).unwrap(),
-        schema,
-        Arc::new(WriterProperties::builder().build()),
-    )
-    .unwrap();
-    let mut rg = w.next_row_group().unwrap();
     let text: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(t.as_str())).collect();
-    next_column::<ByteArrayType>(&mut rg, &text);
-    next_column::<Int64Type>(&mut rg, &ids);
-    next_column::<DoubleType>(&mut rg, &scores);
-    next_column::<BoolType>(&mut rg, &flags);
-    rg.close().unwrap();
-    w.close().unwrap();
+    let parquet = one_row_group(
+        &tmp.path().join("a.parquet"),
+        "message schema { required binary text (UTF8); required int64 id; required double score; required boolean flag; }",
+        &|rg| {
+            next_column::<ByteArrayType>(rg, &text);
+            next_column::<Int64Type>(rg, &ids);
+            next_column::<DoubleType>(rg, &scores);
+            next_column::<BoolType>(rg, &flags);
+        },
+    );
 
     let opts = IngestOptions { split_by: Some("id".into()), ..Default::default() };
     let read = |path: &Path, format: Format| {
@@ -311,32 +315,18 @@ fn parquet_scalars_read_as_jsonl_numbers_do() {
 
     // Annotations count: an unsigned int32 past 2^31, a float as its own shortest digits; a
     // date stored as an int32 is refused, naming its column.
-    let typed =
-        |name: &str,
-         message: &str,
-         write: &dyn Fn(&mut parquet::file::writer::SerializedRowGroupWriter<'_, std::fs::File>)| {
-            let path = tmp.path().join(name);
-            let schema = Arc::new(parse_message_type(message).unwrap());
-            let mut w = SerializedFileWriter::new(
-                std::fs::File::create(&path).unwrap(),
-                schema,
-                Arc::new(WriterProperties::builder().build()),
-            )
-            .unwrap();
-            let mut rg = w.next_row_group().unwrap();
-            write(&mut rg);
-            rg.close().unwrap();
-            w.close().unwrap();
-            path
-        };
     use parquet::data_type::{FloatType, Int32Type};
-    let scalars = typed("u.parquet", "message schema { required int32 u (UINT_32); required float f; }", &|rg| {
-        next_column::<Int32Type>(rg, &[3_000_000_000u32 as i32]);
-        next_column::<FloatType>(rg, &[0.1]);
-    });
+    let scalars = one_row_group(
+        &tmp.path().join("u.parquet"),
+        "message schema { required int32 u (UINT_32); required float f; }",
+        &|rg| {
+            next_column::<Int32Type>(rg, &[3_000_000_000u32 as i32]);
+            next_column::<FloatType>(rg, &[0.1]);
+        },
+    );
     let c = corpus("typed", vec![scalars], Format::Parquet, template("{u} {f}"));
     assert_eq!(read_corpus(&c, &IngestOptions::default()).unwrap().docs[0].text, "3000000000 0.1");
-    let dates = typed("d.parquet", "message schema { required int32 d (DATE); }", &|rg| {
+    let dates = one_row_group(&tmp.path().join("d.parquet"), "message schema { required int32 d (DATE); }", &|rg| {
         next_column::<Int32Type>(rg, &[19_000]);
     });
     let c = corpus("typed", vec![dates], Format::Parquet, template("{d}"));
