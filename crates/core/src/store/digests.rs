@@ -57,9 +57,10 @@ impl Stat {
 
     /// Whether `path` still has this stat's content: its size, modification time, inode and
     /// device (a file gone or unreadable has not). Not its change time, which a hard link to it
-    /// also moves (the model stage links weights into the store): no write leaves the
-    /// modification time as it was but one that sets it back on purpose, which moves the
-    /// change time, and the digests' cache then hashes the file again.
+    /// also moves (the model stage links weights into the store). Every write moves the
+    /// modification time, unless the writer sets it back on purpose (`touch -r`, `cp -p` onto
+    /// the same file): a same-size rewrite done so during a stage goes unseen by this check,
+    /// though its change time makes the digests' cache hash the file again next time.
     pub fn still(&self, path: &Path) -> bool {
         Stat::of(path).is_ok_and(|now| self.still_content(&now))
     }
