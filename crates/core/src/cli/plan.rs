@@ -1,6 +1,7 @@
 //! `cptc plan`: the stage graph in execution order with each stage's status, the tokens each
 //! train stage consumes per source, FLOPs and an estimated time; as text, DOT or JSON.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use petgraph::graph::NodeIndex;
@@ -208,8 +209,7 @@ fn text(
                 ));
             }
             out.push_str(&format!("       {line}\n"));
-            let (known, repeat) = sources(graph, statuses, *ix, store_dir);
-            let parts = by_source(&est.parts, &known);
+            let TrainData { known, parts, warnings, .. } = train_data(graph, statuses, *ix, est, store_dir);
             let parts_text: Vec<String> = parts
                 .iter()
                 .map(|p| {
@@ -237,7 +237,7 @@ fn text(
             if !parts_text.is_empty() {
                 out.push_str(&format!("       tokens by source: {}\n", parts_text.join("; ")));
             }
-            for w in data_warnings(&parts, &known, repeat, &earlier_draws(graph, statuses, *ix, store_dir)) {
+            for w in warnings {
                 out.push_str(&format!("       warning: {w}\n"));
             }
             for line in ledger_lines(graph, statuses, *ix, store_dir) {
@@ -296,6 +296,45 @@ fn cached_dir(graph: &Graph, statuses: &[(NodeIndex, Status)], ix: NodeIndex, st
     }
 }
 
+/// The training tokens of each corpus of a train's mix whose tokenize stage is cached (from
+/// its meta, no artifact read): its weight within its part, as the sampler weighs it.
+fn weights(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) -> BTreeMap<String, u64> {
+    let Some(mix) = mix_of(graph, train) else { return BTreeMap::new() };
+    graph
+        .inputs(mix)
+        .into_iter()
+        .filter_map(|(role, tok)| {
+            let Input::Corpus(corpus) = role else { return None };
+            let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == tok) else { return None };
+            Some((corpus, meta.values.pointer("/train/tokens")?.as_u64()?))
+        })
+        .collect()
+}
+
+/// What the plan says of a train's data once its corpora are tokenized: each part's tokens by
+/// corpus, per known source its passes, and the warnings; the same for text and JSON.
+struct TrainData {
+    known: Vec<SourceData>,
+    parts: Vec<PartEstimate>,
+    /// What the phases before drew from the same streams ([`earlier_draws`]).
+    earlier: BTreeMap<String, u64>,
+    warnings: Vec<String>,
+}
+
+fn train_data(
+    graph: &Graph,
+    statuses: &[(NodeIndex, Status)],
+    train: NodeIndex,
+    est: &crate::graph::TrainEstimate,
+    store_dir: &Path,
+) -> TrainData {
+    let (known, repeat) = sources(graph, statuses, train, store_dir);
+    let parts = by_source(&est.parts, &weights(graph, statuses, train));
+    let earlier = earlier_draws(graph, statuses, train);
+    let warnings = data_warnings(&parts, &known, repeat, &earlier);
+    TrainData { known, parts, earlier, warnings }
+}
+
 /// The sources of a train stage's mix whose tokenize stage is cached, with their limits, and
 /// whether the mixture may repeat a source. Documents held out by another corpus count once
 /// that corpus' split is cached (until then a pass is taken to give them too).
@@ -337,12 +376,11 @@ fn sources(
 /// The estimate's tokens per part and corpus, each part's tokens split among its corpora as
 /// the sampler splits them (by their training tokens) once all of them are tokenized; by
 /// their files' sizes until then.
-fn by_source(parts: &[PartEstimate], known: &[SourceData]) -> Vec<PartEstimate> {
+fn by_source(parts: &[PartEstimate], weights: &BTreeMap<String, u64>) -> Vec<PartEstimate> {
     parts
         .iter()
         .map(|p| {
-            let tokens: Option<Vec<u64>> =
-                p.corpora.keys().map(|c| known.iter().find(|s| &s.corpus == c).map(|s| s.tokens)).collect();
+            let tokens: Option<Vec<u64>> = p.corpora.keys().map(|c| weights.get(c).copied()).collect();
             let Some(tokens) = tokens else { return p.clone() };
             let total = tokens.iter().sum::<u64>().max(1) as f64;
             let corpora = p
@@ -398,13 +436,8 @@ fn ledger_lines(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeInde
 
 /// Tokens per corpus that the phases before `train` drew from the same streams, as their
 /// estimates say: a continued train's whole mix (and so on up), a fork's parent up to its point.
-fn earlier_draws(
-    graph: &Graph,
-    statuses: &[(NodeIndex, Status)],
-    train: NodeIndex,
-    store_dir: &Path,
-) -> std::collections::BTreeMap<String, u64> {
-    let mut out = std::collections::BTreeMap::new();
+fn earlier_draws(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
     let Some(mix) = mix_of(graph, train) else { return out };
     let Some((role, parent_mix)) =
         graph.inputs(mix).into_iter().find(|(r, _)| matches!(r, Input::Ledger | Input::ForkData))
@@ -427,13 +460,12 @@ fn earlier_draws(
         }),
         _ => 1.0,
     };
-    let (known, _) = sources(graph, statuses, parent, store_dir);
-    for part in by_source(&est.parts, &known) {
+    for part in by_source(&est.parts, &weights(graph, statuses, parent)) {
         for (corpus, tokens) in part.corpora {
             *out.entry(corpus).or_insert(0) += (tokens as f64 * share).round() as u64;
         }
     }
-    for (corpus, tokens) in earlier_draws(graph, statuses, parent, store_dir) {
+    for (corpus, tokens) in earlier_draws(graph, statuses, parent) {
         *out.entry(corpus).or_insert(0) += tokens;
     }
     out
@@ -446,7 +478,7 @@ fn data_warnings(
     parts: &[PartEstimate],
     known: &[SourceData],
     repeat: bool,
-    earlier: &std::collections::BTreeMap<String, u64>,
+    earlier: &BTreeMap<String, u64>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (s, (drawn, _)) in known.iter().zip(drawn(parts, known)) {
@@ -568,9 +600,7 @@ fn to_json(
                 .and_then(|n| state_bytes_per_device(&stage.params, n, topology));
             // What the store knows of a train's sources: the passes per source, the warnings.
             let data = stage.estimate.as_ref().filter(|_| stage.kind() == StageKind::Train).map(|est| {
-                let (known, repeat) = sources(graph, statuses, *ix, store_dir);
-                let parts = by_source(&est.parts, &known);
-                let earlier = earlier_draws(graph, statuses, *ix, store_dir);
+                let TrainData { known, parts, earlier, warnings } = train_data(graph, statuses, *ix, est, store_dir);
                 let per_source: Vec<serde_json::Value> = known
                     .iter()
                     .zip(drawn(&parts, &known))
@@ -579,7 +609,7 @@ fn to_json(
                         json!({ "corpus": s.corpus, "drawn": drawn, "earlier": before, "tokens": s.tokens, "per_pass": s.per_pass, "epochs": epochs, "max_epochs": s.max_epochs })
                     })
                     .collect();
-                json!({ "parts": parts, "sources": per_source, "warnings": data_warnings(&parts, &known, repeat, &earlier) })
+                json!({ "parts": parts, "sources": per_source, "warnings": warnings })
             });
             json!({
                 "id": stage.id,

@@ -558,11 +558,12 @@ fn read_jsonl(
             })
             .collect();
         let split_by = st.opts.split_by.as_deref();
+        let wanted = fields_read(text, split_by);
         let parsed: Vec<Parsed> = spans
             .par_iter()
             .map(|&(_, span)| match span {
                 None => Parsed::Issue(IssueKind::TooLong, format!("record longer than {max} bytes")),
-                Some((a, b)) => parse_line(&bytes[a..b], text, split_by),
+                Some((a, b)) => parse_line(&bytes[a..b], text, split_by, &wanted),
             })
             .collect();
         for ((n, _), p) in spans.iter().zip(parsed) {
@@ -582,8 +583,9 @@ fn utf8(raw: &[u8]) -> Result<&str, std::str::Utf8Error> {
     simdutf8::basic::from_utf8(raw).or_else(|_| std::str::from_utf8(raw))
 }
 
-/// One jsonl line (without its line end) into its text or the reason it is skipped.
-fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
+/// One jsonl line (without its line end) into its text or the reason it is skipped (`wanted`:
+/// [`fields_read`] of `text` and `split_by`, worked out once per batch).
+fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>, wanted: &[&str]) -> Parsed {
     let s = match utf8(raw) {
         Ok(s) => s,
         Err(e) => {
@@ -602,7 +604,7 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>) -> Parsed {
     {
         return Parsed::Text((t, None, None));
     }
-    let Record { fields: obj, keys } = match record(s, &fields_read(text, split_by)) {
+    let Record { fields: obj, keys } = match record(s, wanted) {
         Ok(r) => r,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into());
