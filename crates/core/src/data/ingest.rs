@@ -393,11 +393,15 @@ fn open_maybe_compressed(path: &Path) -> Result<(Box<dyn BufRead>, Option<&'stat
     Ok((text, codec))
 }
 
-/// A read failure past `line` whole lines: the codec's, where the file is compressed.
+/// A read failure past `line` whole lines: the codec's, where the file is compressed. An error
+/// the system gave (a disk's EIO, a network mount gone) is the file's read failing, not damaged
+/// data: "compress it again" would be the wrong advice. The decoders' own errors carry no OS code.
 fn read_error(path: &Path, codec: Option<&'static str>, line: u64, source: std::io::Error) -> DataError {
     match codec {
-        Some(codec) => DataError::Decompress { codec, path: path.to_path_buf(), line, source },
-        None => DataError::io("read", path, source),
+        Some(codec) if source.raw_os_error().is_none() => {
+            DataError::Decompress { codec, path: path.to_path_buf(), line, source }
+        }
+        _ => DataError::io("read", path, source),
     }
 }
 
@@ -1071,4 +1075,20 @@ fn read_parquet(
         row_base += rows as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_system_error_under_a_codec_is_a_read_failure_not_damage() {
+        let path = Path::new("corpus/a.jsonl.gz");
+        let eio = std::io::Error::from_raw_os_error(5);
+        assert!(matches!(read_error(path, Some("gzip"), 7, eio), DataError::Io { action: "read", .. }));
+        let bad = std::io::Error::new(std::io::ErrorKind::InvalidInput, "corrupt deflate stream");
+        assert!(matches!(read_error(path, Some("gzip"), 7, bad), DataError::Decompress { line: 7, .. }));
+        let plain = std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8");
+        assert!(matches!(read_error(path, None, 7, plain), DataError::Io { .. }));
+    }
 }
