@@ -81,6 +81,14 @@ fn compressed_jsonl_reads_the_same() {
     e.finish().unwrap();
     let zst = tmp.path().join("c.jsonl.zst");
     std::fs::write(&zst, zstd::encode_all(lines.as_bytes(), 3).unwrap()).unwrap();
+    // As `zstd --long=28` streams it: a 256 MB window in the frame header, past the decoder's
+    // default limit of 128 MB (the way large corpora are compressed well).
+    let long = tmp.path().join("e.jsonl.zst");
+    let mut e = zstd::stream::write::Encoder::new(std::fs::File::create(&long).unwrap(), 3).unwrap();
+    e.long_distance_matching(true).unwrap();
+    e.window_log(28).unwrap();
+    e.write_all(lines.as_bytes()).unwrap();
+    e.finish().unwrap();
     // Two gzip members, then the zero padding a tape or block writer leaves (`gzip -d` reads it).
     let padded = tmp.path().join("d.jsonl.gz");
     let (first, second) = lines.split_at(lines.len() / 2);
@@ -98,7 +106,7 @@ fn compressed_jsonl_reads_the_same() {
         read_corpus(&c, &IngestOptions::default()).unwrap()
     };
     let want = real_texts("zh_poetry", 300);
-    for p in [&plain, &gz, &zst, &padded] {
+    for p in [&plain, &gz, &zst, &padded, &long] {
         let got = read(p);
         assert_eq!(got.docs.iter().map(|d| d.text.clone()).collect::<Vec<_>>(), want, "{}", p.display());
         assert_eq!(got.report.documents, 300);
@@ -271,6 +279,24 @@ fn next_column<T: parquet::data_type::DataType>(
     let mut col = rg.next_column().unwrap().unwrap();
     col.typed::<T>().write_batch(values, None, None).unwrap();
     col.close().unwrap();
+}
+
+/// A parquet file in a jsonl corpus is refused naming what it is and the setting that reads it,
+/// not read as lines of invalid text.
+#[test]
+fn a_parquet_file_in_a_jsonl_corpus_is_named() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let texts: Vec<ByteArray> = real_texts("hpo", 10).iter().map(|t| ByteArray::from(t.as_str())).collect();
+    let path = one_row_group(&tmp.path().join("train.jsonl"), "message m { required binary text (UTF8); }", &|rg| {
+        next_column::<ByteArrayType>(rg, &texts)
+    });
+    let c = corpus("hpo", vec![path.clone()], Format::Jsonl, field("text"));
+    let Err(e) = read_corpus(&c, &IngestOptions::default()) else { panic!("a parquet file read as jsonl") };
+    assert_eq!(e.to_string(), format!("`{}` is a parquet file: cptc cannot read it as jsonl", path.display()));
+    let help = miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default();
+    assert!(help.contains("format = parquet"), "{help}");
 }
 
 /// Number and boolean columns serve a split key and a template as a jsonl record's numbers

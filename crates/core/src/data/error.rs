@@ -39,6 +39,18 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    #[error("`{}` is {what}: cptc cannot read it as {format}", path.display())]
+    #[diagnostic(code(cptc::data::unsupported_file))]
+    UnsupportedFile {
+        path: PathBuf,
+        /// What its first bytes say it is: `xz-compressed`, `a zip archive`, ...
+        what: &'static str,
+        /// The corpus' format as the recipe gives it: `jsonl`, `text`.
+        format: &'static str,
+        #[help]
+        help: String,
+    },
+
     #[error("{}:{line}: {reason}", file.display())]
     #[diagnostic(
         code(cptc::data::bad_record),

@@ -370,17 +370,28 @@ impl State<'_> {
     }
 }
 
-/// Opens a file, transparently decompressing gzip or zstd (sniffed by magic bytes, so a
-/// misnamed file still reads); says which codec, if any.
-fn open_maybe_compressed(path: &Path) -> Result<(Box<dyn BufRead>, Option<&'static str>), DataError> {
+/// Opens a file of a corpus in `format` (`jsonl`, `text`), transparently decompressing gzip or
+/// zstd (sniffed by magic bytes, so a misnamed file still reads); says which codec, if any.
+/// Another compressor's or an archive's file is refused, naming what it is.
+fn open_maybe_compressed(
+    path: &Path,
+    format: &'static str,
+) -> Result<(Box<dyn BufRead>, Option<&'static str>), DataError> {
     let f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let head = r.fill_buf().map_err(|e| DataError::io("read", path, e))?;
     let (mut text, codec): (Box<dyn BufRead>, _) = if head.starts_with(&[0x1f, 0x8b]) {
         (Box::new(BufReader::with_capacity(1 << 20, GzMembers::new(r))), Some("gzip"))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
+        let mut d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
+        // Any window the format allows: `zstd --long=28..31` (the usual way to compress a large
+        // corpus well) writes frames past the library's default limit of 128 MB, which it would
+        // refuse as if damaged. The decoder holds the window the file asks for, at most its
+        // content's size.
+        d.window_log_max(31).map_err(|e| DataError::io("decompress", path, e))?;
         (Box::new(BufReader::with_capacity(1 << 20, d)), Some("zstd"))
+    } else if let Some((what, help)) = unsupported(head) {
+        return Err(DataError::UnsupportedFile { path: path.to_path_buf(), what, format, help: help.to_string() });
     } else {
         (Box::new(r), None)
     };
@@ -391,6 +402,39 @@ fn open_maybe_compressed(path: &Path) -> Result<(Box<dyn BufRead>, Option<&'stat
         text.consume(3);
     }
     Ok((text, codec))
+}
+
+/// What a file that is neither text nor gzip nor zstd is, by its first bytes, and what to do:
+/// read as text, every line of it would be skipped as invalid, or worse, parsed as garbage.
+fn unsupported(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    const RECOMPRESS: &str = "cptc reads plain, gzip and zstd files: decompress it, or recompress it with zstd (`xz -dc f.jsonl.xz | zstd -o f.jsonl.zst`; `bzip2 -dc`, `lz4 -dc` likewise)";
+    const UNPACK: &str =
+        "cptc reads a corpus' files one by one: unpack the archive and point the corpus' `files` at what it holds";
+    let magic: [(&[u8], &str, &str); 7] = [
+        (&[0xFD, b'7', b'z', b'X', b'Z', 0], "xz-compressed", RECOMPRESS),
+        (b"BZh", "bzip2-compressed", RECOMPRESS),
+        (&[0x04, 0x22, 0x4D, 0x18], "lz4-compressed", RECOMPRESS),
+        (b"LZIP", "lzip-compressed", RECOMPRESS),
+        (b"PK\x03\x04", "a zip archive", UNPACK),
+        (&[b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C], "a 7-Zip archive", UNPACK),
+        (
+            b"PAR1",
+            "a parquet file",
+            "set `format = parquet` in the corpus, or give the parquet files a corpus of their own",
+        ),
+    ];
+    // Text that happens to start like one of them stays text: each of these formats puts a
+    // NUL byte or bytes that are not UTF-8 near its start; text has neither.
+    let start = &head[..head.len().min(4096)];
+    let binary = start.contains(&0) || std::str::from_utf8(start).is_err_and(|e| e.error_len().is_some());
+    if !binary {
+        return None;
+    }
+    if let Some(&(_, what, help)) = magic.iter().find(|(m, _, _)| head.starts_with(m)) {
+        return Some((what, help));
+    }
+    // A tar archive says so at byte 257 (its first member's header).
+    head.get(257..262).filter(|m| *m == b"ustar").map(|_| ("a tar archive", UNPACK))
 }
 
 /// A read failure past `line` whole lines: the codec's, where the file is compressed. An error
@@ -518,7 +562,7 @@ fn read_jsonl(
     sink: &mut impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     use rayon::prelude::*;
-    let (mut r, codec) = open_maybe_compressed(path)?;
+    let (mut r, codec) = open_maybe_compressed(path, "jsonl")?;
     let mut line = 0u64;
     let max = st.opts.max_record_bytes;
     // A batch of lines: their bytes back to back, and per line its number and end (None: too long).
@@ -882,7 +926,7 @@ fn read_text(
     st: &mut State<'_>,
     sink: &mut impl FnMut(Document) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let (r, codec) = open_maybe_compressed(path)?;
+    let (r, codec) = open_maybe_compressed(path, "text")?;
     let max = st.opts.max_record_bytes;
     let mut bytes = Vec::new();
     // One more byte than allowed tells "exactly at the limit" from "over it".
