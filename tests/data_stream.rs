@@ -438,6 +438,33 @@ fn max_epochs_counts_the_passes_of_every_phase() {
     assert!(warnings[0].contains("with the phases before this one"), "{plan}");
 }
 
+/// A corpus none of whose records gives a document is refused by the tokenize stage that reads
+/// it first (under a held-out fraction, before the ingest stage), with the ingest stage's
+/// report, and leaves no tokenize artifact behind.
+#[test]
+fn a_corpus_without_a_document_fails_its_tokenize_stage() {
+    let dir = with_model();
+    let root = dir.path();
+    let records = repo().join("tests/fixtures/data/ingest/empty_corpus/data.jsonl");
+    std::fs::write(root.join("recipe.cpt"), recipe(&[("none", &records, "1%")])).expect("recipe");
+    let (code, _, stderr) = cli_support::run_in(root, &["run", "recipe.cpt", "--only", "tokenize:none@base"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cptc::data::empty_corpus"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "stage `tokenize:none@base` failed: corpus `none` has no usable document (1 files read, 3 records skipped"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the first skipped record: data.jsonl:1: missing field `text`"), "{stderr}");
+    let kinds: Vec<String> = std::fs::read_dir(root.join(".cptc/v1/artifacts"))
+        .expect("artifacts")
+        .filter_map(Result::ok)
+        .map(|k| k.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(kinds.iter().all(|k| !k.starts_with("tokenize")), "{kinds:?}");
+}
+
 /// A project folder holding [`model_folder`]'s model.
 fn with_model() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

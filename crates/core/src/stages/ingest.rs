@@ -99,17 +99,16 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let index_dir = ctx.out.join(INDEX_DIR);
     std::fs::create_dir_all(&index_dir).map_err(|e| StageFailure::of(data::DataError::io("create", &index_dir, e)))?;
     let mut listed = Vec::with_capacity(dirs.len());
-    let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };
-    for (i, (dir, path)) in dirs.iter().zip(&corpus.files).enumerate() {
+    for (i, dir) in dirs.iter().enumerate() {
         let name = format!("{INDEX_DIR}/{i:05}.index");
         parts.link(dir, &[(PART_INDEX, ctx.out.join(&name))])?;
         listed.push(name);
-        let mut one: IngestReport = read_json(&dir.join(PART_REPORT))?;
-        for issue in &mut one.issues {
-            issue.file.clone_from(path);
-        }
-        report.absorb(one, opts.max_issues_listed);
     }
+    let report = corpus_report(
+        &corpus,
+        dirs.iter().map(PathBuf::as_path).zip(corpus.files.iter().map(PathBuf::as_path)),
+        &opts,
+    )?;
     report.check_not_empty(&corpus)?;
     data::parts_list::write(&ctx.out.join(INDEX), &listed)?;
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
@@ -138,6 +137,24 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     }
     write_json(&ctx.out.join("report.json"), &value)?;
     Ok(json!({ "documents": report.documents, "bytes": report.bytes, "skipped": report.skipped.total() }))
+}
+
+/// The report of `corpus` read whole: its files' part reports (`parts`: each part's folder
+/// and its file, in file order) with each issue naming its file.
+pub(super) fn corpus_report<'a>(
+    corpus: &Corpus,
+    parts: impl IntoIterator<Item = (&'a Path, &'a Path)>,
+    opts: &data::ingest::IngestOptions,
+) -> Result<IngestReport, StageFailure> {
+    let mut report = IngestReport { corpus: corpus.name.clone(), files: corpus.files.len(), ..Default::default() };
+    for (dir, path) in parts {
+        let mut one: IngestReport = read_json(&dir.join(PART_REPORT))?;
+        for issue in &mut one.issues {
+            path.clone_into(&mut issue.file);
+        }
+        report.absorb(one, opts.max_issues_listed);
+    }
+    Ok(report)
 }
 
 /// The parts' space in the store.

@@ -105,6 +105,10 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         },
     )?;
     let stats = assemble(&p.source.corpus, parts, &dirs, ctx.out)?;
+    let documents = ["/train/documents", "/heldout/documents"].map(|at| stats.pointer(at).and_then(Value::as_u64));
+    if p.fraction.is_some() && documents.iter().flatten().sum::<u64>() == 0 {
+        check_not_empty(p, ctx, parts)?;
+    }
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     if built < dirs.len() {
         ctx.notice(&format!("tokenized {built} of {} files; the others were cached", dirs.len()));
@@ -253,8 +257,7 @@ fn build_part(
 ) -> Result<(), StageFailure> {
     let ingest_part = match &file.hashes {
         HashSource::Compute { digest, .. } => {
-            let source = Source { text: p.source.text.unmarked(), ..p.source.clone() };
-            let key = super::ingest::part_key(&source, &source.options(), digest);
+            let key = ingest_part_key(p, digest);
             match parts.get(super::ingest::PART_SPACE, &key) {
                 Some(_) => None,
                 None => Some((parts.scratch(super::ingest::PART_SPACE, &key)?, key)),
@@ -285,6 +288,34 @@ fn build_part(
         write_json(&tmp.join(super::ingest::PART_REPORT), &report)?;
         parts.publish(super::ingest::PART_SPACE, &key, &tmp)?;
     }
+    Ok(())
+}
+
+/// The key of the ingest part a file hashed here gets: the one the ingest stage looks for.
+fn ingest_part_key(p: &Params, file: &Digest) -> Digest {
+    let source = Source { text: p.source.text.unmarked(), ..p.source.clone() };
+    super::ingest::part_key(&source, &source.options(), file)
+}
+
+/// Under a held-out fraction this stage reads the files first, before the ingest stage that
+/// refuses a corpus without a usable document: it refuses one too, with the same report, rather
+/// than keep an empty artifact.
+fn check_not_empty(p: &Params, ctx: &StageCtx<'_>, parts: &crate::store::Parts) -> Result<(), StageFailure> {
+    let source = Source { text: p.source.text.unmarked(), ..p.source.clone() };
+    let corpus = source.corpus(ctx.files);
+    // A file whose tokenize part was cached may have lost its ingest part to `cptc cache gc`:
+    // the report then counts the others' records.
+    let found: Vec<(std::path::PathBuf, &Path)> = ctx
+        .files
+        .iter()
+        .zip(ctx.file_digests)
+        .filter_map(|(file, digest)| {
+            Some((parts.get(super::ingest::PART_SPACE, &ingest_part_key(p, digest))?, file.as_path()))
+        })
+        .collect();
+    let report =
+        super::ingest::corpus_report(&corpus, found.iter().map(|(d, f)| (d.as_path(), *f)), &source.options())?;
+    report.check_not_empty(&corpus)?;
     Ok(())
 }
 
