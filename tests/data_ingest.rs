@@ -89,6 +89,13 @@ fn compressed_jsonl_reads_the_same() {
     e.window_log(28).unwrap();
     e.write_all(lines.as_bytes()).unwrap();
     e.finish().unwrap();
+    // As `pzstd` writes it: a skippable frame (the next frame's size) before the zstd frame.
+    let skippable = tmp.path().join("f.jsonl.zst");
+    let frame = zstd::encode_all(lines.as_bytes(), 3).unwrap();
+    let mut bytes = vec![0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0];
+    bytes.extend((frame.len() as u32).to_le_bytes());
+    bytes.extend(frame);
+    std::fs::write(&skippable, bytes).unwrap();
     // Two gzip members, then the zero padding a tape or block writer leaves (`gzip -d` reads it).
     let padded = tmp.path().join("d.jsonl.gz");
     let (first, second) = lines.split_at(lines.len() / 2);
@@ -106,7 +113,7 @@ fn compressed_jsonl_reads_the_same() {
         read_corpus(&c, &IngestOptions::default()).unwrap()
     };
     let want = real_texts("zh_poetry", 300);
-    for p in [&plain, &gz, &zst, &padded, &long] {
+    for p in [&plain, &gz, &zst, &padded, &long, &skippable] {
         let got = read(p);
         assert_eq!(got.docs.iter().map(|d| d.text.clone()).collect::<Vec<_>>(), want, "{}", p.display());
         assert_eq!(got.report.documents, 300);

@@ -465,6 +465,25 @@ fn a_corpus_without_a_document_fails_its_tokenize_stage() {
     assert!(kinds.iter().all(|k| !k.starts_with("tokenize")), "{kinds:?}");
 }
 
+/// A file whose every record is skipped (here, the wrong field) is named on its own line by
+/// every run, cached or not: its records are a few among the corpus' skipped ones.
+#[test]
+fn a_file_that_gives_no_document_is_named_by_every_run() {
+    let dir = with_model();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("mixed")).expect("mkdir");
+    write_lines(&root.join("mixed/a.jsonl"), "data/corpora/hpo.jsonl", 0, 50);
+    std::fs::copy(repo().join("tests/fixtures/data/ingest/empty_corpus/data.jsonl"), root.join("mixed/b.jsonl"))
+        .expect("copy");
+    std::fs::write(root.join("recipe.cpt"), recipe(&[("mixed", Path::new("mixed/*.jsonl"), "10%")])).expect("recipe");
+    let line = "ingest:mixed: b.jsonl gave no document (every record skipped)";
+    for _ in 0..2 {
+        let (code, _, stderr) = cli_support::run_in(root, &["run", "recipe.cpt", "--only", "split:mixed"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains(line), "{stderr}");
+    }
+}
+
 /// A project folder holding [`model_folder`]'s model.
 fn with_model() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

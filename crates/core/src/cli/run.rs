@@ -71,24 +71,35 @@ pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: boo
 /// One line per corpus whose ingest skipped records (run now or cached): they are data the
 /// run did not use, so every run says so, not only the one that read them.
 fn skipped_records(summary: &exec::Summary) -> Vec<String> {
-    let mut lines = Vec::new();
+    // (stage, line): a corpus' lines stay together and in order.
+    let mut lines: Vec<(String, String)> = Vec::new();
     for (id, dir) in summary.artifacts.iter().filter(|(id, _)| id.starts_with("ingest:")) {
         let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else { continue };
-        let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-        let Ok(counts) = serde_json::from_value::<crate::data::ingest::SkipCounts>(report["skipped"].clone()) else {
-            continue;
-        };
+        let Ok(report) = serde_json::from_str::<crate::data::ingest::IngestReport>(&text) else { continue };
+        let counts = &report.skipped;
         if counts.total() > 0 {
-            lines.push(format!(
-                "{id}: skipped {} records{} (listed in {})",
-                counts.total(),
-                counts.reasons(),
-                dir.join("report.json").display()
+            lines.push((
+                id.clone(),
+                format!(
+                    "{id}: skipped {} records{} (listed in {})",
+                    counts.total(),
+                    counts.reasons(),
+                    dir.join("report.json").display()
+                ),
             ));
         }
+        // A file lost whole is worth its own line: its records are a few among many above.
+        let lost = &report.no_document;
+        let named = match lost.as_slice() {
+            [] => continue,
+            [one] => format!("{one} gave"),
+            [a, b] => format!("2 files, {a} and {b}, gave"),
+            [a, b, ..] => format!("{} files, {a}, {b} and {} more, gave", lost.len(), lost.len() - 2),
+        };
+        lines.push((id.clone(), format!("{id}: {named} no document (every record skipped)")));
     }
-    lines.sort();
-    lines
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.into_iter().map(|(_, line)| line).collect()
 }
 
 fn report(e: ExecError) -> i32 {

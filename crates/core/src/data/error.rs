@@ -43,8 +43,8 @@ pub enum DataError {
     #[diagnostic(code(cptc::data::unsupported_file))]
     UnsupportedFile {
         path: PathBuf,
-        /// What its first bytes say it is: `xz-compressed`, `a zip archive`, ...
-        what: &'static str,
+        /// What its first bytes say it is: `xz-compressed`, `a tar archive, gzip-compressed`...
+        what: String,
         /// The corpus' format as the recipe gives it: `jsonl`, `text`.
         format: &'static str,
         #[help]

@@ -152,6 +152,11 @@ pub struct IngestReport {
     pub skipped: SkipCounts,
     /// The first `max_issues_listed` issues, in file order.
     pub issues: Vec<Issue>,
+    /// The names of the files that gave no document though they held records, each skipped:
+    /// a whole file lost (the wrong field, the wrong format) that its skip counts hide in a
+    /// corpus of hundreds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_document: Vec<String>,
 }
 
 /// A whole corpus in memory.
@@ -184,7 +189,7 @@ pub fn visit_corpus(
     for (i, path) in corpus.files.iter().enumerate() {
         let file = u32::try_from(i).unwrap_or(u32::MAX);
         let one = visit_file(path, file, corpus.format, &corpus.text, opts, &mut sink)?;
-        report.absorb(one, opts.max_issues_listed);
+        report.absorb(path, one, opts.max_issues_listed);
     }
     report.check_not_empty(corpus)?;
     Ok(report)
@@ -294,7 +299,12 @@ impl Batcher {
 
 impl IngestReport {
     /// Adds the report of the corpus' next file; issues listed up to `max_issues_listed`.
-    pub fn absorb(&mut self, file: IngestReport, max_issues_listed: usize) {
+    /// Adds the report of one file (`path`) of the corpus.
+    pub fn absorb(&mut self, path: &Path, file: IngestReport, max_issues_listed: usize) {
+        if file.documents == 0 && file.skipped.total() > 0 {
+            let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+            self.no_document.push(name);
+        }
         self.documents += file.documents;
         self.bytes += file.bytes;
         self.skipped.merge(&file.skipped);
@@ -380,49 +390,63 @@ fn open_maybe_compressed(
     let f = File::open(path).map_err(|e| DataError::io("open", path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let head = r.fill_buf().map_err(|e| DataError::io("read", path, e))?;
+    let refuse = |what: String, help: &str| DataError::UnsupportedFile {
+        path: path.to_path_buf(),
+        what,
+        format,
+        help: help.to_string(),
+    };
+    // A zstd frame, or a skippable frame before one (`pzstd` starts with one).
+    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || head.get(..4).is_some_and(|m| m[0] & 0xF0 == 0x50 && m[1..] == [0x2A, 0x4D, 0x18]);
     let (mut text, codec): (Box<dyn BufRead>, _) = if head.starts_with(&[0x1f, 0x8b]) {
         (Box::new(BufReader::with_capacity(1 << 20, GzMembers::new(r))), Some("gzip"))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if zstd {
         let mut d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
         // Any window the format allows: `zstd --long=28..31` (the usual way to compress a large
         // corpus well) writes frames past the library's default limit of 128 MB, which it would
-        // refuse as if damaged. The decoder holds the window the file asks for, at most its
-        // content's size.
+        // refuse as if damaged. The decoder then holds the window the frame names: up to 2 GB
+        // for a streamed `--long=31` frame, which records no content size to bound it.
         d.window_log_max(31).map_err(|e| DataError::io("decompress", path, e))?;
         (Box::new(BufReader::with_capacity(1 << 20, d)), Some("zstd"))
     } else if let Some((what, help)) = unsupported(head) {
-        return Err(DataError::UnsupportedFile { path: path.to_path_buf(), what, format, help: help.to_string() });
+        return Err(refuse(what.to_string(), help));
     } else {
         (Box::new(r), None)
     };
+    // What the compression holds: `.tar.gz` and `.tar.zst` are how corpora are often shipped.
+    if let Some(codec) = codec
+        && let Some((what, help)) = unsupported(text.fill_buf().map_err(|e| read_error(path, Some(codec), 0, e))?)
+    {
+        return Err(refuse(format!("{what}, {codec}-compressed"), help));
+    }
     // A UTF-8 byte-order mark (Windows editors write one) is not text: it would break the first
     // JSON line or start the first document.
     let bom = text.fill_buf().map_err(|e| read_error(path, codec, 0, e))?.starts_with(b"\xEF\xBB\xBF");
     if bom {
         text.consume(3);
     }
+    // One JSON array of records (`json.dump(records)`) would read as one bad record, or as a
+    // bad record per line when indented: the whole file lost, line by line.
+    let first = text.fill_buf().map_err(|e| read_error(path, codec, 0, e))?.iter().find(|b| !b.is_ascii_whitespace());
+    if format == "jsonl" && first == Some(&b'[') {
+        return Err(refuse(
+            "a JSON array".to_string(),
+            "a jsonl file holds one JSON object per line: convert it (`jq -c '.[]' f.json > f.jsonl`)",
+        ));
+    }
     Ok((text, codec))
 }
 
-/// What a file that is neither text nor gzip nor zstd is, by its first bytes, and what to do:
-/// read as text, every line of it would be skipped as invalid, or worse, parsed as garbage.
+/// What a file is, by its first bytes, when it is neither text nor gzip nor zstd, and what to
+/// do: read as text, every line of it would be skipped as invalid, or worse, kept as garbage.
 fn unsupported(head: &[u8]) -> Option<(&'static str, &'static str)> {
-    const RECOMPRESS: &str = "cptc reads plain, gzip and zstd files: decompress it, or recompress it with zstd (`xz -dc f.jsonl.xz | zstd -o f.jsonl.zst`; `bzip2 -dc`, `lz4 -dc` likewise)";
+    const RECOMPRESS: &str = "cptc reads plain, gzip and zstd files: decompress it, or recompress it with zstd (`xz -dc f.jsonl.xz | zstd -o f.jsonl.zst`; `bzip2 -dc`, `lz4 -dc`, `lzip -dc` likewise)";
     const UNPACK: &str =
         "cptc reads a corpus' files one by one: unpack the archive and point the corpus' `files` at what it holds";
-    let magic: [(&[u8], &str, &str); 7] = [
-        (&[0xFD, b'7', b'z', b'X', b'Z', 0], "xz-compressed", RECOMPRESS),
-        (b"BZh", "bzip2-compressed", RECOMPRESS),
-        (&[0x04, 0x22, 0x4D, 0x18], "lz4-compressed", RECOMPRESS),
-        (b"LZIP", "lzip-compressed", RECOMPRESS),
-        (b"PK\x03\x04", "a zip archive", UNPACK),
-        (&[b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C], "a 7-Zip archive", UNPACK),
-        (
-            b"PAR1",
-            "a parquet file",
-            "set `format = parquet` in the corpus, or give the parquet files a corpus of their own",
-        ),
-    ];
+    const PARQUET: &str = "set `format = parquet` in the corpus, or give the parquet files a corpus of their own";
+    const TWICE: &str = "it was compressed twice: decompress the outer layer (`gzip -dc f.gz > f`, `zstd -d`)";
+    const UTF16: &str = "cptc reads UTF-8: convert it (`iconv -f UTF-16 -t UTF-8 f > f.utf8`)";
     // Text that happens to start like one of them stays text: each of these formats puts a
     // NUL byte or bytes that are not UTF-8 near its start; text has neither.
     let start = &head[..head.len().min(4096)];
@@ -430,11 +454,38 @@ fn unsupported(head: &[u8]) -> Option<(&'static str, &'static str)> {
     if !binary {
         return None;
     }
-    if let Some(&(_, what, help)) = magic.iter().find(|(m, _, _)| head.starts_with(m)) {
-        return Some((what, help));
-    }
-    // A tar archive says so at byte 257 (its first member's header).
-    head.get(257..262).filter(|m| *m == b"ustar").map(|_| ("a tar archive", UNPACK))
+    let is = |magic: &[u8]| head.starts_with(magic);
+    let at = |i: usize| head.get(i).copied();
+    Some(if is(&[0xFF, 0xFE]) || is(&[0xFE, 0xFF]) {
+        // Its byte-order mark (Windows' "Unicode" text).
+        ("UTF-16 text", UTF16)
+    } else if is(&[0x1f, 0x8b]) {
+        // Met only inside a compressed file: at the top, gzip is read.
+        ("a gzip file", TWICE)
+    } else if is(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ("a zstd file", TWICE)
+    } else if is(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        ("xz-compressed", RECOMPRESS)
+    } else if is(b"BZh") && at(3).is_some_and(|b| (b'1'..=b'9').contains(&b)) {
+        ("bzip2-compressed", RECOMPRESS)
+    } else if is(&[0x04, 0x22, 0x4D, 0x18]) || is(&[0x02, 0x21, 0x4C, 0x18]) {
+        // A frame, or the legacy format of `lz4 -l`.
+        ("lz4-compressed", RECOMPRESS)
+    } else if is(b"LZIP") && at(4).is_some_and(|v| v <= 1) {
+        ("lzip-compressed", RECOMPRESS)
+    } else if is(b"PK\x03\x04") || is(b"PK\x05\x06") || is(b"PK\x07\x08") {
+        // A member first, an empty archive, a spanned one.
+        ("a zip archive", UNPACK)
+    } else if is(&[b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C]) {
+        ("a 7-Zip archive", UNPACK)
+    } else if is(b"PAR1") {
+        ("a parquet file", PARQUET)
+    } else if head.get(257..263).is_some_and(|m| m == b"ustar\0" || m == b"ustar ") {
+        // A tar archive says so in its first member's header: POSIX `ustar\0`, GNU `ustar `.
+        ("a tar archive", UNPACK)
+    } else {
+        return None;
+    })
 }
 
 /// A read failure past `line` whole lines: the codec's, where the file is compressed. An error

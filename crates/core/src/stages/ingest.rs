@@ -152,7 +152,7 @@ pub(super) fn corpus_report<'a>(
         for issue in &mut one.issues {
             path.clone_into(&mut issue.file);
         }
-        report.absorb(one, opts.max_issues_listed);
+        report.absorb(path, one, opts.max_issues_listed);
     }
     Ok(report)
 }
