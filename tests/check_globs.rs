@@ -1,5 +1,6 @@
-//! Corpus globs: each file once however it is spelled or reached, and a symlink cycle under a
-//! `**` pattern reported (never walked), on real folders with real links.
+//! Corpus globs: each file once however it is spelled or reached, a symlink cycle under a `**`
+//! pattern reported (never walked), a broken link or a name that is not UTF-8 refused, glob
+//! syntax in the recipe's own folder read as a name, on real folders with real links.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -56,5 +57,53 @@ fn a_symlink_cycle_is_reported_not_walked() {
     assert!(text.contains("data/sub/loop` leads back to"), "{text}");
     // A pattern that does not walk into the link is fine.
     let files = corpus_files(dir.path(), r#""data/*.jsonl""#);
+    assert_eq!(files, vec!["data/a.jsonl"]);
+}
+
+/// The error `check` gives for the recipe in `dir` over `files`, rendered.
+fn check_error(dir: &Path, files: &str) -> String {
+    match check(&recipe(dir, files), &RealWorld) {
+        Ok(_) => panic!("check passed over {files}"),
+        Err(f) => cptc::diag::render(&f.errors, &f.sources, false, 200),
+    }
+}
+
+#[test]
+fn a_broken_link_the_pattern_matches_is_refused() {
+    let dir = data_folder();
+    symlink("../elsewhere/c.jsonl", dir.path().join("data/c.jsonl")).expect("symlink");
+    let text = check_error(dir.path(), r#""data/*.jsonl""#);
+    assert!(text.contains("cptc::check::broken_link"), "{text}");
+    assert!(text.contains("data/c.jsonl`, a symlink to `../elsewhere/c.jsonl`, which does not exist"), "{text}");
+    // One the pattern does not match is none of the corpus' business.
+    let files = corpus_files(dir.path(), r#""data/a.*""#);
+    assert_eq!(files, vec!["data/a.jsonl"]);
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_refused_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = data_folder();
+    let odd = std::ffi::OsStr::from_bytes(b"bad\xffname.jsonl");
+    std::fs::write(dir.path().join("data").join(odd), "{\"text\": \"c\"}\n").expect("write");
+    let text = check_error(dir.path(), r#""data/*.jsonl""#);
+    assert!(text.contains("cptc::check::file_name"), "{text}");
+    assert!(text.contains("matches a file whose name is not UTF-8: `bad\u{FFFD}name.jsonl`"), "{text}");
+}
+
+#[test]
+fn glob_syntax_in_the_recipe_folder_is_a_name_and_a_literal_name_is_found() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The recipe's own folder holds glob syntax, as `set [v2]` or `{a}` folders do.
+    let root = dir.path().join("set [v2]").join("{a}");
+    std::fs::create_dir_all(root.join("data")).expect("mkdir");
+    std::fs::write(root.join("data/a.jsonl"), "{\"text\": \"a\"}\n").expect("write");
+    std::fs::write(root.join("data/part[1].jsonl"), "{\"text\": \"p\"}\n").expect("write");
+    assert_eq!(corpus_files(&root, r#""data/*.jsonl""#), vec!["data/a.jsonl", "data/part[1].jsonl"]);
+    // A pattern that matches nothing but names a file as written gives that file, as a shell does.
+    assert_eq!(corpus_files(&root, r#""data/part[1].jsonl""#), vec!["data/part[1].jsonl"]);
+    // An absolute pattern is not joined to the folder.
+    let absolute = format!(r#""{}/data/a.*""#, root.display());
+    let files = corpus_files(&root, &absolute);
     assert_eq!(files, vec!["data/a.jsonl"]);
 }

@@ -255,9 +255,10 @@ impl<'a> Builder<'a> {
         // Which pattern matched each file first, to point at it.
         let mut origin_of = HashMap::new();
         for (pattern, span, file) in files? {
-            let full = self.base_dir(file).join(&pattern);
+            let base = self.base_dir(file);
+            let full = base.join(&pattern);
             let full_str = full.display().to_string();
-            match self.world.glob(&full_str) {
+            match self.world.glob(&base, &pattern) {
                 Ok(found) if found.is_empty() => {
                     let help = Some(
                         "paths are relative to the recipe's folder; `scripts/setup.sh` fetches the corpora under data/"
@@ -266,6 +267,11 @@ impl<'a> Builder<'a> {
                     self.no_match(file, span, "pattern", &pattern, &full, help);
                 }
                 Ok(found) => {
+                    if let Some(odd) = found.iter().find(|p| p.to_str().is_none()) {
+                        let name = odd.file_name().unwrap_or(odd.as_os_str()).to_string_lossy().into_owned();
+                        self.error(file, CheckError::FileName { pattern: pattern.clone(), span: span.into(), name });
+                        continue;
+                    }
                     for path in &found {
                         origin_of.entry(path.clone()).or_insert((span, file));
                     }
@@ -277,6 +283,15 @@ impl<'a> Builder<'a> {
                         span: span.into(),
                         label: msg,
                         help: Some("globs use `*`, `?`, `**`, `[...]` and `{a,b}`".to_string()),
+                    };
+                    self.error(file, error);
+                }
+                Err(GlobError::Broken { link, target }) => {
+                    let error = CheckError::BrokenLink {
+                        pattern: pattern.clone(),
+                        span: span.into(),
+                        link: link.display().to_string(),
+                        target: target.display().to_string(),
                     };
                     self.error(file, error);
                 }

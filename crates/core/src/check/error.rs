@@ -210,6 +210,34 @@ pub enum CheckError {
         target: String,
     },
 
+    #[error("pattern `{pattern}` matches `{link}`, a symlink to `{target}`, which does not exist")]
+    #[diagnostic(
+        code(cptc::check::broken_link),
+        help(
+            "a folder half synced or a disk not mounted would silently shrink the corpus: fix the link, or remove it"
+        )
+    )]
+    BrokenLink {
+        pattern: String,
+        #[label("matches the broken link")]
+        span: SourceSpan,
+        link: String,
+        target: String,
+    },
+
+    #[error("pattern `{pattern}` matches a file whose name is not UTF-8: `{name}`")]
+    #[diagnostic(
+        code(cptc::check::file_name),
+        help("recipes, reports and the store name files in UTF-8: rename it (`convmv` converts a folder's names)")
+    )]
+    FileName {
+        pattern: String,
+        #[label("matches it")]
+        span: SourceSpan,
+        /// The name, its bytes that are not UTF-8 shown as U+FFFD.
+        name: String,
+    },
+
     #[error("cannot import `{path}`: {reason}")]
     #[diagnostic(code(cptc::check::import))]
     Import {

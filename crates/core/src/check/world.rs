@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 pub trait World {
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
-    /// Files matching `pattern`, sorted, each file once however many spellings reach it;
-    /// `Err` for a malformed pattern or a symlink cycle under it (never followed).
-    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, GlobError>;
+    /// Files matching `pattern` (relative to `base`, a folder whose name is never glob
+    /// syntax), sorted, each file once however many spellings reach it; `Err` for a malformed
+    /// pattern, a symlink cycle under it (never followed) or a broken link it matches. A
+    /// pattern that matches nothing but names a file as written (`part[1].jsonl`) gives it.
+    fn glob(&self, base: &Path, pattern: &str) -> Result<Vec<PathBuf>, GlobError>;
     /// A stable identity for a file, to load each import once.
     fn canonical(&self, path: &Path) -> PathBuf;
     /// Whether `path` is a file (following symlinks).
@@ -23,6 +25,8 @@ pub enum GlobError {
     Pattern(String),
     /// `link` leads back to `target`, a folder it is in.
     Cycle { link: PathBuf, target: PathBuf },
+    /// `link` matches the pattern and leads to `target`, which does not exist.
+    Broken { link: PathBuf, target: PathBuf },
 }
 
 /// The folder a pattern's walk starts from (its leading components without glob syntax, as
@@ -42,6 +46,18 @@ fn walk_root(pattern: &str) -> (PathBuf, Option<usize>) {
     (PathBuf::from(base), depth)
 }
 
+/// The longest leading folder of `pattern` that holds glob syntax but exists under `base` as
+/// spelled, and the rest of the pattern.
+fn literal_folder(base: &Path, pattern: &str) -> Option<(PathBuf, String)> {
+    let components: Vec<&str> = pattern.split('/').collect();
+    (1..components.len()).rev().find_map(|k| {
+        let folder = components[..k].join("/");
+        let folder = if folder.is_empty() { "/".to_string() } else { folder };
+        let path = base.join(&folder);
+        (folder.contains(['*', '?', '[', '{']) && path.is_dir()).then(|| (path, components[k..].join("/")))
+    })
+}
+
 /// The real file system.
 pub struct RealWorld;
 
@@ -50,26 +66,33 @@ impl World for RealWorld {
         std::fs::read(path)
     }
 
-    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
-        let (base, depth) = walk_root(pattern);
+    fn glob(&self, base: &Path, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
+        let literal = base.join(pattern);
+        let (root, depth) = walk_root(pattern);
         if depth == Some(0) {
             // A plain path: itself, spelled as written.
-            let path = PathBuf::from(pattern);
-            return Ok(if path.is_file() { vec![path] } else { Vec::new() });
+            return Ok(if literal.is_file() { vec![literal] } else { Vec::new() });
         }
         let matcher = globset::GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
             .map_err(|e| GlobError::Pattern(e.kind().to_string()))?
             .compile_matcher();
+        // The pattern is matched against paths relative to `base` (or absolute, as it is).
+        let base = if Path::new(pattern).is_absolute() { Path::new("") } else { base };
+        let root = base.join(root);
         // walkdir follows links but notices a link back to an ancestor instead of walking it
         // forever (`glob` read such a file 41 times over).
-        let mut walk = walkdir::WalkDir::new(if base.as_os_str().is_empty() { Path::new(".") } else { &base })
+        let mut walk = walkdir::WalkDir::new(if root.as_os_str().is_empty() { Path::new(".") } else { &root })
             .follow_links(true)
             .sort_by_file_name();
         if let Some(depth) = depth {
             walk = walk.max_depth(depth);
         }
+        let spelled = |p: &Path| {
+            if root.as_os_str().is_empty() { p.strip_prefix(".").unwrap_or(p).to_path_buf() } else { p.to_path_buf() }
+        };
+        let matches = |p: &Path| matcher.is_match(p.strip_prefix(base).unwrap_or(p));
         let mut files = Vec::new();
         for entry in walk {
             let entry = match entry {
@@ -78,17 +101,26 @@ impl World for RealWorld {
                     (Some(target), Some(link)) => {
                         return Err(GlobError::Cycle { link: link.to_path_buf(), target: target.to_path_buf() });
                     }
+                    (None, Some(link)) if link.is_symlink() && !link.exists() && matches(&spelled(link)) => {
+                        let target = std::fs::read_link(link).unwrap_or_default();
+                        return Err(GlobError::Broken { link: spelled(link), target });
+                    }
                     // Unreadable folders are skipped, as a shell's glob does.
                     _ => continue,
                 },
             };
-            let path = if base.as_os_str().is_empty() {
-                entry.path().strip_prefix(".").unwrap_or(entry.path()).to_path_buf()
-            } else {
-                entry.path().to_path_buf()
-            };
-            if entry.file_type().is_file() && matcher.is_match(&path) {
+            let path = spelled(entry.path());
+            if entry.file_type().is_file() && matches(&path) {
                 files.push(path);
+            }
+        }
+        if files.is_empty() {
+            // As a shell does: a pattern that matches nothing stays the name it spells.
+            if literal.is_file() {
+                files.push(literal);
+            } else if let Some((folder, rest)) = literal_folder(base, pattern) {
+                // `/data/set [v2]/*.jsonl`: its folder exists under the name it spells.
+                return self.glob(&folder, &rest);
             }
         }
         files.sort();
