@@ -708,7 +708,15 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>, wanted: &[&
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Parsed::Issue(IssueKind::InvalidJson, "expected a JSON object".into());
         }
-        Err(e) => return Parsed::Issue(IssueKind::InvalidJson, format!("invalid JSON: {e}")),
+        Err(e) => {
+            // Python's `json.dumps` writes a lone UTF-16 surrogate (text cut in the middle of an
+            // emoji) as `\ud83d`: valid JSON no UTF-8 string holds. It reads as U+FFFD, as
+            // Python's `errors="replace"` reads it, not as a lost document.
+            if let Some(fixed) = without_lone_surrogates(s) {
+                return parse_line(fixed.as_bytes(), text, split_by, wanted);
+            }
+            return Parsed::Issue(IssueKind::InvalidJson, format!("invalid JSON: {e}"));
+        }
     };
     match render(text, |name| obj.get(name)).and_then(|(t, m)| Ok((t, m, split_key(split_by, |n| obj.get(n))?))) {
         Ok(t) => Parsed::Text(t),
@@ -723,6 +731,40 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>, wanted: &[&
         }
         Err((kind, detail)) => Parsed::Issue(kind, detail),
     }
+}
+
+/// `line` with each `\uXXXX` escape of a UTF-16 surrogate that is not half of a pair written as
+/// `\ufffd`; `None` when it has none.
+fn without_lone_surrogates(line: &str) -> Option<String> {
+    let bytes = line.as_bytes();
+    // The code unit of the `\uXXXX` escape at `i`, if one is there.
+    let unit = |i: usize| {
+        let hex = bytes.get(i..i + 6).filter(|e| e.starts_with(b"\\u"))?;
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let (mut out, mut copied, mut i) = (String::new(), 0, 0);
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0xD800..=0xDBFF) if unit(i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) => i += 12,
+            Some(0xD800..=0xDFFF) => {
+                out.push_str(&line[copied..i]);
+                out.push_str("\\ufffd");
+                i += 6;
+                copied = i;
+            }
+            // Any other escape, `\\` included, is two bytes or more that hold no surrogate.
+            _ => i += 2,
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&line[copied..]);
+    Some(out)
 }
 
 /// One value of a parquet column: a string's bytes (checked as UTF-8 when used), or a scalar.
@@ -1175,6 +1217,20 @@ fn read_parquet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_lone_surrogate_escapes_are_replaced() {
+        let fix = |s: &str| without_lone_surrogates(s);
+        assert_eq!(fix(r#"{"text": "cut \ud83d"}"#).as_deref(), Some(r#"{"text": "cut \ufffd"}"#));
+        assert_eq!(
+            fix(r#"{"text": "\udc00 and \ud83d\ude00"}"#).as_deref(),
+            Some(r#"{"text": "\ufffd and \ud83d\ude00"}"#)
+        );
+        // A pair, an escaped backslash before `ud83d`, other escapes: nothing to replace.
+        assert_eq!(fix(r#"{"text": "\ud83d\ude00 \\ud83d \n\u00e9"}"#), None);
+        // A high surrogate before another high one: both lone.
+        assert_eq!(fix(r#""\ud83d\ud83d""#).as_deref(), Some(r#""\ufffd\ufffd""#));
+    }
 
     #[test]
     fn a_system_error_under_a_codec_is_a_read_failure_not_damage() {
