@@ -260,10 +260,12 @@ impl<'a> Builder<'a> {
             let full_str = full.display().to_string();
             match self.world.glob(&base, &pattern) {
                 Ok(found) if found.is_empty() => {
-                    let help = Some(
+                    let help = Some(if pattern.starts_with('~') {
+                        "cptc does not expand `~` (a shell does): write the folder out, `/home/...`".to_string()
+                    } else {
                         "paths are relative to the recipe's folder; `scripts/setup.sh` fetches the corpora under data/"
-                            .to_string(),
-                    );
+                            .to_string()
+                    });
                     self.no_match(file, span, "pattern", &pattern, &full, help);
                 }
                 Ok(found) => {
