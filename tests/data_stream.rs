@@ -595,6 +595,21 @@ fn parts_of(root: &Path, stage: &str) -> Vec<String> {
     serde_json::from_value(json(&artifact(root, stage).join("parts.json"))).expect("parts.json")
 }
 
+/// A file copied into a corpus twice is tokenized once, and the stage says why it tokenized
+/// fewer files than the corpus has on a fresh store.
+#[test]
+fn a_file_repeated_in_a_corpus_is_tokenized_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    model_folder(root);
+    many_files(root, 2, 100);
+    std::fs::copy(root.join("many/part-0.jsonl"), root.join("many/part-2.jsonl")).expect("copy");
+    let recipe = recipe(&[("many", Path::new("many/*.jsonl"), "10%")]);
+    std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
+    let out = tokenize(root, &["many"]);
+    assert!(out.contains("tokenized 2 of 3 files; 1 repeats another file's content\n"), "{out}");
+}
+
 #[test]
 fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
     for heldout in ["10%", "40 docs"] {
@@ -605,7 +620,10 @@ fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
         let recipe = recipe(&[("many", Path::new("many/*.jsonl"), heldout)]);
         std::fs::write(root.join("recipe.cpt"), &recipe).expect("recipe");
         let first = tokenize(root, &["many"]);
-        assert!(!first.contains("the others"), "a fresh store reads every file: {first}");
+        assert!(
+            !first.contains("in the store") && !first.contains("content"),
+            "a fresh store reads every file: {first}"
+        );
         let (ingest_before, tok_before) = (parts_of(root, "ingest:many"), parts_of(root, "tokenize:many@base"));
         assert_eq!((ingest_before.len(), tok_before.len()), (6, 6));
 
@@ -615,9 +633,12 @@ fn a_file_appended_to_a_corpus_is_the_only_one_read_and_tokenized_again() {
         // A fraction: the one-pass tokenize stage read the new file and filed its index, so the
         // ingest stage read nothing. A count: ingest read the new file, tokenize after it.
         if heldout == "10%" {
-            assert!(second.contains("tokenized 1 of 7 files") && !second.contains("read 1 of 7"), "{second}");
+            assert!(
+                second.contains("tokenized 1 of 7 files; 6 were in the store") && !second.contains("read 1 of 7"),
+                "{second}"
+            );
         } else {
-            assert!(second.contains("read 1 of 7 files"), "{heldout}: {second}");
+            assert!(second.contains("read 1 of 7 files; 6 were in the store"), "{heldout}: {second}");
         }
         assert_eq!(ingest_after[..6], ingest_before[..], "{heldout}: the first six files' index parts are reused");
         // A held-out fraction decides each document alone: only the new file is tokenized. A

@@ -79,7 +79,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
         keys.push(part_key(p, &opts, digest));
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let FileParts { names, dirs, built } = super::per_file::get_or_build_parts(
+    let FileParts { names, dirs, built, repeats } = super::per_file::get_or_build_parts(
         parts,
         PART_SPACE,
         &keys,
@@ -114,7 +114,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     // Nothing read is no news: after a one-pass tokenize stage, finding every part is the point.
     if 0 < built && built < corpus.files.len() {
-        ctx.notice(&format!("read {built} of {} files; the others' index was cached", corpus.files.len()));
+        let rest = super::per_file::not_built(corpus.files.len(), built, repeats);
+        ctx.notice(&format!("read {built} of {} files; {rest}", corpus.files.len()));
     }
     let skipped = &report.skipped;
     if skipped.total() > 0 {

@@ -117,8 +117,25 @@ pub(super) struct FileParts {
     /// Each file's part as the artifact lists it (`space/key`).
     pub names: Vec<String>,
     pub dirs: Vec<PathBuf>,
-    /// Parts built by this run (the rest were in the store).
+    /// Parts built by this run (the rest were in the store, or repeat another file's content).
     pub built: usize,
+    /// Files whose content an earlier file of the list has (their part is that file's).
+    pub repeats: usize,
+}
+
+/// What became of the files of `files` a stage did not build (`built` of them did; `repeats`
+/// repeat another's content), for its notice: `1 repeats another file's content, 3 were in
+/// the store`.
+pub(super) fn not_built(files: usize, built: usize, repeats: usize) -> String {
+    let stored = files.saturating_sub(built + repeats);
+    let mut out = Vec::new();
+    if repeats > 0 {
+        out.push(format!("{repeats} {} another file's content", if repeats == 1 { "repeats" } else { "repeat" }));
+    }
+    if stored > 0 {
+        out.push(format!("{stored} {} in the store", if stored == 1 { "was" } else { "were" }));
+    }
+    out.join(", ")
 }
 
 /// Each file's part `keys[i]` of `space`, from the store or built by `build(i, folder)` through
@@ -133,6 +150,7 @@ pub(super) fn get_or_build_parts(
 ) -> Result<FileParts, StageFailure> {
     let mut seen = std::collections::HashSet::new();
     let todo: Vec<bool> = keys.iter().map(|key| seen.insert(*key) && parts.get(space, key).is_none()).collect();
+    let repeats = keys.len() - seen.len();
     let got = build_all(keys.len(), &todo, |i| {
         let r = parts.get_or_build(space, &keys[i], |dir| build(i, dir))?;
         finished(i);
@@ -141,6 +159,7 @@ pub(super) fn get_or_build_parts(
     Ok(FileParts {
         names: keys.iter().map(|key| crate::store::parts::part_name(space, key)).collect(),
         built: got.iter().filter(|(_, fresh)| *fresh).count(),
+        repeats,
         dirs: got.into_iter().map(|(dir, _)| dir).collect(),
     })
 }

@@ -93,7 +93,7 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     }
     let keys: Vec<_> = files.iter().map(|(key, _)| *key).collect();
     let done_bytes = std::sync::atomic::AtomicU64::new(0);
-    let FileParts { names, dirs, built } = super::per_file::get_or_build_parts(
+    let FileParts { names, dirs, built, repeats } = super::per_file::get_or_build_parts(
         parts,
         PART_SPACE,
         &keys,
@@ -111,7 +111,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     }
     write_json(&ctx.out.join(crate::store::parts::PARTS_LIST), &names)?;
     if built < dirs.len() {
-        ctx.notice(&format!("tokenized {built} of {} files; the others were cached", dirs.len()));
+        let rest = super::per_file::not_built(dirs.len(), built, repeats);
+        ctx.notice(&format!("tokenized {built} of {} files; {rest}", dirs.len()));
     }
     Ok(stats)
 }
