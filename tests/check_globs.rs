@@ -69,15 +69,34 @@ fn check_error(dir: &Path, files: &str) -> String {
 }
 
 #[test]
-fn a_broken_link_the_pattern_matches_is_refused() {
+fn a_broken_link_the_pattern_reaches_is_refused() {
     let dir = data_folder();
     symlink("../elsewhere/c.jsonl", dir.path().join("data/c.jsonl")).expect("symlink");
-    let text = check_error(dir.path(), r#""data/*.jsonl""#);
-    assert!(text.contains("cptc::check::broken_link"), "{text}");
-    assert!(text.contains("data/c.jsonl`, a symlink to `../elsewhere/c.jsonl`, which does not exist"), "{text}");
-    // One the pattern does not match is none of the corpus' business.
-    let files = corpus_files(dir.path(), r#""data/a.*""#);
-    assert_eq!(files, vec!["data/a.jsonl"]);
+    let broken = |files: &str, link: &str| {
+        let text = check_error(dir.path(), files);
+        assert!(text.contains("cptc::check::broken_link"), "{files}: {text}");
+        assert!(text.contains(&format!("{link}`, a symlink to `../elsewhere/")), "{files}: {text}");
+    };
+    broken(r#""data/*.jsonl""#, "data/c.jsonl");
+    broken(r#""./data/*.jsonl""#, "data/c.jsonl");
+    broken(r#""data/c.jsonl""#, "data/c.jsonl");
+    // One the pattern does not reach is none of the corpus' business.
+    assert_eq!(corpus_files(dir.path(), r#""data/a.*""#), vec!["data/a.jsonl"]);
+    std::fs::remove_file(dir.path().join("data/c.jsonl")).expect("rm");
+    // A folder the pattern would walk into: a disk not mounted, a folder half synced.
+    symlink("../elsewhere/s2", dir.path().join("data/s2")).expect("symlink");
+    broken(r#""data/*/*.jsonl""#, "data/s2");
+    broken(r#""data/**/*.jsonl""#, "data/s2");
+    assert_eq!(corpus_files(dir.path(), r#""data/sub/*.jsonl""#), vec!["data/sub/b.jsonl"]);
+}
+
+#[test]
+fn a_pattern_spelled_with_a_leading_dot_matches_from_any_folder() {
+    let dir = data_folder();
+    // (`corpus_files` strips the recipe's folder, and with it the `./`.)
+    assert_eq!(corpus_files(dir.path(), r#""./data/*.jsonl""#), vec!["data/a.jsonl"]);
+    assert_eq!(corpus_files(dir.path(), r#""./data/**/*.jsonl""#), vec!["data/a.jsonl", "data/sub/b.jsonl"]);
+    assert_eq!(corpus_files(dir.path(), r#""./*/a.jsonl""#), vec!["data/a.jsonl"]);
 }
 
 #[test]
@@ -88,7 +107,17 @@ fn a_file_name_that_is_not_utf8_is_refused_naming_it() {
     std::fs::write(dir.path().join("data").join(odd), "{\"text\": \"c\"}\n").expect("write");
     let text = check_error(dir.path(), r#""data/*.jsonl""#);
     assert!(text.contains("cptc::check::file_name"), "{text}");
-    assert!(text.contains("matches a file whose name is not UTF-8: `bad\u{FFFD}name.jsonl`"), "{text}");
+    assert!(
+        text.contains("matches a path that is not UTF-8: `") && text.contains("/data/bad\u{FFFD}name.jsonl`"),
+        "{text}"
+    );
+    // A folder's name, not the file's: the whole path says which.
+    std::fs::remove_file(dir.path().join("data").join(odd)).expect("rm");
+    let folder = dir.path().join("data").join(std::ffi::OsStr::from_bytes(b"\xfe"));
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::fs::write(folder.join("c.jsonl"), "{\"text\": \"c\"}\n").expect("write");
+    let text = check_error(dir.path(), r#""data/*/*.jsonl""#);
+    assert!(text.contains("/data/\u{FFFD}/c.jsonl`"), "{text}");
 }
 
 #[test]

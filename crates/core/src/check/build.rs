@@ -270,7 +270,7 @@ impl<'a> Builder<'a> {
                 }
                 Ok(found) => {
                     if let Some(odd) = found.iter().find(|p| p.to_str().is_none()) {
-                        let name = odd.file_name().unwrap_or(odd.as_os_str()).to_string_lossy().into_owned();
+                        let name = odd.to_string_lossy().into_owned();
                         self.error(file, CheckError::FileName { pattern: pattern.clone(), span: span.into(), name });
                         continue;
                     }

@@ -210,7 +210,7 @@ pub enum CheckError {
         target: String,
     },
 
-    #[error("pattern `{pattern}` matches `{link}`, a symlink to `{target}`, which does not exist")]
+    #[error("pattern `{pattern}` reaches `{link}`, a symlink to `{target}`, which leads nowhere")]
     #[diagnostic(
         code(cptc::check::broken_link),
         help(
@@ -219,13 +219,13 @@ pub enum CheckError {
     )]
     BrokenLink {
         pattern: String,
-        #[label("matches the broken link")]
+        #[label("reaches the broken link")]
         span: SourceSpan,
         link: String,
         target: String,
     },
 
-    #[error("pattern `{pattern}` matches a file whose name is not UTF-8: `{name}`")]
+    #[error("pattern `{pattern}` matches a path that is not UTF-8: `{name}`")]
     #[diagnostic(
         code(cptc::check::file_name),
         help("recipes, reports and the store name files in UTF-8: rename it (`convmv` converts a folder's names)")
@@ -234,7 +234,7 @@ pub enum CheckError {
         pattern: String,
         #[label("matches it")]
         span: SourceSpan,
-        /// The name, its bytes that are not UTF-8 shown as U+FFFD.
+        /// The path, its bytes that are not UTF-8 shown as U+FFFD.
         name: String,
     },
 

@@ -68,31 +68,50 @@ impl World for RealWorld {
 
     fn glob(&self, base: &Path, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
         let literal = base.join(pattern);
+        let broken = |link: PathBuf| {
+            let target = std::fs::read_link(&link).unwrap_or_default();
+            GlobError::Broken { link, target }
+        };
         let (root, depth) = walk_root(pattern);
         if depth == Some(0) {
             // A plain path: itself, spelled as written.
+            if literal.is_symlink() && !literal.exists() {
+                return Err(broken(literal));
+            }
             return Ok(if literal.is_file() { vec![literal] } else { Vec::new() });
         }
-        let matcher = globset::GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| GlobError::Pattern(e.kind().to_string()))?
-            .compile_matcher();
-        // The pattern is matched against paths relative to `base` (or absolute, as it is).
+        let glob = |pattern: &str| {
+            globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| GlobError::Pattern(e.kind().to_string()))
+        };
+        let matcher = glob(pattern)?;
+        // The walk starts at the pattern's leading folder under `base` (an absolute pattern's
+        // own); each path it yields is matched as the pattern spells it (`./data/a.jsonl`).
         let base = if Path::new(pattern).is_absolute() { Path::new("") } else { base };
-        let root = base.join(root);
-        // walkdir follows links but notices a link back to an ancestor instead of walking it
-        // forever (`glob` read such a file 41 times over).
-        let mut walk = walkdir::WalkDir::new(if root.as_os_str().is_empty() { Path::new(".") } else { &root })
+        let walked = base.join(&root);
+        let mut walk = walkdir::WalkDir::new(if walked.as_os_str().is_empty() { Path::new(".") } else { &walked })
+            // walkdir follows links but notices a link back to an ancestor instead of walking
+            // it forever (`glob` read such a file 41 times over).
             .follow_links(true)
             .sort_by_file_name();
         if let Some(depth) = depth {
             walk = walk.max_depth(depth);
         }
         let spelled = |p: &Path| {
-            if root.as_os_str().is_empty() { p.strip_prefix(".").unwrap_or(p).to_path_buf() } else { p.to_path_buf() }
+            if walked.as_os_str().is_empty() { p.strip_prefix(".").unwrap_or(p).to_path_buf() } else { p.to_path_buf() }
         };
-        let matches = |p: &Path| matcher.is_match(p.strip_prefix(base).unwrap_or(p));
+        let as_written = |p: &Path| root.join(p.strip_prefix(&walked).unwrap_or(p));
+        // A broken link the pattern matches, or would walk into as a folder (any under `**`):
+        // a folder half synced or a disk not mounted, which would shrink the corpus silently.
+        let components: Vec<&str> = pattern.split('/').collect();
+        let on_the_way = |p: &Path| {
+            let k = p.components().count();
+            components[..k.min(components.len())].contains(&"**")
+                || (k < components.len() && glob(&components[..k].join("/")).is_ok_and(|g| g.is_match(p)))
+        };
         let mut files = Vec::new();
         for entry in walk {
             let entry = match entry {
@@ -101,25 +120,30 @@ impl World for RealWorld {
                     (Some(target), Some(link)) => {
                         return Err(GlobError::Cycle { link: link.to_path_buf(), target: target.to_path_buf() });
                     }
-                    (None, Some(link)) if link.is_symlink() && !link.exists() && matches(&spelled(link)) => {
-                        let target = std::fs::read_link(link).unwrap_or_default();
-                        return Err(GlobError::Broken { link: spelled(link), target });
+                    (None, Some(link)) if link.is_symlink() && !link.exists() => {
+                        let written = as_written(&spelled(link));
+                        if matcher.is_match(&written) || on_the_way(&written) {
+                            return Err(broken(spelled(link)));
+                        }
+                        continue;
                     }
                     // Unreadable folders are skipped, as a shell's glob does.
                     _ => continue,
                 },
             };
             let path = spelled(entry.path());
-            if entry.file_type().is_file() && matches(&path) {
+            if entry.file_type().is_file() && matcher.is_match(as_written(&path)) {
                 files.push(path);
             }
         }
         if files.is_empty() {
-            // As a shell does: a pattern that matches nothing stays the name it spells.
+            // A pattern that matches nothing but names a file as written gives it, as a shell
+            // leaves such a pattern as the name it spells.
             if literal.is_file() {
                 files.push(literal);
             } else if let Some((folder, rest)) = literal_folder(base, pattern) {
-                // `/data/set [v2]/*.jsonl`: its folder exists under the name it spells.
+                // `/data/set [v2]/*.jsonl`: a folder that exists under the name it spells
+                // (tried only when the pattern read as glob syntax matched nothing).
                 return self.glob(&folder, &rest);
             }
         }

@@ -710,8 +710,8 @@ fn parse_line(raw: &[u8], text: &TextSource, split_by: Option<&str>, wanted: &[&
         }
         Err(e) => {
             // Python's `json.dumps` writes a lone UTF-16 surrogate (text cut in the middle of an
-            // emoji) as `\ud83d`: valid JSON no UTF-8 string holds. It reads as U+FFFD, as
-            // Python's `errors="replace"` reads it, not as a lost document.
+            // emoji) as `\ud83d`: valid JSON no UTF-8 string holds. It reads as U+FFFD, not as
+            // a lost document.
             if let Some(fixed) = without_lone_surrogates(s) {
                 return parse_line(fixed.as_bytes(), text, split_by, wanted);
             }
@@ -1228,8 +1228,9 @@ mod tests {
         );
         // A pair, an escaped backslash before `ud83d`, other escapes: nothing to replace.
         assert_eq!(fix(r#"{"text": "\ud83d\ude00 \\ud83d \n\u00e9"}"#), None);
-        // A high surrogate before another high one: both lone.
+        // A high surrogate before another high one: both lone; upper-case hex alike.
         assert_eq!(fix(r#""\ud83d\ud83d""#).as_deref(), Some(r#""\ufffd\ufffd""#));
+        assert_eq!(fix(r#""\uD83D\uDE00 \uDC00""#).as_deref(), Some(r#""\uD83D\uDE00 \ufffd""#));
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub(super) fn get_or_build_parts(
     })?;
     Ok(FileParts {
         names: keys.iter().map(|key| crate::store::parts::part_name(space, key)).collect(),
-        built: got.iter().filter(|(_, fresh)| *fresh).count(),
+        // A repeat that raced its original to the store built a copy of a part already counted.
+        built: got.iter().zip(&todo).filter(|((_, fresh), todo)| *fresh && **todo).count(),
         repeats,
         dirs: got.into_iter().map(|(dir, _)| dir).collect(),
     })
