@@ -484,6 +484,27 @@ fn a_file_that_gives_no_document_is_named_by_every_run() {
     }
 }
 
+/// Once a corpus is tokenized with no held-out document (1% of a few), the plan warns at each
+/// stage that evaluates it, in text and JSON: the run would fail there.
+#[test]
+fn the_plan_warns_of_an_evaluated_corpus_that_holds_out_nothing() {
+    let dir = with_model();
+    let root = dir.path();
+    write_lines(&root.join("few.jsonl"), "data/corpora/hpo.jsonl", 0, 5);
+    std::fs::write(root.join("recipe.cpt"), recipe(&[("few", Path::new("few.jsonl"), "1%")])).expect("recipe");
+    let (code, _, stderr) = cli_support::run_in(root, &["run", "recipe.cpt", "--only", "tokenize:few@base"]);
+    assert_eq!(code, 0, "{stderr}");
+    let warning = "few holds out none of its 5 documents: `cptc run` fails at this stage's first evaluation";
+    let (code, text, stderr) = cli_support::run_in(root, &["plan", "recipe.cpt"]);
+    assert_eq!(code, 0, "{stderr}");
+    let eval_at = text.find("eval:all").expect("eval stage");
+    assert!(text[eval_at..].contains(warning), "{text}");
+    let (_, plan, _) = cli_support::run_in(root, &["plan", "recipe.cpt", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("json plan");
+    let eval = plan["stages"].as_array().expect("stages").iter().find(|s| s["id"] == "eval:all").expect("eval");
+    assert!(eval["heldout_warnings"][0].as_str().is_some_and(|w| w.starts_with(warning)), "{eval}");
+}
+
 /// A project folder holding [`model_folder`]'s model.
 fn with_model() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -173,6 +173,9 @@ fn text(
         if let Some(how) = how_it_runs(&stage.params, topology) {
             out.push_str(&format!("       {how}\n"));
         }
+        for w in heldout_warnings(graph, statuses, *ix) {
+            out.push_str(&format!("       warning: {w}\n"));
+        }
         if let Some(est) = &stage.estimate {
             let mut line = format!("{} tokens in {} steps", count_text(est.tokens), est.steps);
             if let StageParams::Train(p) = &stage.params {
@@ -513,6 +516,25 @@ fn earlier_draws(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeInd
     out
 }
 
+/// The corpora a train or eval stage evaluates whose tokenize stage is cached with no held-out
+/// document (`heldout = 1%` of a few documents): the stage fails at its first evaluation.
+fn heldout_warnings(graph: &Graph, statuses: &[(NodeIndex, Status)], stage: NodeIndex) -> Vec<String> {
+    graph
+        .inputs(stage)
+        .into_iter()
+        .filter_map(|(role, tok)| {
+            let Input::Heldout(set) = role else { return None };
+            let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == tok) else { return None };
+            let documents = meta.values.pointer("/train/documents").and_then(serde_json::Value::as_u64)?;
+            (meta.values.pointer("/heldout/documents").and_then(serde_json::Value::as_u64) == Some(0)).then(|| {
+                format!(
+                    "{set} holds out none of its {documents} documents: `cptc run` fails at this stage's first evaluation; raise its `heldout` (a count, e.g. `heldout = 5 docs`, always holds some out)"
+                )
+            })
+        })
+        .collect()
+}
+
 /// Sources drawn past their `max_epochs` (which `run` refuses; `earlier`: what the phases
 /// before drew from the same streams), past one pass of a mixture that does not repeat
 /// (`run` runs out), or too small for one sequence.
@@ -664,6 +686,7 @@ fn to_json(
                 "params": stage.params,
                 "estimate": stage.estimate,
                 "data": data,
+                "heldout_warnings": heldout_warnings(graph, statuses, *ix),
                 "estimated_seconds": seconds,
                 "state_bytes_per_device": memory,
             })
