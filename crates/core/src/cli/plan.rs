@@ -302,16 +302,30 @@ fn cached_dir(graph: &Graph, statuses: &[(NodeIndex, Status)], ix: NodeIndex, st
     }
 }
 
+/// The inputs of stage `ix` that are cached, with their role and meta.
+fn cached_inputs<'s>(
+    graph: &Graph,
+    statuses: &'s [(NodeIndex, Status)],
+    ix: NodeIndex,
+) -> Vec<(Input, &'s crate::store::Meta)> {
+    graph
+        .inputs(ix)
+        .into_iter()
+        .filter_map(|(role, input)| match statuses.iter().find(|(i, _)| *i == input) {
+            Some((_, Status::Cached(meta))) => Some((role, meta.as_ref())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The training tokens of each corpus of a train's mix whose tokenize stage is cached (from
 /// its meta, no artifact read): its weight within its part, as the sampler weighs it.
 fn weights(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeIndex) -> BTreeMap<String, u64> {
     let Some(mix) = mix_of(graph, train) else { return BTreeMap::new() };
-    graph
-        .inputs(mix)
+    cached_inputs(graph, statuses, mix)
         .into_iter()
-        .filter_map(|(role, tok)| {
+        .filter_map(|(role, meta)| {
             let Input::Corpus(corpus) = role else { return None };
-            let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == tok) else { return None };
             Some((corpus, meta.values.pointer("/train/tokens")?.as_u64()?))
         })
         .collect()
@@ -519,12 +533,10 @@ fn earlier_draws(graph: &Graph, statuses: &[(NodeIndex, Status)], train: NodeInd
 /// The corpora a train or eval stage evaluates whose tokenize stage is cached with no held-out
 /// document (`heldout = 1%` of a few documents): the stage fails at its first evaluation.
 fn heldout_warnings(graph: &Graph, statuses: &[(NodeIndex, Status)], stage: NodeIndex) -> Vec<String> {
-    graph
-        .inputs(stage)
+    cached_inputs(graph, statuses, stage)
         .into_iter()
-        .filter_map(|(role, tok)| {
+        .filter_map(|(role, meta)| {
             let Input::Heldout(set) = role else { return None };
-            let Some((_, Status::Cached(meta))) = statuses.iter().find(|(ix, _)| *ix == tok) else { return None };
             let documents = meta.values.pointer("/train/documents").and_then(serde_json::Value::as_u64)?;
             (meta.values.pointer("/heldout/documents").and_then(serde_json::Value::as_u64) == Some(0)).then(|| {
                 format!(
