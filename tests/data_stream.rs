@@ -457,6 +457,8 @@ fn a_corpus_without_a_document_fails_its_tokenize_stage() {
         "{stderr}"
     );
     assert!(stderr.contains("the first skipped record: data.jsonl:1: missing field `text`"), "{stderr}");
+    // The failure points at the recipe block the stage comes from.
+    assert!(stderr.contains("the stage comes from recipe.cpt:4:1 (`corpus none {`)"), "{stderr}");
     let kinds: Vec<String> = std::fs::read_dir(root.join(".cptc/v1/artifacts"))
         .expect("artifacts")
         .filter_map(Result::ok)

@@ -37,7 +37,11 @@ pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: boo
     let code = summary.exit_code();
     let failed: Vec<String> = summary.failed.iter().map(|f| f.stage.clone()).collect();
     for failure in std::mem::take(&mut summary.failed) {
+        let from = defined_at(&graph, recipe.sources(), &failure.stage);
         eprint!("{}", super::report(&ExecError::Stage(failure)));
+        if let Some(from) = from {
+            eprintln!("  the stage comes from {from}\n");
+        }
     }
     if failed.is_empty() {
         if summary.ran.is_empty() {
@@ -66,6 +70,16 @@ pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: boo
     }
     eprintln!("event log: {}", log.path().display());
     code
+}
+
+/// Where the recipe block of stage `id` begins: `recipes/edu.cpt:12:1 (\`corpus poetry {\`)`.
+fn defined_at(graph: &crate::graph::Graph, sources: &crate::source::SourceMap, id: &str) -> Option<String> {
+    let ix = graph.graph.node_indices().find(|&ix| graph.stage(ix).id.to_string() == id)?;
+    let origin = graph.stage(ix).origin?;
+    let file = sources.files().iter().find(|f| f.id == origin.file)?;
+    let (line, col) = file.line_col(origin.span.start);
+    let header = file.text.get(origin.span.start as usize..)?.lines().next()?.trim();
+    Some(format!("{}:{line}:{col} (`{header}`)", file.name))
 }
 
 /// One line per corpus whose ingest skipped records (run now or cached): they are data the

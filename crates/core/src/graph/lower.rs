@@ -150,13 +150,13 @@ impl<'r> Lowerer<'r> {
         let stage = match &model.source {
             ModelSource::Gguf(path) => {
                 let params = StageParams::Import(import::Params { dtype: import::Dtype::F32 });
-                let mut s = Stage::new(id(StageKind::Import, name), params);
+                let mut s = Stage::new(id(StageKind::Import, name), params).at(model.origin);
                 s.files.push(path.clone());
                 s
             }
             ModelSource::Hf { files, .. } => {
                 let params = hf_model::Params { builtin: self.builtin_reads(name) };
-                let mut s = Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(params));
+                let mut s = Stage::new(id(StageKind::HfModel, name), StageParams::HfModel(params)).at(model.origin);
                 s.files.clone_from(files);
                 s
             }
@@ -193,7 +193,8 @@ impl<'r> Lowerer<'r> {
             return ix;
         }
         let ingest = self.ingest(corpus);
-        let split = self.g.add(Stage::new(split_id, StageParams::Split(split::Params { heldout: corpus.heldout })));
+        let params = StageParams::Split(split::Params { heldout: corpus.heldout });
+        let split = self.g.add(Stage::new(split_id, params).at(corpus.origin));
         self.g.connect(ingest, split, Input::Docs);
         split
     }
@@ -203,7 +204,7 @@ impl<'r> Lowerer<'r> {
         if let Some(ix) = self.g.find_id(&ingest_id) {
             return ix;
         }
-        let mut ingest = Stage::new(ingest_id, StageParams::Ingest(source(corpus, false)));
+        let mut ingest = Stage::new(ingest_id, StageParams::Ingest(source(corpus, false))).at(corpus.origin);
         ingest.files.clone_from(&corpus.files);
         self.g.add(ingest)
     }
@@ -261,7 +262,7 @@ impl<'r> Lowerer<'r> {
             sample_bytes: vocab::SAMPLE_BYTES,
             heldout_bytes: vocab::HELDOUT_BYTES,
         };
-        let mut stage = Stage::new(vocab_id, StageParams::Vocab(params));
+        let mut stage = Stage::new(vocab_id, StageParams::Vocab(params)).at(vocab.origin);
         stage.files = read.iter().flat_map(|(_, c)| c.files.iter().cloned()).collect();
         let ix = self.g.add(stage);
         let base = self.model(&vocab.base);
@@ -292,7 +293,7 @@ impl<'r> Lowerer<'r> {
             _ => None,
         };
         let params = tokenize::Params { source: source(corpus, true), eos: true, fraction };
-        let mut stage = Stage::new(tok_id, StageParams::Tokenize(params));
+        let mut stage = Stage::new(tok_id, StageParams::Tokenize(params)).at(corpus.origin);
         stage.files.clone_from(&corpus.files);
         let ix = self.g.add(stage);
         self.g.connect(tokenizer.1, ix, Input::Tokenizer);
@@ -312,12 +313,13 @@ impl<'r> Lowerer<'r> {
     fn start_model(&mut self, model: &ModelRef, vocab: Option<&str>) -> NodeIndex {
         let base = self.model_ref(model);
         let Some(vocab_name) = vocab else { return base };
-        let Some(init) = self.recipe.vocab(vocab_name).map(|v| v.init) else { unreachable_vocab(vocab_name) };
+        let Some(vocab) = self.recipe.vocab(vocab_name) else { unreachable_vocab(vocab_name) };
+        let (init, origin) = (vocab.init, vocab.origin);
         let resize_id = id(StageKind::Resize, format!("{}@{vocab_name}", self.g.stage(base).id.name));
         if let Some(ix) = self.g.find_id(&resize_id) {
             return ix;
         }
-        let ix = self.g.add(Stage::new(resize_id, StageParams::Resize(resize::Params { init, seed: 0 })));
+        let ix = self.g.add(Stage::new(resize_id, StageParams::Resize(resize::Params { init, seed: 0 })).at(origin));
         self.g.connect(base, ix, Input::Model);
         let vocab_ix = self.vocab(vocab_name);
         self.g.connect(vocab_ix, ix, Input::Vocab);
@@ -396,7 +398,7 @@ impl<'r> Lowerer<'r> {
         };
         let mix = StageParams::Mix(Box::new(mix));
         let waits: Vec<StageId> = mix.waits_for().into_iter().map(|v| v.stage.clone()).collect();
-        let mix_ix = self.g.add(Stage::new(id(StageKind::Mix, &spec.id.name), mix));
+        let mix_ix = self.g.add(Stage::new(id(StageKind::Mix, &spec.id.name), mix).at(train.origin));
         for from in waits {
             let choose = self.choose_stage(&from.name);
             self.g.connect(choose, mix_ix, Input::Value);
@@ -452,7 +454,7 @@ impl<'r> Lowerer<'r> {
             keep,
             fork: train.fork.as_ref().map(|f| train::ForkStart { step: f.step, clock: f.clock }),
         };
-        let mut train_stage = Stage::new(spec.id.clone(), StageParams::Train(Box::new(params)));
+        let mut train_stage = Stage::new(spec.id.clone(), StageParams::Train(Box::new(params))).at(train.origin);
         train_stage.estimate = Some(self.estimate(spec, mixture, &corpora));
         let ix = self.g.add(train_stage);
         self.g.connect(start, ix, Input::Model);
@@ -563,7 +565,7 @@ impl<'r> Lowerer<'r> {
             precision: precision(eval.precision, self.device),
             device: self.device,
         };
-        let ix = self.g.add(Stage::new(id(StageKind::Eval, &eval.name), StageParams::Eval(params)));
+        let ix = self.g.add(Stage::new(id(StageKind::Eval, &eval.name), StageParams::Eval(params)).at(eval.origin));
         self.g.connect(model_ix, ix, Input::Model);
         for name in &eval.sets {
             if let Some(corpus) = self.recipe.corpus(name) {
@@ -581,7 +583,7 @@ impl<'r> Lowerer<'r> {
         }
         let Some(fit) = self.recipe.fit(name) else { unreachable!("check resolved fit `{name}`") };
         let params = fit::Params { loss: fit.loss, huber_delta: fit.huber_delta };
-        let ix = self.g.add(Stage::new(fit_id, StageParams::Fit(params)));
+        let ix = self.g.add(Stage::new(fit_id, StageParams::Fit(params)).at(fit.origin));
         let points = self.points.get(&fit.sweep).cloned().unwrap_or_default();
         for point in points {
             let role = Input::Point(self.g.stage(point).id.clone());
@@ -597,7 +599,7 @@ impl<'r> Lowerer<'r> {
         }
         let Some(choose) = self.recipe.choose(name) else { unreachable!("check resolved choose `{name}`") };
         let params = choose::Params { objective: choose.objective, tokens: choose.tokens };
-        let ix = self.g.add(Stage::new(choose_id, StageParams::Choose(params)));
+        let ix = self.g.add(Stage::new(choose_id, StageParams::Choose(params)).at(choose.origin));
         // Sweep points must exist before their fits can be wired.
         let recipe = self.recipe;
         for sweep in recipe.sweeps() {

@@ -31,12 +31,21 @@ pub struct Stage {
     pub files: Vec<PathBuf>,
     /// Figures for `cptc plan`, not part of the key.
     pub estimate: Option<TrainEstimate>,
+    /// The recipe block it comes from, for pointing a failure at it; not part of the key.
+    #[serde(skip)]
+    pub origin: Option<crate::recipe::Origin>,
 }
 
 impl Stage {
     pub fn new(id: StageId, params: StageParams) -> Stage {
         debug_assert_eq!(id.kind, params.kind());
-        Stage { id, params, files: Vec::new(), estimate: None }
+        Stage { id, params, files: Vec::new(), estimate: None, origin: None }
+    }
+
+    /// This stage, from the recipe block at `origin`.
+    pub fn at(mut self, origin: crate::recipe::Origin) -> Stage {
+        self.origin = Some(origin);
+        self
     }
 
     pub fn kind(&self) -> StageKind {
