@@ -622,9 +622,8 @@ fn parts_of(root: &Path, stage: &str) -> Vec<String> {
 /// fewer files than the corpus has on a fresh store.
 #[test]
 fn a_file_repeated_in_a_corpus_is_tokenized_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = with_model();
     let root = dir.path();
-    model_folder(root);
     many_files(root, 2, 100);
     std::fs::copy(root.join("many/part-0.jsonl"), root.join("many/part-2.jsonl")).expect("copy");
     let recipe = recipe(&[("many", Path::new("many/*.jsonl"), "10%")]);

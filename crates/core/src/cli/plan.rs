@@ -560,15 +560,14 @@ fn data_warnings(
     for (s, (drawn, _)) in known.iter().zip(drawn(parts, known)) {
         let before = earlier.get(&s.corpus).copied().unwrap_or(0);
         let total = (before + drawn) as f64 / s.per_pass.max(1) as f64;
+        let phases = if before > 0 { " with the phases before this one" } else { "" };
         if total > s.max_epochs {
-            let phases = if before > 0 { " with the phases before this one" } else { "" };
             out.push(format!(
                 "{} is read {total:.1} times over{phases}, more than its max_epochs ({}): `cptc run` refuses this mix; add text, lower its share, or raise `max_epochs`",
                 s.corpus, s.max_epochs
             ));
         } else if !repeat && total > 1.0 {
             // A continued stream goes on in its pass: what the phases before drew is gone.
-            let phases = if before > 0 { " with the phases before this one" } else { "" };
             out.push(format!(
                 "{} is read {total:.1} times over{phases}, but the mixture does not repeat a source (`repeat = false`): `cptc run` fails when it runs out; add text, lower its share, or set `repeat = true`",
                 s.corpus

@@ -76,7 +76,7 @@ pub(crate) fn run(file: &Path, store_dir: &Path, options: &Options, verbose: boo
 fn defined_at(graph: &crate::graph::Graph, sources: &crate::source::SourceMap, id: &str) -> Option<String> {
     let ix = graph.graph.node_indices().find(|&ix| graph.stage(ix).id.to_string() == id)?;
     let origin = graph.stage(ix).origin?;
-    let file = sources.files().iter().find(|f| f.id == origin.file)?;
+    let file = sources.get(origin.file);
     let (line, col) = file.line_col(origin.span.start);
     let header = file.text.get(origin.span.start as usize..)?.lines().next()?.trim();
     Some(format!("{}:{line}:{col} (`{header}`)", file.name))
@@ -85,21 +85,18 @@ fn defined_at(graph: &crate::graph::Graph, sources: &crate::source::SourceMap, i
 /// One line per corpus whose ingest skipped records (run now or cached): they are data the
 /// run did not use, so every run says so, not only the one that read them.
 fn skipped_records(summary: &exec::Summary) -> Vec<String> {
-    // (stage, line): a corpus' lines stay together and in order.
-    let mut lines: Vec<(String, String)> = Vec::new();
+    // In stage order (the artifacts are), a corpus' lines together.
+    let mut lines = Vec::new();
     for (id, dir) in summary.artifacts.iter().filter(|(id, _)| id.starts_with("ingest:")) {
         let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else { continue };
         let Ok(report) = serde_json::from_str::<crate::data::ingest::IngestReport>(&text) else { continue };
         let counts = &report.skipped;
         if counts.total() > 0 {
-            lines.push((
-                id.clone(),
-                format!(
-                    "{id}: skipped {} records{} (listed in {})",
-                    counts.total(),
-                    counts.reasons(),
-                    dir.join("report.json").display()
-                ),
+            lines.push(format!(
+                "{id}: skipped {} records{} (listed in {})",
+                counts.total(),
+                counts.reasons(),
+                dir.join("report.json").display()
             ));
         }
         // A file lost whole is worth its own line: its records are a few among many above.
@@ -110,10 +107,9 @@ fn skipped_records(summary: &exec::Summary) -> Vec<String> {
             [a, b] => format!("2 files, {a} and {b}, gave"),
             [a, b, ..] => format!("{} files, {a}, {b} and {} more, gave", lost.len(), lost.len() - 2),
         };
-        lines.push((id.clone(), format!("{id}: {named} no document (every record skipped)")));
+        lines.push(format!("{id}: {named} no document (every record skipped)"));
     }
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
-    lines.into_iter().map(|(_, line)| line).collect()
+    lines
 }
 
 fn report(e: ExecError) -> i32 {

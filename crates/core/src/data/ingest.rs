@@ -298,8 +298,7 @@ impl Batcher {
 }
 
 impl IngestReport {
-    /// Adds the report of the corpus' next file; issues listed up to `max_issues_listed`.
-    /// Adds the report of one file (`path`) of the corpus.
+    /// Adds the report of the corpus' next file (`path`); issues listed up to `max_issues_listed`.
     pub fn absorb(&mut self, path: &Path, file: IngestReport, max_issues_listed: usize) {
         if file.documents == 0 && file.skipped.total() > 0 {
             let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
@@ -397,9 +396,9 @@ fn open_maybe_compressed(
         help: help.to_string(),
     };
     // A zstd frame, or a skippable frame before one (`pzstd` starts with one).
-    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || head.get(..4).is_some_and(|m| m[0] & 0xF0 == 0x50 && m[1..] == [0x2A, 0x4D, 0x18]);
-    let (mut text, codec): (Box<dyn BufRead>, _) = if head.starts_with(&[0x1f, 0x8b]) {
+    let zstd =
+        head.starts_with(&ZSTD) || head.get(..4).is_some_and(|m| m[0] & 0xF0 == 0x50 && m[1..] == [0x2A, 0x4D, 0x18]);
+    let (mut text, codec): (Box<dyn BufRead>, _) = if head.starts_with(&GZIP) {
         (Box::new(BufReader::with_capacity(1 << 20, GzMembers::new(r))), Some("gzip"))
     } else if zstd {
         let mut d = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| DataError::io("decompress", path, e))?;
@@ -414,22 +413,21 @@ fn open_maybe_compressed(
     } else {
         (Box::new(r), None)
     };
+    let head = text.fill_buf().map_err(|e| read_error(path, codec, 0, e))?;
     // What the compression holds: `.tar.gz` and `.tar.zst` are how corpora are often shipped.
     if let Some(codec) = codec
-        && let Some((what, help)) = unsupported(text.fill_buf().map_err(|e| read_error(path, Some(codec), 0, e))?)
+        && let Some((what, help)) = unsupported(head)
     {
         return Err(refuse(format!("{what}, {codec}-compressed"), help));
     }
     // A UTF-8 byte-order mark (Windows editors write one) is not text: it would break the first
     // JSON line or start the first document.
-    let bom = text.fill_buf().map_err(|e| read_error(path, codec, 0, e))?.starts_with(b"\xEF\xBB\xBF");
-    if bom {
-        text.consume(3);
-    }
+    let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     // One JSON array of records (`json.dump(records)`) would read as one bad record, or as a
     // bad record per line when indented: the whole file lost, line by line.
-    let first = text.fill_buf().map_err(|e| read_error(path, codec, 0, e))?.iter().find(|b| !b.is_ascii_whitespace());
-    if format == "jsonl" && first == Some(&b'[') {
+    let array = format == "jsonl" && head[bom..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    text.consume(bom);
+    if array {
         return Err(refuse(
             "a JSON array".to_string(),
             "a jsonl file holds one JSON object per line: convert it (`jq -c '.[]' f.json > f.jsonl`)",
@@ -437,6 +435,10 @@ fn open_maybe_compressed(
     }
     Ok((text, codec))
 }
+
+/// The first bytes of a gzip member and of a zstd frame.
+const GZIP: [u8; 2] = [0x1f, 0x8b];
+const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// What a file is, by its first bytes, when it is neither text nor gzip nor zstd, and what to
 /// do: read as text, every line of it would be skipped as invalid, or worse, kept as garbage.
@@ -459,10 +461,10 @@ fn unsupported(head: &[u8]) -> Option<(&'static str, &'static str)> {
     Some(if is(&[0xFF, 0xFE]) || is(&[0xFE, 0xFF]) {
         // Its byte-order mark (Windows' "Unicode" text).
         ("UTF-16 text", UTF16)
-    } else if is(&[0x1f, 0x8b]) {
+    } else if is(&GZIP) {
         // Met only inside a compressed file: at the top, gzip is read.
         ("a gzip file", TWICE)
-    } else if is(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if is(&ZSTD) {
         ("a zstd file", TWICE)
     } else if is(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
         ("xz-compressed", RECOMPRESS)

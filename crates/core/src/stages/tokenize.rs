@@ -292,9 +292,14 @@ fn build_part(
     Ok(())
 }
 
+/// How the ingest stage reads this corpus: its text without the loss marks.
+fn ingest_source(p: &Params) -> Source {
+    Source { text: p.source.text.unmarked(), ..p.source.clone() }
+}
+
 /// The key of the ingest part a file hashed here gets: the one the ingest stage looks for.
 fn ingest_part_key(p: &Params, file: &Digest) -> Digest {
-    let source = Source { text: p.source.text.unmarked(), ..p.source.clone() };
+    let source = ingest_source(p);
     super::ingest::part_key(&source, &source.options(), file)
 }
 
@@ -302,7 +307,7 @@ fn ingest_part_key(p: &Params, file: &Digest) -> Digest {
 /// refuses a corpus without a usable document: it refuses one too, with the same report, rather
 /// than keep an empty artifact.
 fn check_not_empty(p: &Params, ctx: &StageCtx<'_>, parts: &crate::store::Parts) -> Result<(), StageFailure> {
-    let source = Source { text: p.source.text.unmarked(), ..p.source.clone() };
+    let source = ingest_source(p);
     let corpus = source.corpus(ctx.files);
     // A file whose tokenize part was cached may have lost its ingest part to `cptc cache gc`:
     // the report then counts the others' records.
