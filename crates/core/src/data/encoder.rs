@@ -14,6 +14,7 @@
 //! (saved fine-tunes often set `max_length`) are for model inputs, not for a corpus, and are off.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,50 @@ impl Extend<u32> for Ids {
     }
 }
 
+/// The tokenizers a process has loaded, by content: the model stage's check and every tokenize
+/// stage of a recipe read the same `tokenizer.json` (copies of it in the store), and Qwen3's
+/// takes about 0.7 s to load, Llama 3's about as long. The last [`Loaded::KEPT`] are kept; each
+/// caller's encoder names its own path.
+pub struct Loaded(Mutex<Vec<(blake3::Hash, Encoder)>>);
+
+impl Loaded {
+    /// A recipe's base tokenizer and the vocabulary built on it.
+    const KEPT: usize = 2;
+
+    pub const fn new() -> Self {
+        Loaded(Mutex::new(Vec::new()))
+    }
+
+    /// The encoder of the `tokenizer.json` at `path`: loaded before (from any path) or now.
+    pub fn get(&self, path: &Path) -> Result<Encoder, DataError> {
+        let text = read_tokenizer(path)?;
+        let digest = blake3::hash(text.as_bytes());
+        let known = self.0.lock().ok().and_then(|l| l.iter().find(|(d, _)| *d == digest).map(|(_, e)| e.clone()));
+        if let Some(known) = known {
+            return Ok(Encoder { path: path.to_path_buf(), ..known });
+        }
+        let encoder = Encoder::load_text(path, &text)?;
+        if let Ok(mut loaded) = self.0.lock() {
+            if loaded.len() >= Self::KEPT {
+                loaded.remove(0);
+            }
+            loaded.push((digest, encoder.clone()));
+        }
+        Ok(encoder)
+    }
+}
+
+impl Default for Loaded {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The text of the `tokenizer.json` at `path`.
+fn read_tokenizer(path: &Path) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|e| DataError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })
+}
+
 /// The name of the fast engine, as stats and reports show it.
 pub const FAST_ENGINE: &str = "tokenizers 1.0.0-rc.3";
 /// The name of the reference engine.
@@ -100,10 +145,12 @@ struct Fast {
 }
 
 /// A loaded `tokenizer.json`: the reference `Tokenizer` and, where it loads, the fast engine.
+/// The engines are shared: a clone costs two reference counts, not a second load.
+#[derive(Clone)]
 pub struct Encoder {
     path: PathBuf,
-    reference: Tokenizer,
-    fast: Option<Fast>,
+    reference: Arc<Tokenizer>,
+    fast: Option<Arc<Fast>>,
     fallback_reason: Option<String>,
     /// [`super::tokenize::vocab_size`] of the reference, worked out once.
     vocab_size: u64,
@@ -128,15 +175,26 @@ impl Encoder {
     /// critical path of every tokenize stage), and the reference's unencodable bytes are worked
     /// out beside the fast engine's build.
     pub fn load(path: &Path) -> Result<Self, DataError> {
+        let text = read_tokenizer(path)?;
+        Self::load_text(path, &text)
+    }
+
+    /// [`load`](Self::load), once per process for each content (see [`Loaded`]).
+    pub fn shared(path: &Path) -> Result<Self, DataError> {
+        static LOADED: Loaded = Loaded::new();
+        LOADED.get(path)
+    }
+
+    /// Both engines from the text of the `tokenizer.json` at `path` (see [`load`](Self::load)).
+    fn load_text(path: &Path, text: &str) -> Result<Self, DataError> {
         let bad = |message: String| DataError::Tokenizer { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let (reference, fast) = rayon::join(
             || {
                 let reference = whole_documents(text.parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?);
                 let unencodable = super::tokenize::unencodable_bytes(&reference);
                 Ok::<_, DataError>((reference, unencodable))
             },
-            || prepare_fast(&text),
+            || prepare_fast(text),
         );
         let (reference, unencodable) = reference?;
         let (fast, fallback_reason) = match fast.and_then(|prepared| prepared.finish(&reference)) {
@@ -170,8 +228,8 @@ impl Encoder {
         let vocab_size = super::tokenize::vocab_size(&reference);
         Encoder {
             path: path.to_path_buf(),
-            reference,
-            fast,
+            reference: Arc::new(reference),
+            fast: fast.map(Arc::new),
             fallback_reason,
             vocab_size,
             unencodable: std::sync::OnceLock::new(),
@@ -200,14 +258,7 @@ impl Encoder {
     /// A reference-only copy of this encoder (the reason is recorded), for when its fast engine
     /// disagreed; the file is not read again.
     pub fn reference_copy(&self, reason: impl Into<String>) -> Self {
-        Encoder {
-            path: self.path.clone(),
-            reference: self.reference.clone(),
-            fast: None,
-            fallback_reason: Some(reason.into()),
-            vocab_size: self.vocab_size,
-            unencodable: self.unencodable.clone(),
-        }
+        self.clone().without_fast(reason)
     }
 
     /// Whether the fast engine encodes (else every text goes to the reference).
@@ -445,5 +496,50 @@ fn add_sentinels(json: &mut Json, missing: &[u8], sentinel_from: u32) {
     let chars = &*tokenizers_fast::utils::byte_level::BYTES_CHAR_LOOKUP;
     for (k, &b) in missing.iter().enumerate() {
         vocab.insert(chars[b as usize].to_string(), Json::from(sentinel_from + k as u32));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpt2() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tokenizers/gpt2/tokenizer.json")
+    }
+
+    fn same(a: &Encoder, b: &Encoder) -> bool {
+        Arc::ptr_eq(&a.reference, &b.reference) && matches!((&a.fast, &b.fast), (Some(x), Some(y)) if Arc::ptr_eq(x, y))
+    }
+
+    #[test]
+    fn a_tokenizer_is_loaded_once_per_content_whatever_its_path() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let text = std::fs::read_to_string(gpt2())?;
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| dir.path().join(n).join("tokenizer.json"));
+        for (path, body) in
+            [(&a, text.clone()), (&b, text.clone()), (&c, format!("{text}\n")), (&d, format!("{text}\n\n"))]
+        {
+            std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+            std::fs::write(path, body)?;
+        }
+        let loaded = Loaded::new();
+        let first = loaded.get(&a)?;
+        let copy = loaded.get(&b)?;
+        assert!(same(&first, &copy), "a copy of the file gives the engines already loaded");
+        assert_eq!((first.path(), copy.path()), (a.as_path(), b.as_path()), "each names its own file");
+        let other = loaded.get(&c)?;
+        assert!(!same(&first, &other), "another content is loaded");
+        // A third content pushes the first out: it is loaded again.
+        loaded.get(&d)?;
+        assert!(!same(&first, &loaded.get(&a)?));
+        assert_eq!(copy.encode_reference("shared engines", false)?, first.encode_reference("shared engines", false)?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_tokenizer_names_its_path() {
+        let missing = Path::new("/nonexistent/tokenizer.json");
+        let got = Loaded::new().get(missing);
+        assert!(matches!(&got, Err(DataError::Tokenizer { path, .. }) if path == missing), "{:?}", got.err());
     }
 }

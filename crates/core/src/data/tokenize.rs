@@ -78,9 +78,10 @@ pub struct CorpusStats {
     pub engine: EngineStats,
 }
 
-/// Loads a Hugging Face `tokenizer.json` with both engines (see [`Encoder`]).
+/// Loads a Hugging Face `tokenizer.json` with both engines (see [`Encoder`]), once per process
+/// for each content ([`Encoder::shared`]).
 pub fn load_tokenizer(path: &Path) -> Result<Encoder, DataError> {
-    Encoder::load(path)
+    Encoder::shared(path)
 }
 
 /// End-of-document tokens of common tokenizers, in the order tried: `<|endoftext|>` (GPT-2, Qwen,

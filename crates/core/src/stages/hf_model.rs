@@ -94,10 +94,16 @@ fn check_model(files: &[std::path::PathBuf], model: &Path, builtin: bool) -> Res
             Some("a Hugging Face model config gives its embedding rows as `vocab_size`".into()),
         ));
     };
-    let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
-        StageFailure::input(format!("cannot read the tokenizer {}: {e}", user("tokenizer.json").display()), None)
+    // Loaded with both engines, as the tokenize stages after this one load it: they then
+    // find it loaded (`Encoder::shared`).
+    let tokenizer = crate::data::tokenize::load_tokenizer(&tokenizer_path).map_err(|e| {
+        let reason = match e {
+            crate::data::DataError::Tokenizer { message, .. } => message,
+            other => other.to_string(),
+        };
+        StageFailure::input(format!("cannot read the tokenizer {}: {reason}", user("tokenizer.json").display()), None)
     })?;
-    let Some((token, max_id)) = tokenizer.get_vocab(true).into_iter().max_by_key(|(_, id)| *id) else {
+    let Some((token, max_id)) = tokenizer.reference().get_vocab(true).into_iter().max_by_key(|(_, id)| *id) else {
         return Ok(());
     };
     if u64::from(max_id) >= vocab_size {
