@@ -112,6 +112,10 @@ impl Loaded {
         }
         let encoder = Encoder::load_text(path, &text)?;
         if let Ok(mut loaded) = self.0.lock() {
+            // Another stage may have loaded the same content meanwhile: one entry each.
+            if let Some((_, known)) = loaded.iter().find(|(d, _)| *d == digest) {
+                return Ok(Encoder { path: path.to_path_buf(), ..known.clone() });
+            }
             if loaded.len() >= Self::KEPT {
                 loaded.remove(0);
             }
