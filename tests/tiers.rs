@@ -86,6 +86,20 @@ fn a_tokenizer_past_the_embeddings_is_refused_naming_both_files() {
 }
 
 #[test]
+fn an_unreadable_tokenizer_is_refused_by_the_model_stage_naming_the_file() {
+    let dir = project();
+    let root = dir.path();
+    std::fs::write(root.join("hf/tokenizer.json"), "{\"model\": ").expect("write tokenizer");
+    let out =
+        cli_support::cptc(&["run", "recipe.cpt"]).env("COLUMNS", "1000").current_dir(root).output().expect("cptc run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read the tokenizer"), "{stderr}");
+    assert!(stderr.contains("hf/tokenizer.json: EOF while parsing"), "{stderr}");
+    assert!(stderr.contains("failed: model:"), "{stderr}");
+}
+
+#[test]
 fn skipped_records_are_said_on_every_run_not_only_the_first() {
     let dir = project();
     let root = dir.path();

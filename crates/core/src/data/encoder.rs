@@ -14,7 +14,7 @@
 //! (saved fine-tunes often set `max_length`) are for model inputs, not for a corpus, and are off.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -90,9 +90,13 @@ impl Extend<u32> for Ids {
 
 /// The tokenizers a process has loaded, by content: the model stage's check and every tokenize
 /// stage of a recipe read the same `tokenizer.json` (copies of it in the store), and Qwen3's
-/// takes about 0.7 s to load, Llama 3's about as long. The last [`Loaded::KEPT`] are kept; each
-/// caller's encoder names its own path.
-pub struct Loaded(Mutex<Vec<(blake3::Hash, Encoder)>>);
+/// takes about 0.7 s to load, Llama 3's about as long. The last [`Loaded::KEPT`] contents asked
+/// for are kept, each loaded once: a stage asking while another loads the same content waits
+/// for that load. Each caller's encoder names its own path.
+pub struct Loaded(Mutex<Vec<(blake3::Hash, Slot)>>);
+
+/// One content's encoder, `None` until loaded (its lock is held while it loads).
+type Slot = Arc<Mutex<Option<Encoder>>>;
 
 impl Loaded {
     /// A recipe's base tokenizer and the vocabulary built on it.
@@ -106,22 +110,31 @@ impl Loaded {
     pub fn get(&self, path: &Path) -> Result<Encoder, DataError> {
         let text = read_tokenizer(path)?;
         let digest = blake3::hash(text.as_bytes());
-        let known = self.0.lock().ok().and_then(|l| l.iter().find(|(d, _)| *d == digest).map(|(_, e)| e.clone()));
-        if let Some(known) = known {
-            return Ok(Encoder { path: path.to_path_buf(), ..known });
+        let slot = {
+            let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            // The content asked for goes last: the first one is the least recently asked for.
+            let slot = match slots.iter().position(|(d, _)| *d == digest) {
+                Some(i) => slots.remove(i).1,
+                None => Arc::new(Mutex::new(None)),
+            };
+            slots.push((digest, slot.clone()));
+            if slots.len() > Self::KEPT {
+                slots.remove(0);
+            }
+            slot
+        };
+        let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = held.as_ref() {
+            return Ok(Encoder { path: path.to_path_buf(), ..known.clone() });
         }
         let encoder = Encoder::load_text(path, &text)?;
-        if let Ok(mut loaded) = self.0.lock() {
-            // Another stage may have loaded the same content meanwhile: one entry each.
-            if let Some((_, known)) = loaded.iter().find(|(d, _)| *d == digest) {
-                return Ok(Encoder { path: path.to_path_buf(), ..known.clone() });
-            }
-            if loaded.len() >= Self::KEPT {
-                loaded.remove(0);
-            }
-            loaded.push((digest, encoder.clone()));
-        }
+        *held = Some(encoder.clone());
         Ok(encoder)
+    }
+
+    /// Lets go of every encoder kept (those in use stay alive with their users).
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }
 
@@ -129,6 +142,15 @@ impl Default for Loaded {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The process' tokenizers, behind [`Encoder::shared`].
+static LOADED: Loaded = Loaded::new();
+
+/// Lets go of the tokenizers [`Encoder::shared`] keeps: before a training or evaluation stage,
+/// which runs for a long while in another process and needs none of them here.
+pub fn release_shared() {
+    LOADED.clear();
 }
 
 /// The text of the `tokenizer.json` at `path`.
@@ -185,7 +207,6 @@ impl Encoder {
 
     /// [`load`](Self::load), once per process for each content (see [`Loaded`]).
     pub fn shared(path: &Path) -> Result<Self, DataError> {
-        static LOADED: Loaded = Loaded::new();
         LOADED.get(path)
     }
 
@@ -198,10 +219,10 @@ impl Encoder {
                 let unencodable = super::tokenize::unencodable_bytes(&reference);
                 Ok::<_, DataError>((reference, unencodable))
             },
-            || prepare_fast(text),
+            || unpanicked(|| prepare_fast(text)),
         );
         let (reference, unencodable) = reference?;
-        let (fast, fallback_reason) = match fast.and_then(|prepared| prepared.finish(&reference)) {
+        let (fast, fallback_reason) = match fast.and_then(|prepared| unpanicked(|| prepared.finish(&reference))) {
             Ok(fast) => (Some(fast), None),
             Err(reason) => (None, Some(reason)),
         };
@@ -416,6 +437,14 @@ pub fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
     }
 }
 
+/// `build()`, with a panic of the release-candidate engine read as its refusal: the reference
+/// then encodes, as for any tokenizer the fast engine does not take.
+fn unpanicked<T>(build: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_or_else(|panic| {
+        Err(format!("the fast engine panicked while loading: {}", crate::diag::panic_message(&*panic)))
+    })
+}
+
 /// The fast engine for a `tokenizer.json`'s text, with sentinels for missing bytes; the reason
 /// when it refuses.
 fn load_fast(text: &str, reference: &Tokenizer) -> Result<Fast, String> {
@@ -538,6 +567,27 @@ mod tests {
         assert!(!same(&first, &loaded.get(&a)?));
         assert_eq!(copy.encode_reference("shared engines", false)?, first.encode_reference("shared engines", false)?);
         Ok(())
+    }
+
+    #[test]
+    fn stages_asking_at_once_share_one_load_and_clear_lets_go() -> Result<(), Box<dyn std::error::Error>> {
+        let loaded = Loaded::new();
+        let path = gpt2();
+        let (a, b) = std::thread::scope(|s| {
+            let (a, b) = (s.spawn(|| loaded.get(&path)), s.spawn(|| loaded.get(&path)));
+            (a.join(), b.join())
+        });
+        let (a, b) = (a.map_err(|_| "a load panicked")??, b.map_err(|_| "a load panicked")??);
+        assert!(same(&a, &b), "the second asker waits for the first load");
+        loaded.clear();
+        assert!(!same(&a, &loaded.get(&path)?), "after clear, the content is loaded again");
+        Ok(())
+    }
+
+    #[test]
+    fn a_panic_of_the_fast_engine_is_its_refusal() {
+        let refused: Result<(), String> = unpanicked(|| panic!("bad table"));
+        assert_eq!(refused, Err("the fast engine panicked while loading: bad table".to_string()));
     }
 
     #[test]

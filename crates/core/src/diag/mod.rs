@@ -106,3 +106,12 @@ pub fn render_short(errors: &[Located], sources: &SourceMap) -> String {
     }
     out
 }
+
+/// What a caught panic said (its `&str` or `String` payload), for the error that replaces it.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}

@@ -346,9 +346,19 @@ pub fn run(params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value
         StageParams::Mix(p) => mix::run(p, ctx),
         // libtorch's stages run in the worker process, the only one that links it.
         // The FSDP engine is torchrun's: started from here, no libtorch in this process.
-        StageParams::Train(p) if p.engine == train::Engine::Fsdp => crate::fsdp::run(p, ctx),
-        StageParams::Train(p) => worker::run(worker::WorkerParams::Train(p.clone()), ctx),
-        StageParams::Eval(p) => worker::run(worker::WorkerParams::Eval(p.clone()), ctx),
+        // Both run long and read no tokenizer here: the ones kept loaded are let go.
+        StageParams::Train(p) if p.engine == train::Engine::Fsdp => {
+            crate::data::encoder::release_shared();
+            crate::fsdp::run(p, ctx)
+        }
+        StageParams::Train(p) => {
+            crate::data::encoder::release_shared();
+            worker::run(worker::WorkerParams::Train(p.clone()), ctx)
+        }
+        StageParams::Eval(p) => {
+            crate::data::encoder::release_shared();
+            worker::run(worker::WorkerParams::Eval(p.clone()), ctx)
+        }
         StageParams::Fit(p) => fit::run(p, ctx),
         StageParams::Choose(p) => choose::run(p, ctx),
         StageParams::Report(p) => report::run(p, ctx),
@@ -364,12 +374,7 @@ pub fn catching_panics(
     run: impl FnOnce() -> Result<serde_json::Value, StageFailure>,
 ) -> Result<serde_json::Value, StageFailure> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_string());
-        Err(StageFailure::internal(format!("the stage panicked: {what}")))
+        Err(StageFailure::internal(format!("the stage panicked: {}", crate::diag::panic_message(&*panic))))
     })
 }
 
