@@ -335,6 +335,11 @@ impl StageParams {
 
 /// Runs a stage of any kind with its own parameters.
 pub fn run(params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value, StageFailure> {
+    // Training and evaluation run long, in another process, and read no tokenizer here: the
+    // ones kept loaded are let go.
+    if matches!(params, StageParams::Train(_) | StageParams::Eval(_)) {
+        crate::data::encoder::release_shared();
+    }
     match params {
         StageParams::Import(p) => import::run(p, ctx),
         StageParams::HfModel(p) => hf_model::run(p, ctx),
@@ -346,19 +351,9 @@ pub fn run(params: &StageParams, ctx: &StageCtx<'_>) -> Result<serde_json::Value
         StageParams::Mix(p) => mix::run(p, ctx),
         // libtorch's stages run in the worker process, the only one that links it.
         // The FSDP engine is torchrun's: started from here, no libtorch in this process.
-        // Both run long and read no tokenizer here: the ones kept loaded are let go.
-        StageParams::Train(p) if p.engine == train::Engine::Fsdp => {
-            crate::data::encoder::release_shared();
-            crate::fsdp::run(p, ctx)
-        }
-        StageParams::Train(p) => {
-            crate::data::encoder::release_shared();
-            worker::run(worker::WorkerParams::Train(p.clone()), ctx)
-        }
-        StageParams::Eval(p) => {
-            crate::data::encoder::release_shared();
-            worker::run(worker::WorkerParams::Eval(p.clone()), ctx)
-        }
+        StageParams::Train(p) if p.engine == train::Engine::Fsdp => crate::fsdp::run(p, ctx),
+        StageParams::Train(p) => worker::run(worker::WorkerParams::Train(p.clone()), ctx),
+        StageParams::Eval(p) => worker::run(worker::WorkerParams::Eval(p.clone()), ctx),
         StageParams::Fit(p) => fit::run(p, ctx),
         StageParams::Choose(p) => choose::run(p, ctx),
         StageParams::Report(p) => report::run(p, ctx),
