@@ -67,8 +67,7 @@ fn run(request: &Request, progress: &Progress) -> Event {
     let ctx = StageCtx {
         id: &request.id,
         files: &request.files,
-        file_digests: &[],
-        file_stamps: &[],
+        digests: &cptc::stages::InputFiles::none(),
         parts: None,
         out: &request.out,
         inputs: request.inputs.iter().map(|i| (i.role.clone(), i.dir.clone(), i.meta.clone())).collect(),

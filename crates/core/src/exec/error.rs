@@ -36,23 +36,13 @@ pub struct StageError {
     failure: Box<dyn Diagnostic + Send + Sync + 'static>,
 }
 
-/// An external file of the stage could not be read to make its key.
-#[derive(Debug, Error, Diagnostic)]
-#[error("cannot read input file {path}")]
-#[diagnostic(code(cptc::exec::input_file), help("the recipe names it; check that it still exists"))]
-struct InputFile {
-    path: String,
-    #[source]
-    source: std::io::Error,
-}
-
 impl StageError {
     pub fn new(stage: &str, failure: StageFailure) -> StageError {
         StageError { stage: stage.to_string(), tier: failure.tier, failure: failure.diagnostic }
     }
 
     pub(super) fn input_file(stage: &str, path: &Path, source: std::io::Error) -> StageError {
-        let failure = StageFailure::of(InputFile { path: path.display().to_string(), source });
+        let failure = StageFailure::of(crate::stages::InputFile { path: path.display().to_string(), source });
         StageError::new(stage, failure)
     }
 

@@ -115,8 +115,12 @@ impl Summary {
 /// What a stage's key needs, or what it still waits for.
 enum Prepared {
     Ready {
+        /// Without the files not hashed yet, when `unhashed` is not 0.
         parts: Box<KeyParts>,
         params: Box<StageParams>,
+        /// External files of a per-file stage whose digest is not known yet: the stage hashes
+        /// each just before reading it, and its key is whole only then ([`InputFiles`]).
+        unhashed: usize,
     },
     /// An input stage has not published.
     Input(String),
@@ -124,12 +128,15 @@ enum Prepared {
     Value(ValueRef),
 }
 
-/// Key parts of a stage once its inputs are published, with run-time values resolved.
+/// Key parts of a stage once its inputs are published, with run-time values resolved. With
+/// `deferred`, a stage that hashes its files as it reads them ([`hashes_as_read`]) is not made
+/// to hash them here: their digests stay out of the parts, counted as unhashed.
 fn prepare(
     graph: &Graph,
     ix: NodeIndex,
     done: &HashMap<NodeIndex, Meta>,
     digests: &FileDigests,
+    deferred: bool,
 ) -> Result<Prepared, StageError> {
     let stage = graph.stage(ix);
     let id = stage.id.to_string();
@@ -156,9 +163,20 @@ fn prepare(
         }
     }
     let mut files = BTreeMap::new();
+    let deferred = deferred && hashes_as_read(stage.kind());
+    let mut unhashed = 0;
     for (i, path) in stage.files.iter().enumerate() {
-        let digest = digests.digest(path).map_err(|source| StageError::input_file(&id, path, source))?;
-        files.insert(file_key(i, path), digest);
+        let known = if deferred {
+            digests.known(path).map(|known| known.map(|(digest, _)| digest))
+        } else {
+            digests.digest(path).map(Some)
+        };
+        match known.map_err(|source| StageError::input_file(&id, path, source))? {
+            Some(digest) => {
+                files.insert(file_key(i, path), digest);
+            }
+            None => unhashed += 1,
+        }
     }
     let parts = KeyParts {
         kind: stage.kind().name().to_string(),
@@ -168,15 +186,24 @@ fn prepare(
         files,
         values: values.into_iter().collect(),
     };
-    Ok(Prepared::Ready { parts: Box::new(parts), params: Box::new(params) })
+    Ok(Prepared::Ready { parts: Box::new(parts), params: Box::new(params), unhashed })
+}
+
+/// Stages that read their external files one by one into per-file parts, and so can hash each
+/// file right before reading it: the first run of a new corpus then reads it from disk once.
+/// Any other stage's files are hashed, in parallel, before the run starts.
+fn hashes_as_read(kind: crate::stages::StageKind) -> bool {
+    matches!(kind, crate::stages::StageKind::Tokenize | crate::stages::StageKind::Ingest)
 }
 
 /// The stages `options` selects (`--only` and what it needs) in execution order, and those it
-/// forces. Their external files are hashed first, in parallel, so keys then come from memory.
+/// forces. Their external files are hashed first, in parallel, so keys then come from memory;
+/// with `deferred`, but for those of the stages that hash them as they read them.
 fn selection(
     graph: &Graph,
     options: &Options,
     digests: &FileDigests,
+    deferred: bool,
 ) -> Result<(Vec<NodeIndex>, HashSet<NodeIndex>), ExecError> {
     let mut wanted: HashSet<NodeIndex> = graph.graph.node_indices().collect();
     if !options.only.is_empty() {
@@ -185,7 +212,12 @@ fn selection(
     let mut forced: HashSet<NodeIndex> = select(graph, &options.force)?.into_iter().collect();
     forced.extend(select(graph, &options.from)?.into_iter().flat_map(|ix| graph.descendants(ix)));
     let order: Vec<NodeIndex> = graph.order().into_iter().filter(|ix| wanted.contains(ix)).collect();
-    let files: Vec<PathBuf> = order.iter().flat_map(|&ix| graph.stage(ix).files.iter().cloned()).collect();
+    let files: Vec<PathBuf> = order
+        .iter()
+        .map(|&ix| graph.stage(ix))
+        .filter(|stage| !(deferred && hashes_as_read(stage.kind())))
+        .flat_map(|stage| stage.files.iter().cloned())
+        .collect();
     let bar = fingerprint_progress(digests.unknown(&files));
     // Errors surface per stage when its key is made.
     let _ = digests.digest_all(&files, &|n| bar.inc(n));
@@ -228,12 +260,13 @@ pub fn plan(
     digests: &FileDigests,
     options: &Options,
 ) -> Result<Vec<(NodeIndex, Status)>, ExecError> {
-    let (order, forced) = selection(graph, options, digests)?;
+    // A preview reads every file: what is cached is its point.
+    let (order, forced) = selection(graph, options, digests, false)?;
     let mut done: HashMap<NodeIndex, Meta> = HashMap::new();
     let mut out = Vec::new();
     for ix in order {
         let stage = graph.stage(ix);
-        let status = match prepare(graph, ix, &done, digests).map_err(ExecError::Stage)? {
+        let status = match prepare(graph, ix, &done, digests, false).map_err(ExecError::Stage)? {
             Prepared::Ready { parts, .. } => {
                 let key = parts.cache_key();
                 match store.lookup(stage.kind(), &key) {
@@ -284,7 +317,17 @@ enum State {
 /// What a finished stage thread reports.
 struct Finished {
     ix: NodeIndex,
-    result: Result<Meta, StageError>,
+    result: Result<(Meta, Ran), StageError>,
+}
+
+/// What a stage that finished did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// Published its artifact.
+    Published,
+    /// Found its artifact in the store once its files were hashed (same content, new stat:
+    /// a corpus copied or touched): what it built is dropped.
+    Found,
 }
 
 /// Runs the graph against the (locked) store. `Err` only for what stops a run before it
@@ -336,7 +379,7 @@ fn schedule(
     verbose: bool,
     digests: &FileDigests,
 ) -> Result<Summary, ExecError> {
-    let (order, forced) = selection(graph, options, digests)?;
+    let (order, forced) = selection(graph, options, digests, true)?;
     let cpu_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let multi = indicatif::MultiProgress::new();
@@ -384,8 +427,8 @@ fn schedule(
                     continue;
                 }
                 let id = stage.id.to_string();
-                let (parts, params) = match prepare(graph, ix, &done, digests) {
-                    Ok(Prepared::Ready { parts, params }) => (*parts, *params),
+                let (parts, params, unhashed) = match prepare(graph, ix, &done, digests, true) {
+                    Ok(Prepared::Ready { parts, params, unhashed }) => (*parts, *params, unhashed),
                     // A value no selected stage computes (`--only`): it never comes.
                     Ok(Prepared::Value(_) | Prepared::Input(_)) => continue,
                     Err(e) => {
@@ -396,9 +439,13 @@ fn schedule(
                         continue;
                     }
                 };
+                // Not whole while files are unhashed: the job completes it, and looks it up then.
                 let key = parts.cache_key();
                 let is_forced = forced.contains(&ix);
-                if !is_forced && let Some(meta) = store.lookup(stage.kind(), &key) {
+                if !is_forced
+                    && unhashed == 0
+                    && let Some(meta) = store.lookup(stage.kind(), &key)
+                {
                     log.event("cached", &id, &key, serde_json::json!({}));
                     summary.artifacts.insert(id.clone(), store.artifact_dir(stage.kind(), &meta.key));
                     summary.cached.push(id);
@@ -410,6 +457,9 @@ fn schedule(
                 }
                 let why = if is_forced {
                     vec!["forced".to_string()]
+                } else if unhashed > 0 {
+                    let s = if unhashed == 1 { "" } else { "s" };
+                    vec![format!("{unhashed} input file{s} new or changed since last read: hashed as read")]
                 } else {
                     store.last(&id).map(|old| parts.diff(&old)).unwrap_or_else(|| vec!["never ran".to_string()])
                 };
@@ -437,7 +487,7 @@ fn schedule(
                 scope.spawn(move || {
                     let job =
                         Job { graph, ix, store, runner, options, log, multi, forced: is_forced, digests, checked };
-                    let result = job.run(parts, params, key, inputs);
+                    let result = job.run(parts, params, key, unhashed, inputs);
                     let _ = tx.send(Finished { ix, result });
                 });
             }
@@ -457,9 +507,14 @@ fn schedule(
             overall.inc(1);
             let id = stage.id.to_string();
             match finished.result {
-                Ok(meta) => {
+                Ok((meta, ran)) => {
                     summary.artifacts.insert(id.clone(), store.artifact_dir(stage.kind(), &meta.key));
-                    summary.ran.push(id);
+                    if ran == Ran::Published {
+                        summary.ran.push(id);
+                    } else {
+                        log.event("cached", &id, &meta.key, serde_json::json!({ "found": "after hashing its files" }));
+                        summary.cached.push(id);
+                    }
                     done.insert(finished.ix, meta);
                     state.insert(finished.ix, State::Done);
                 }
@@ -499,13 +554,17 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Runs the stage and publishes it under `key`; with `unhashed` files, `key` is not whole
+    /// yet (it names the staging folder only): the stage hashes them as it reads them, and the
+    /// key is made whole, and looked up in the store, once it has.
     fn run(
         &self,
-        parts: KeyParts,
+        mut parts: KeyParts,
         params: StageParams,
         key: Digest,
+        unhashed: usize,
         inputs: Vec<(crate::stages::Input, PathBuf, Meta)>,
-    ) -> Result<Meta, StageError> {
+    ) -> Result<(Meta, Ran), StageError> {
         let stage = self.graph.stage(self.ix);
         let id = stage.id.to_string();
         let fail = |failure: StageFailure| {
@@ -524,24 +583,29 @@ impl Job<'_> {
                 return Err(fail(StageFailure { tier: Tier::Environment, diagnostic: Box::new(e) }));
             }
         }
-        // Remembered when the key was made: no file is read again here.
-        let (file_digests, file_stamps): (Vec<_>, Vec<_>) = stage
+        // Remembered when the key was made: no file is read again here. Those not in the key
+        // yet are the stage's to hash.
+        let known = stage
             .files
             .iter()
-            .map(|path| self.digests.stamped(path).map_err(|source| StageError::input_file(&id, path, source)))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .unzip();
-        // A file changed since its key was made would build parts of another content than the key's.
-        if let Some(path) = stage
-            .files
-            .iter()
-            .zip(&file_digests)
             .enumerate()
-            .find_map(|(i, (path, digest))| (parts.files.get(&file_key(i, path)) != Some(digest)).then_some(path))
-        {
+            .map(|(i, path)| {
+                let known = if unhashed > 0 && !parts.files.contains_key(&file_key(i, path)) {
+                    None
+                } else {
+                    Some(self.digests.stamped(path).map_err(|source| StageError::input_file(&id, path, source))?)
+                };
+                Ok(known)
+            })
+            .collect::<Result<Vec<_>, StageError>>()?;
+        // A file changed since its key was made would build parts of another content than the key's.
+        if let Some(path) = stage.files.iter().zip(&known).enumerate().find_map(|(i, (path, known))| {
+            let key_has = parts.files.get(&file_key(i, path));
+            known.is_some_and(|(digest, _)| key_has != Some(&digest)).then_some(path)
+        }) {
             return Err(fail(StageFailure::of(crate::stages::InputChanged { path: path.display().to_string() })));
         }
+        let file_digests = crate::stages::InputFiles::new(&stage.files, known, self.digests);
         let staging = self.store.begin(stage.kind(), &key).map_err(|e| fail(StageFailure::of(e)))?;
         let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
         bar.set_style(
@@ -559,8 +623,7 @@ impl Job<'_> {
         let ctx = StageCtx {
             id: &stage.id,
             files: &stage.files,
-            file_digests: &file_digests,
-            file_stamps: &file_stamps,
+            digests: &file_digests,
             parts: Some(&part_cache),
             out: &staging.dir,
             inputs,
@@ -578,10 +641,31 @@ impl Job<'_> {
             (0..stage.files.len()).try_for_each(|i| ctx.unchanged(i))?;
             Ok(values)
         });
+        // The key made whole with the digests the stage took (each file's, before reading it).
+        let result = result.and_then(|values| {
+            if unhashed > 0 {
+                for (i, path) in stage.files.iter().enumerate() {
+                    parts.files.insert(file_key(i, path), ctx.file_digest(i)?);
+                }
+            }
+            Ok(values)
+        });
+        let whole = parts.cache_key();
+        if unhashed > 0
+            && result.is_ok()
+            && !self.forced
+            && let Some(meta) = self.store.lookup(stage.kind(), &whole)
+        {
+            // Built already, from files of the same content: the store's artifact stands.
+            self.store.abandon(staging);
+            let _ = self.store.clear_resume(stage.kind(), &key);
+            return Ok((meta, Ran::Found));
+        }
         match result {
             Ok(values) => {
                 let elapsed = started.elapsed().as_secs_f64();
                 // A forced rerun replaces the old artifact of the same key.
+                let staging = staging.with_key(whole);
                 let meta = self
                     .store
                     .publish(staging, &id, parts, values, elapsed, self.forced, &part_cache.linked())
@@ -591,8 +675,13 @@ impl Job<'_> {
                 if let Err(e) = self.store.clear_resume(stage.kind(), &key) {
                     self.log.event("warning", &id, &key, serde_json::json!({ "error": e.to_string() }));
                 }
-                self.log.event("done", &id, &key, serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }));
-                Ok(meta)
+                self.log.event(
+                    "done",
+                    &id,
+                    &meta.key,
+                    serde_json::json!({ "elapsed_s": elapsed, "output": meta.output }),
+                );
+                Ok((meta, Ran::Published))
             }
             Err(failure) => {
                 // Failures are never cached: the staging folder goes, and the next run retries.

@@ -3,22 +3,23 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use miette::Diagnostic;
 
 use super::{Input, StageId};
+use crate::graph::Digest;
 use crate::store::Meta;
+use crate::store::digests::{FileDigests, Stat};
 
 /// What a stage implementation gets.
 pub struct StageCtx<'a> {
     pub id: &'a StageId,
     /// External files of the stage (corpus files, a GGUF), in the order `lower` gave them.
     pub files: &'a [PathBuf],
-    /// Their content digests, in the same order (what the stage's key holds; empty in the
-    /// worker process, whose stages read no external files).
-    pub file_digests: &'a [crate::graph::Digest],
-    /// The stat each digest vouches for, in the same order ([`StageCtx::unchanged`]).
-    pub file_stamps: &'a [crate::store::digests::Stat],
+    /// Their content digests and the stats those vouch for, in the same order (what the
+    /// stage's key holds; none in the worker process, whose stages read no external files).
+    pub digests: &'a InputFiles<'a>,
     /// The store's per-file cache (`None` in the worker process).
     pub parts: Option<&'a crate::store::Parts>,
     /// Folder to write the output into (published when the stage returns Ok).
@@ -42,17 +43,23 @@ impl StageCtx<'_> {
         self.progress.notice(&format!("{}: {line}", self.id));
     }
 
+    /// The content digest of external file `i`: known when the key was made, or taken now. A
+    /// stage takes it before it reads the file, so that [`unchanged`](Self::unchanged) then
+    /// vouches for what it read.
+    pub fn file_digest(&self, i: usize) -> Result<Digest, StageFailure> {
+        self.digests.get(i).map(|(digest, _)| digest)
+    }
+
     /// Fails unless external file `i` is still as its digest found it: what a stage built from
     /// it is published (a per-file part, the artifact) only while this holds, or a file
     /// rewritten during the run would be cached under its old content's key.
     pub fn unchanged(&self, i: usize) -> Result<(), StageFailure> {
-        let (Some(path), Some(stamp)) = (self.files.get(i), self.file_stamps.get(i)) else {
-            return Err(StageFailure::internal(format!("stage `{}` has no stamp for its file {i}", self.id)));
-        };
-        if stamp.still(path) {
-            Ok(())
-        } else {
-            Err(StageFailure::of(InputChanged { path: path.display().to_string() }))
+        let (_, stamp) = self.digests.get(i)?;
+        match self.files.get(i) {
+            Some(path) if !stamp.still(path) => {
+                Err(StageFailure::of(InputChanged { path: path.display().to_string() }))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -73,6 +80,73 @@ impl StageCtx<'_> {
     ) -> impl Iterator<Item = (T, &'s Path, &'s Meta)> + 's {
         self.inputs.iter().filter_map(move |(role, dir, meta)| Some((pick(role)?, dir.as_path(), meta)))
     }
+}
+
+/// A stage's external files' digests, and the stat each vouches for: those known when its key
+/// was made, the others taken when the stage first asks, just before it reads the file. A
+/// per-file stage (tokenize, ingest) is keyed so on a file not seen before, and hashes each such
+/// file right before reading it, while its pages are still in memory: its first run reads a
+/// corpus from disk once, not once for the key and again for the stage (20 GB that the page
+/// cache cannot hold, or a network file system).
+pub struct InputFiles<'a> {
+    paths: &'a [PathBuf],
+    got: Vec<OnceLock<(Digest, Stat)>>,
+    /// Where the others are hashed (and remembered); `None`: all are known.
+    source: Option<&'a FileDigests>,
+}
+
+impl<'a> InputFiles<'a> {
+    /// `paths`, with `known[i]` the digest and stat of each already hashed; the others are
+    /// hashed through `source` when asked for.
+    pub fn new(paths: &'a [PathBuf], known: Vec<Option<(Digest, Stat)>>, source: &'a FileDigests) -> Self {
+        let got = (0..paths.len())
+            .map(|i| {
+                let cell = OnceLock::new();
+                if let Some(Some(pair)) = known.get(i) {
+                    let _ = cell.set(*pair);
+                }
+                cell
+            })
+            .collect();
+        InputFiles { paths, got, source: Some(source) }
+    }
+
+    /// No external files (the worker process).
+    pub fn none() -> InputFiles<'static> {
+        InputFiles { paths: &[], got: Vec::new(), source: None }
+    }
+
+    /// File `i`'s digest if it is known without reading the file.
+    pub fn known(&self, i: usize) -> Option<Digest> {
+        self.got.get(i)?.get().map(|(digest, _)| *digest)
+    }
+
+    /// File `i`'s digest and stat, hashing the file if they are not known yet.
+    pub fn get(&self, i: usize) -> Result<(Digest, Stat), StageFailure> {
+        let (Some(path), Some(cell)) = (self.paths.get(i), self.got.get(i)) else {
+            return Err(StageFailure::internal(format!("no external file {i}")));
+        };
+        if let Some(pair) = cell.get() {
+            return Ok(*pair);
+        }
+        let source = self.source.ok_or_else(|| StageFailure::internal(format!("no digest for {}", path.display())))?;
+        let pair = source
+            .stamped(path)
+            .map_err(|source| StageFailure::of(InputFile { path: path.display().to_string(), source }))?;
+        // Each file is one worker's, so the cell is empty here; had it been filled meanwhile,
+        // the first digest is the one every later question gets.
+        Ok(*cell.get_or_init(|| pair))
+    }
+}
+
+/// An external file of the stage could not be read to make its key.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("cannot read input file {path}")]
+#[diagnostic(code(cptc::exec::input_file), help("the recipe names it; check that it still exists"))]
+pub struct InputFile {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// An external file changed while the stage read it: what was read may mix old and new

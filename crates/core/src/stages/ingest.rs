@@ -73,17 +73,14 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let parts = ctx.parts.ok_or_else(|| StageFailure::internal("the ingest stage runs without the store's parts"))?;
     // Each file's index and report is a part keyed by the file's content: a corpus with a file
     // appended reads that file only.
-    let mut keys = Vec::with_capacity(corpus.files.len());
-    for i in 0..corpus.files.len() {
-        let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
-        keys.push(part_key(p, &opts, digest));
-    }
     let done = std::sync::atomic::AtomicUsize::new(0);
     let FileParts { names, dirs, built, repeats } = super::per_file::get_or_build_parts(
         parts,
         PART_SPACE,
-        &keys,
-        |i, dir| {
+        corpus.files.len(),
+        |i| ctx.digests.known(i).map(|digest| part_key(p, &opts, &digest)),
+        |i| Ok(part_key(p, &opts, &ctx.file_digest(i)?)),
+        |i, _, dir| {
             build_part(p, &opts, &corpus.files[i], dir)?;
             // Kept only while the file is still the one its key names.
             ctx.unchanged(i)

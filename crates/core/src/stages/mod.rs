@@ -30,7 +30,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use context::chain_text;
-pub use context::{InputChanged, Message, Progress, StageCtx, StageFailure, Tier, threads};
+pub use context::{InputChanged, InputFile, InputFiles, Message, Progress, StageCtx, StageFailure, Tier, threads};
 pub use files::{model_dir, read_json, tokenizer_path, write_json};
 
 /// What a stage does. Each kind has an implementation version (its file's `VERSION`): bump

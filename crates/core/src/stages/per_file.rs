@@ -138,30 +138,41 @@ pub(super) fn not_built(files: usize, built: usize, repeats: usize) -> String {
     out.join(", ")
 }
 
-/// Each file's part `keys[i]` of `space`, from the store or built by `build(i, folder)` through
+/// Each file's part of `space`, from the store or built by `build(i, key, folder)` through
 /// [`build_all`]: a key two files share (a file copied into the corpus twice) is built once.
-/// `finished(i)` follows each file, for progress.
+/// `known(i)` is file `i`'s part key when its file's digest is known already; `key(i)` makes
+/// it, hashing the file (on the file's worker, just before it is read). `finished(i)` follows
+/// each file, for progress.
 pub(super) fn get_or_build_parts(
     parts: &Parts,
     space: &str,
-    keys: &[Digest],
-    build: impl Fn(usize, &Path) -> Result<(), StageFailure> + Sync,
+    n: usize,
+    known: impl Fn(usize) -> Option<Digest>,
+    key: impl Fn(usize) -> Result<Digest, StageFailure> + Sync,
+    build: impl Fn(usize, &Digest, &Path) -> Result<(), StageFailure> + Sync,
     finished: impl Fn(usize) + Sync,
 ) -> Result<FileParts, StageFailure> {
+    let known: Vec<Option<Digest>> = (0..n).map(known).collect();
     let mut seen = std::collections::HashSet::new();
-    let todo: Vec<bool> = keys.iter().map(|key| seen.insert(*key) && parts.get(space, key).is_none()).collect();
-    let repeats = keys.len() - seen.len();
-    let got = build_all(keys.len(), &todo, |i| {
-        let r = parts.get_or_build(space, &keys[i], |dir| build(i, dir))?;
+    // A file not hashed yet is work to schedule: most such files are new.
+    let todo: Vec<bool> =
+        known.iter().map(|k| k.is_none_or(|key| seen.insert(key) && parts.get(space, &key).is_none())).collect();
+    let got = build_all(n, &todo, |i| {
+        let key = match known[i] {
+            Some(key) => key,
+            None => key(i)?,
+        };
+        let (dir, fresh) = parts.get_or_build(space, &key, |dir| build(i, &key, dir))?;
         finished(i);
-        Ok(r)
+        Ok((key, dir, fresh))
     })?;
+    let distinct: std::collections::HashSet<&Digest> = got.iter().map(|(key, _, _)| key).collect();
     Ok(FileParts {
-        names: keys.iter().map(|key| crate::store::parts::part_name(space, key)).collect(),
+        names: got.iter().map(|(key, _, _)| crate::store::parts::part_name(space, key)).collect(),
         // A repeat that raced its original to the store built a copy of a part already counted.
-        built: got.iter().zip(&todo).filter(|((_, fresh), todo)| *fresh && **todo).count(),
-        repeats,
-        dirs: got.into_iter().map(|(dir, _)| dir).collect(),
+        built: got.iter().zip(&todo).filter(|((_, _, fresh), todo)| *fresh && **todo).count(),
+        repeats: n - distinct.len(),
+        dirs: got.into_iter().map(|(_, dir, _)| dir).collect(),
     })
 }
 

@@ -77,29 +77,34 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     };
     let total_bytes: u64 = ctx.files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
     ctx.progress.set_length(total_bytes);
-    let mut files = Vec::with_capacity(ctx.files.len());
-    for (i, path) in ctx.files.iter().enumerate() {
-        let digest = ctx.file_digests.get(i).ok_or_else(|| StageFailure::internal("a file without its digest"))?;
-        let (key, hashes) = match &sides {
+    // File `i` (content `digest`) to tokenize, and its part's key.
+    let part = |i: usize, digest: Digest| -> Result<(Digest, Part<'_>), StageFailure> {
+        let path = ctx.files.get(i).ok_or_else(|| StageFailure::internal("a file past the stage's files"))?;
+        Ok(match &sides {
             Sides::Indexed { index, rule, spans } => {
                 let span = spans.get(i).ok_or_else(|| StageFailure::internal("a file without its span"))?;
-                (part_key(p, eos, &tok_digest, digest, Some(span), None), HashSource::Index { index, span, rule })
+                let key = part_key(p, eos, &tok_digest, &digest, Some(span), None);
+                (key, Part { path, hashes: HashSource::Index { index, span, rule } })
             }
             Sides::Hashed { rule, fraction } => {
-                (part_key(p, eos, &tok_digest, digest, None, Some(*fraction)), HashSource::Compute { rule, digest })
+                let key = part_key(p, eos, &tok_digest, &digest, None, Some(*fraction));
+                (key, Part { path, hashes: HashSource::Compute { rule, digest } })
             }
-        };
-        files.push((key, Part { path, hashes }));
-    }
-    let keys: Vec<_> = files.iter().map(|(key, _)| *key).collect();
+        })
+    };
     let done_bytes = std::sync::atomic::AtomicU64::new(0);
     let FileParts { names, dirs, built, repeats } = super::per_file::get_or_build_parts(
         parts,
         PART_SPACE,
-        &keys,
-        |i, dir| build_part(p, &files[i].1, &tokenizer, &options, parts, dir, &|| ctx.unchanged(i)),
+        ctx.files.len(),
+        |i| Some(part(i, ctx.digests.known(i)?).ok()?.0),
+        |i| Ok(part(i, ctx.file_digest(i)?)?.0),
+        |i, _, dir| {
+            let (_, file) = part(i, ctx.file_digest(i)?)?;
+            build_part(p, &file, &tokenizer, &options, parts, dir, &|| ctx.unchanged(i))
+        },
         |i| {
-            let len = files[i].1.path.metadata().map_or(0, |m| m.len());
+            let len = ctx.files.get(i).and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
             let done = done_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len;
             ctx.progress.set_position(done.min(total_bytes));
         },
@@ -223,7 +228,7 @@ enum HashSource<'a> {
     /// The corpus' index (`span`: the file's documents in it), read in step with the file.
     Index { index: &'a Path, span: &'a Span, rule: &'a SplitRule },
     /// Hashed as the file is read (`digest`: the file's content, for the ingest part's key).
-    Compute { rule: &'a SplitRule, digest: &'a Digest },
+    Compute { rule: &'a SplitRule, digest: Digest },
 }
 
 impl HashSource<'_> {
@@ -311,14 +316,12 @@ fn check_not_empty(p: &Params, ctx: &StageCtx<'_>, parts: &crate::store::Parts) 
     let corpus = source.corpus(ctx.files);
     // A file whose tokenize part was cached may have lost its ingest part to `cptc cache gc`:
     // the report then counts the others' records.
-    let found: Vec<(std::path::PathBuf, &Path)> = ctx
-        .files
-        .iter()
-        .zip(ctx.file_digests)
-        .filter_map(|(file, digest)| {
-            Some((parts.get(super::ingest::PART_SPACE, &ingest_part_key(p, digest))?, file.as_path()))
-        })
-        .collect();
+    let mut found: Vec<(std::path::PathBuf, &Path)> = Vec::new();
+    for (i, file) in ctx.files.iter().enumerate() {
+        if let Some(dir) = parts.get(super::ingest::PART_SPACE, &ingest_part_key(p, &ctx.file_digest(i)?)) {
+            found.push((dir, file.as_path()));
+        }
+    }
     let report =
         super::ingest::corpus_report(&corpus, found.iter().map(|(d, f)| (d.as_path(), *f)), &source.options())?;
     report.check_not_empty(&corpus)?;

@@ -90,6 +90,9 @@ fn settled() -> bool {
 pub struct FileDigests {
     path: Option<PathBuf>,
     entries: Mutex<BTreeMap<PathBuf, Entry>>,
+    /// A lock per file being hashed: two stages reading the same new file at once (a corpus
+    /// tokenized for two models) hash it once, the second waiting for the first.
+    hashing: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<Mutex<()>>>>,
     dirty: AtomicBool,
     /// How long a file must have been left alone to be remembered ([`SETTLE`]).
     settle: Duration,
@@ -109,7 +112,7 @@ impl FileDigests {
             .ok()
             .and_then(|bytes| serde_json::from_slice::<BTreeMap<PathBuf, Entry>>(&bytes).ok())
             .unwrap_or_default();
-        FileDigests { path: Some(path), entries: Mutex::new(entries), dirty: AtomicBool::new(false), settle: SETTLE }
+        FileDigests { path: Some(path), entries: Mutex::new(entries), settle: SETTLE, ..FileDigests::default() }
     }
 
     /// Remembers files left alone for `settle` (tests: a file's change time cannot be set back).
@@ -138,6 +141,13 @@ impl FileDigests {
         Ok((key, stat, known))
     }
 
+    /// The digest of `path` and the stat it vouches for, if remembered for its stat now: no
+    /// read of the file.
+    pub fn known(&self, path: &Path) -> std::io::Result<Option<(Digest, Stat)>> {
+        let (_, stat, known) = self.remembered(path)?;
+        Ok(known.map(|digest| (digest, stat)))
+    }
+
     /// How many distinct files among `paths` are not remembered, and their bytes: what
     /// [`digest_all`](Self::digest_all) will read. A file that cannot be
     /// read counts for nothing here (its error comes with its digest).
@@ -154,6 +164,16 @@ impl FileDigests {
     fn digest_reporting(&self, path: &Path, read: &dyn Fn(u64)) -> std::io::Result<(Digest, Stat)> {
         let started = SystemTime::now();
         let (key, stat, known) = self.remembered(path)?;
+        if let Some(digest) = known {
+            return Ok((digest, stat));
+        }
+        let lock = {
+            let mut hashing = self.hashing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            hashing.entry(key.clone()).or_default().clone()
+        };
+        let _hashing = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Hashed by another thread while this one waited.
+        let (key, stat, known) = self.remembered(&key)?;
         if let Some(digest) = known {
             return Ok((digest, stat));
         }
@@ -310,5 +330,27 @@ mod tests {
         let file = dir.path().join("fresh.txt");
         std::fs::write(&file, b"fresh").expect("write");
         assert!(!remembered_next_time(dir.path(), &file), "a racily clean file must not be trusted by its stat");
+    }
+
+    #[test]
+    fn two_stages_asking_for_a_new_file_at_once_hash_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("corpus.jsonl");
+        let bytes = vec![b'x'; 4 << 20];
+        std::fs::write(&file, &bytes).expect("write");
+        let digests = FileDigests::in_memory();
+        assert_eq!(digests.known(&file).expect("stat"), None, "not hashed yet");
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let count = |n| {
+            read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        let got: Vec<Digest> = std::thread::scope(|s| {
+            let threads: Vec<_> =
+                (0..4).map(|_| s.spawn(|| digests.digest_reporting(&file, &count).expect("digest").0)).collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).collect()
+        });
+        assert!(got.iter().all(|d| *d == got[0]));
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), bytes.len() as u64, "read once");
+        assert_eq!(digests.known(&file).expect("stat").map(|(d, _)| d), Some(got[0]));
     }
 }

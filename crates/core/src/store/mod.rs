@@ -164,6 +164,14 @@ pub struct Staging {
     key: Digest,
 }
 
+impl Staging {
+    /// The same folder, to be published under `key`: a stage that hashes its files as it reads
+    /// them learns its whole key only at its end.
+    pub fn with_key(self, key: Digest) -> Staging {
+        Staging { key, ..self }
+    }
+}
+
 fn kind_dir(kind: StageKind) -> String {
     format!("{}-v{}", kind.name(), kind.version())
 }
