@@ -116,6 +116,16 @@ impl<'a> InputFiles<'a> {
         InputFiles { paths: &[], got: Vec::new(), source: None }
     }
 
+    /// How many files.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
     /// File `i`'s digest if it is known without reading the file.
     pub fn known(&self, i: usize) -> Option<Digest> {
         self.got.get(i)?.get().map(|(digest, _)| *digest)

@@ -77,9 +77,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let FileParts { names, dirs, built, repeats } = super::per_file::get_or_build_parts(
         parts,
         PART_SPACE,
-        corpus.files.len(),
-        |i| ctx.digests.known(i).map(|digest| part_key(p, &opts, &digest)),
-        |i| Ok(part_key(p, &opts, &ctx.file_digest(i)?)),
+        ctx.digests,
+        |_, digest| Ok(part_key(p, &opts, digest)),
         |i, _, dir| {
             build_part(p, &opts, &corpus.files[i], dir)?;
             // Kept only while the file is still the one its key names.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::InputFiles;
 use super::StageFailure;
 use crate::graph::Digest;
 use crate::store::Parts;
@@ -26,21 +27,32 @@ pub(super) const FILES_PER_WORKER: usize = 4;
 /// deciding how to schedule, and run side by side, the same count on each core, but for the
 /// last `threads - 1` or more of them; the rest (those, and the parts already built) run in
 /// order over the whole pool, from the moment the first core runs out of files to take, beside
-/// the files still being built.
+/// the files still being built. As a file is taken, `ahead(j)` is told the file `j` that will
+/// be taken once each core has taken one more (see [`get_or_build_parts`]).
 pub(super) fn build_all<T: Send>(
     n: usize,
     todo: &[bool],
+    ahead: impl Fn(usize) + Sync,
     build: impl Fn(usize) -> Result<T, StageFailure> + Sync,
 ) -> Result<Vec<T>, StageFailure> {
     let threads = rayon::current_num_threads();
     let mut work: Vec<usize> = (0..n).filter(|&i| todo.get(i).copied().unwrap_or(true)).collect();
     if threads <= 1 || work.len() < FILES_PER_WORKER * threads {
-        return (0..n).map(&build).collect();
+        return (0..n)
+            .map(|i| {
+                if let Some(&later) = work.iter().find(|&&j| j > i) {
+                    ahead(later);
+                }
+                build(i)
+            })
+            .collect();
     }
     // Side by side, as many files as give each core the same count; the rest (at least
     // `threads - 1`) go over the whole pool: the very last file run side by side would have one
     // core working while the others wait, and the rest, started as soon as one core has nothing
     // left, covers a core still finishing its last file.
+    // The files after those run side by side come next: told ahead too.
+    let after: Vec<usize> = work.clone();
     work.truncate((work.len() + 1 - threads) / threads * threads);
     let mut side = vec![false; n];
     for &i in &work {
@@ -59,7 +71,8 @@ pub(super) fn build_all<T: Send>(
     let (idle, wait_idle) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         for w in 0..threads {
-            let (next, failed, work, build, record, idle) = (&next, &failed, &work, &build, &record, idle.clone());
+            let (next, failed, work, after, build, record, idle, ahead) =
+                (&next, &failed, &work, &after, &build, &record, idle.clone(), &ahead);
             scope.spawn(move || {
                 // A pool of one, made of this thread: the file's own rayon calls run inline.
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -71,6 +84,9 @@ pub(super) fn build_all<T: Send>(
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= work.len() || failed.load(Ordering::Relaxed) {
                         break;
+                    }
+                    if let Some(&later) = after.get(k + threads) {
+                        ahead(later);
                     }
                     record(work[k], build(work[k]));
                 };
@@ -140,31 +156,48 @@ pub(super) fn not_built(files: usize, built: usize, repeats: usize) -> String {
 
 /// Each file's part of `space`, from the store or built by `build(i, key, folder)` through
 /// [`build_all`]: a key two files share (a file copied into the corpus twice) is built once.
-/// `known(i)` is file `i`'s part key when its file's digest is known already; `key(i)` makes
-/// it, hashing the file (on the file's worker, just before it is read). `finished(i)` follows
-/// each file, for progress.
+/// `key(i, digest)` is file `i`'s part key, from the file's digest in `files`. A file whose
+/// digest is not known yet is hashed on a thread of its own once it is the next but one a core
+/// will take: that reads it from disk while the cores work on the files before it, so its
+/// worker finds its digest known and its pages in memory (the kernel's own readahead, 8 MB
+/// here, covers no whole file). `finished(i)` follows each file, for progress.
 pub(super) fn get_or_build_parts(
     parts: &Parts,
     space: &str,
-    n: usize,
-    known: impl Fn(usize) -> Option<Digest>,
-    key: impl Fn(usize) -> Result<Digest, StageFailure> + Sync,
+    files: &InputFiles<'_>,
+    key: impl Fn(usize, &Digest) -> Result<Digest, StageFailure> + Sync,
     build: impl Fn(usize, &Digest, &Path) -> Result<(), StageFailure> + Sync,
     finished: impl Fn(usize) + Sync,
 ) -> Result<FileParts, StageFailure> {
-    let known: Vec<Option<Digest>> = (0..n).map(known).collect();
+    let n = files.len();
+    let known: Vec<Option<Digest>> = (0..n).map(|i| key(i, &files.known(i)?).ok()).collect();
     let mut seen = std::collections::HashSet::new();
     // A file not hashed yet is work to schedule: most such files are new.
     let todo: Vec<bool> =
         known.iter().map(|k| k.is_none_or(|key| seen.insert(key) && parts.get(space, &key).is_none())).collect();
-    let got = build_all(n, &todo, |i| {
-        let key = match known[i] {
-            Some(key) => key,
-            None => key(i)?,
-        };
-        let (dir, fresh) = parts.get_or_build(space, &key, |dir| build(i, &key, dir))?;
-        finished(i);
-        Ok((key, dir, fresh))
+    let (soon, asked) = std::sync::mpsc::channel::<usize>();
+    let got = std::thread::scope(|scope| {
+        // Its errors are the file's worker's to report.
+        scope.spawn(move || asked.into_iter().for_each(|j| drop(files.get(j))));
+        let got = build_all(
+            n,
+            &todo,
+            |j| {
+                let _ = soon.send(j);
+            },
+            |i| {
+                let key = match known[i] {
+                    Some(key) => key,
+                    None => key(i, &files.get(i)?.0)?,
+                };
+                let (dir, fresh) = parts.get_or_build(space, &key, |dir| build(i, &key, dir))?;
+                finished(i);
+                Ok((key, dir, fresh))
+            },
+        );
+        // The thread ahead stops once it has nothing more to do.
+        drop(soon);
+        got
     })?;
     let distinct: std::collections::HashSet<&Digest> = got.iter().map(|(key, _, _)| key).collect();
     Ok(FileParts {
@@ -191,15 +224,20 @@ mod tests {
     fn enough_files_run_side_by_side_one_per_core_and_come_back_in_order() {
         let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let got = pool(2).install(|| {
-            build_all(8, &[true; 8], |i| {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                // Inside, a file's own rayon calls see a pool of one.
-                let inner = rayon::current_num_threads();
-                std::thread::sleep(Duration::from_millis(30));
-                running.fetch_sub(1, Ordering::SeqCst);
-                Ok((i, inner))
-            })
+            build_all(
+                8,
+                &[true; 8],
+                |_| {},
+                |i| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Inside, a file's own rayon calls see a pool of one.
+                    let inner = rayon::current_num_threads();
+                    std::thread::sleep(Duration::from_millis(30));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok((i, inner))
+                },
+            )
         });
         let got = got.expect("built");
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
@@ -209,17 +247,59 @@ mod tests {
     }
 
     #[test]
+    fn each_file_but_the_first_two_is_told_ahead_once_before_it_is_built() {
+        for (n, todo) in [
+            (8, vec![true; 8]),
+            (7, vec![true; 7]),
+            (10, vec![true, false, true, true, false, true, true, true, true, true]),
+        ] {
+            let events = Mutex::new(Vec::new());
+            let got = pool(2).install(|| {
+                build_all(
+                    n,
+                    &todo,
+                    |j| events.lock().expect("lock").push(("ahead", j)),
+                    |i| {
+                        events.lock().expect("lock").push(("build", i));
+                        std::thread::sleep(Duration::from_millis(5));
+                        Ok(i)
+                    },
+                )
+            });
+            assert_eq!(got.expect("built"), (0..n).collect::<Vec<_>>());
+            let events = events.into_inner().expect("lock");
+            let at = |e: (&str, usize)| events.iter().position(|x| *x == e);
+            let work: Vec<usize> = (0..n).filter(|&i| todo[i]).collect();
+            // The first file of each core may be taken at once; every later one is told first.
+            for (k, &j) in work.iter().enumerate() {
+                let told = events.iter().filter(|x| **x == ("ahead", j)).count();
+                assert!(told <= 1, "file {j}: {events:?}");
+                if k >= 2 {
+                    assert_eq!(told, 1, "file {j}: {events:?}");
+                    assert!(at(("ahead", j)) < at(("build", j)), "file {j}: {events:?}");
+                }
+            }
+            assert!(todo.iter().zip(0..).all(|(t, i)| *t || at(("ahead", i)).is_none()), "a stored part: {events:?}");
+        }
+    }
+
+    #[test]
     fn the_rest_starts_as_soon_as_one_core_is_free() {
         // Files 0..6 run three to a core; file 5 is slow. Files 6 and 7 must not wait for it.
         let start = std::time::Instant::now();
         let (began, ended) = (Mutex::new(vec![None; 8]), Mutex::new(vec![None; 8]));
         let got = pool(2).install(|| {
-            build_all(8, &[true; 8], |i| {
-                began.lock().expect("lock")[i] = Some(start.elapsed());
-                std::thread::sleep(Duration::from_millis(if i == 5 { 400 } else { 10 }));
-                ended.lock().expect("lock")[i] = Some(start.elapsed());
-                Ok(i)
-            })
+            build_all(
+                8,
+                &[true; 8],
+                |_| {},
+                |i| {
+                    began.lock().expect("lock")[i] = Some(start.elapsed());
+                    std::thread::sleep(Duration::from_millis(if i == 5 { 400 } else { 10 }));
+                    ended.lock().expect("lock")[i] = Some(start.elapsed());
+                    Ok(i)
+                },
+            )
         });
         assert_eq!(got.expect("built"), (0..8).collect::<Vec<_>>());
         let (began, ended) = (began.into_inner().expect("lock"), ended.into_inner().expect("lock"));
@@ -233,10 +313,15 @@ mod tests {
     fn few_files_run_one_at_a_time_over_the_whole_pool() {
         let order = Mutex::new(Vec::new());
         let got = pool(2).install(|| {
-            build_all(7, &[true; 7], |i| {
-                order.lock().expect("lock").push(i);
-                Ok(rayon::current_num_threads())
-            })
+            build_all(
+                7,
+                &[true; 7],
+                |_| {},
+                |i| {
+                    order.lock().expect("lock").push(i);
+                    Ok(rayon::current_num_threads())
+                },
+            )
         });
         assert_eq!(got.expect("built"), vec![2; 7]);
         assert_eq!(order.into_inner().expect("lock"), (0..7).collect::<Vec<_>>());
@@ -246,11 +331,16 @@ mod tests {
     fn the_first_failing_file_is_the_error_and_later_files_are_not_started() {
         let started = AtomicUsize::new(0);
         let got: Result<Vec<usize>, StageFailure> = pool(2).install(|| {
-            build_all(40, &[true; 40], |i| {
-                started.fetch_add(1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(if i == 3 { 40 } else { 5 }));
-                if i == 3 || i == 5 { Err(StageFailure::internal(format!("file {i}"))) } else { Ok(i) }
-            })
+            build_all(
+                40,
+                &[true; 40],
+                |_| {},
+                |i| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(if i == 3 { 40 } else { 5 }));
+                    if i == 3 || i == 5 { Err(StageFailure::internal(format!("file {i}"))) } else { Ok(i) }
+                },
+            )
         });
         let message = format!("{:?}", got.expect_err("an error"));
         assert!(message.contains("file 3"), "{message}");
@@ -262,10 +352,15 @@ mod tests {
         let order = Mutex::new(Vec::new());
         let todo: Vec<bool> = (0..10).map(|i| i % 5 != 0).collect();
         let got = pool(2).install(|| {
-            build_all(10, &todo, |i| {
-                order.lock().expect("lock").push(i);
-                Ok(i)
-            })
+            build_all(
+                10,
+                &todo,
+                |_| {},
+                |i| {
+                    order.lock().expect("lock").push(i);
+                    Ok(i)
+                },
+            )
         });
         assert_eq!(got.expect("built"), (0..10).collect::<Vec<_>>());
         let order = order.into_inner().expect("lock");

@@ -96,9 +96,8 @@ pub fn run(p: &Params, ctx: &StageCtx<'_>) -> Result<Value, StageFailure> {
     let FileParts { names, dirs, built, repeats } = super::per_file::get_or_build_parts(
         parts,
         PART_SPACE,
-        ctx.files.len(),
-        |i| Some(part(i, ctx.digests.known(i)?).ok()?.0),
-        |i| Ok(part(i, ctx.file_digest(i)?)?.0),
+        ctx.digests,
+        |i, digest| Ok(part(i, *digest)?.0),
         |i, _, dir| {
             let (_, file) = part(i, ctx.file_digest(i)?)?;
             build_part(p, &file, &tokenizer, &options, parts, dir, &|| ctx.unchanged(i))
