@@ -457,17 +457,31 @@ fn schedule(
                 }
                 let why = if is_forced {
                     vec!["forced".to_string()]
-                } else if unhashed > 0 {
-                    let s = if unhashed == 1 { "" } else { "s" };
-                    vec![format!("{unhashed} input file{s} new or changed since last read: hashed as read")]
                 } else {
-                    store.last(&id).map(|old| parts.diff(&old)).unwrap_or_else(|| vec!["never ran".to_string()])
+                    // Files not hashed yet are neither changed nor the same: left out of the diff.
+                    let unhashed_files: HashSet<String> = (stage.files.iter().enumerate())
+                        .map(|(i, path)| file_key(i, path))
+                        .filter(|k| !parts.files.contains_key(k))
+                        .collect();
+                    let mut why = store
+                        .last(&id)
+                        .map(|mut old| {
+                            old.files.retain(|k, _| !unhashed_files.contains(k));
+                            parts.diff(&old)
+                        })
+                        .unwrap_or_else(|| vec!["never ran".to_string()]);
+                    if unhashed > 0 {
+                        let s = if unhashed == 1 { "" } else { "s" };
+                        why.push(format!("{unhashed} input file{s} not hashed since last changed: hashed as read"));
+                    }
+                    why
                 };
                 if verbose {
                     let reason = if why.is_empty() { "new key".to_string() } else { why.join("; ") };
                     let _ = multi.println(format!("run {id}: {reason}"));
                 }
-                log.event("start", &id, &key, serde_json::json!({ "why": why }));
+                // With unhashed files, `key` is partial: the done event has the whole one.
+                log.event("start", &id, &key, serde_json::json!({ "why": why, "unhashed": unhashed }));
                 let inputs: Vec<_> = inputs
                     .iter()
                     .filter_map(|(role, input)| {
@@ -645,7 +659,7 @@ impl Job<'_> {
         let result = result.and_then(|values| {
             if unhashed > 0 {
                 for (i, path) in stage.files.iter().enumerate() {
-                    parts.files.insert(file_key(i, path), ctx.file_digest(i)?);
+                    parts.files.insert(file_key(i, path), file_digests.taken(i)?.0);
                 }
             }
             Ok(values)

@@ -54,7 +54,7 @@ impl StageCtx<'_> {
     /// it is published (a per-file part, the artifact) only while this holds, or a file
     /// rewritten during the run would be cached under its old content's key.
     pub fn unchanged(&self, i: usize) -> Result<(), StageFailure> {
-        let (_, stamp) = self.digests.get(i)?;
+        let (_, stamp) = self.digests.taken(i)?;
         match self.files.get(i) {
             Some(path) if !stamp.still(path) => {
                 Err(StageFailure::of(InputChanged { path: path.display().to_string() }))
@@ -129,6 +129,16 @@ impl<'a> InputFiles<'a> {
     /// File `i`'s digest if it is known without reading the file.
     pub fn known(&self, i: usize) -> Option<Digest> {
         self.got.get(i)?.get().map(|(digest, _)| *digest)
+    }
+
+    /// File `i`'s digest and stat as taken before the stage read it: a file the stage read
+    /// without asking for its digest first is the stage's bug (hashed only now, its digest
+    /// would vouch for nothing it read).
+    pub fn taken(&self, i: usize) -> Result<(Digest, Stat), StageFailure> {
+        self.got
+            .get(i)
+            .and_then(|cell| cell.get().copied())
+            .ok_or_else(|| StageFailure::internal(format!("external file {i} was read without its digest taken first")))
     }
 
     /// File `i`'s digest and stat, hashing the file if they are not known yet.

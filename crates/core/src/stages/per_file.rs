@@ -27,8 +27,9 @@ pub(super) const FILES_PER_WORKER: usize = 4;
 /// deciding how to schedule, and run side by side, the same count on each core, but for the
 /// last `threads - 1` or more of them; the rest (those, and the parts already built) run in
 /// order over the whole pool, from the moment the first core runs out of files to take, beside
-/// the files still being built. As a file is taken, `ahead(j)` is told the file `j` that will
-/// be taken once each core has taken one more (see [`get_or_build_parts`]).
+/// the files still being built. As a file is taken, `ahead(j)` is told a file `j` to build soon:
+/// side by side, the one taken once each core has taken one more; one at a time, the next (see
+/// [`get_or_build_parts`]). Each file to build but the first of each core is told once.
 pub(super) fn build_all<T: Send>(
     n: usize,
     todo: &[bool],
@@ -37,10 +38,17 @@ pub(super) fn build_all<T: Send>(
 ) -> Result<Vec<T>, StageFailure> {
     let threads = rayon::current_num_threads();
     let mut work: Vec<usize> = (0..n).filter(|&i| todo.get(i).copied().unwrap_or(true)).collect();
+    // Each file is told of once, whichever path tells it first.
+    let told: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let ahead = |j: usize| {
+        if told.get(j).is_some_and(|t| !t.swap(true, Ordering::Relaxed)) {
+            ahead(j);
+        }
+    };
     if threads <= 1 || work.len() < FILES_PER_WORKER * threads {
         return (0..n)
             .map(|i| {
-                if let Some(&later) = work.iter().find(|&&j| j > i) {
+                if let Some(&later) = work.get(work.partition_point(|&j| j <= i)) {
                     ahead(later);
                 }
                 build(i)
@@ -104,9 +112,13 @@ pub(super) fn build_all<T: Send>(
         // This thread, in the caller's pool, runs the rest as soon as one core is free: waiting
         // for every side-by-side file would leave that core idle for up to a file's time.
         let _ = wait_idle.recv();
-        for i in (0..n).filter(|&i| !side[i]) {
+        let rest: Vec<usize> = (0..n).filter(|&i| !side[i]).collect();
+        for (r, &i) in rest.iter().enumerate() {
             if failed.load(Ordering::Relaxed) {
                 break;
+            }
+            if let Some(&later) = rest.get(r + 1).filter(|&&j| todo.get(j).copied().unwrap_or(true)) {
+                ahead(later);
             }
             record(i, build(i));
         }
@@ -176,9 +188,19 @@ pub(super) fn get_or_build_parts(
     let todo: Vec<bool> =
         known.iter().map(|k| k.is_none_or(|key| seen.insert(key) && parts.get(space, &key).is_none())).collect();
     let (soon, asked) = std::sync::mpsc::channel::<usize>();
+    let stop = AtomicBool::new(false);
     let got = std::thread::scope(|scope| {
-        // Its errors are the file's worker's to report.
-        scope.spawn(move || asked.into_iter().for_each(|j| drop(files.get(j))));
+        // Its errors are the file's worker's to report. Once the files are done (or one
+        // failed), what it was told of is no longer needed.
+        let stop = &stop;
+        scope.spawn(move || {
+            for j in asked {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                drop(files.get(j));
+            }
+        });
         let got = build_all(
             n,
             &todo,
@@ -195,15 +217,17 @@ pub(super) fn get_or_build_parts(
                 Ok((key, dir, fresh))
             },
         );
-        // The thread ahead stops once it has nothing more to do.
+        stop.store(true, Ordering::Relaxed);
         drop(soon);
         got
     })?;
     let distinct: std::collections::HashSet<&Digest> = got.iter().map(|(key, _, _)| key).collect();
+    // Two files of one content, both unhashed, may both have built it: one part.
+    let built: std::collections::HashSet<&Digest> =
+        got.iter().zip(&todo).filter(|((_, _, fresh), todo)| *fresh && **todo).map(|((key, _, _), _)| key).collect();
     Ok(FileParts {
         names: got.iter().map(|(key, _, _)| crate::store::parts::part_name(space, key)).collect(),
-        // A repeat that raced its original to the store built a copy of a part already counted.
-        built: got.iter().zip(&todo).filter(|((_, _, fresh), todo)| *fresh && **todo).count(),
+        built: built.len(),
         repeats: n - distinct.len(),
         dirs: got.into_iter().map(|(_, dir, _)| dir).collect(),
     })
@@ -280,6 +304,51 @@ mod tests {
                 }
             }
             assert!(todo.iter().zip(0..).all(|(t, i)| *t || at(("ahead", i)).is_none()), "a stored part: {events:?}");
+        }
+    }
+
+    #[test]
+    fn files_not_hashed_yet_are_hashed_before_their_part_is_built_and_a_repeat_counts_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(&dir.path().join("store")).expect("store");
+        let parts = store.parts();
+        // Ten files, enough to run side by side on two cores; the second repeats the first, and
+        // the two are taken at once, one per core: both may build the part.
+        let paths: Vec<PathBuf> = (0..10)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.txt"));
+                std::fs::write(&path, format!("content {}", i.max(1) - 1)).expect("write");
+                path
+            })
+            .collect();
+        let digests = crate::store::FileDigests::in_memory();
+        let files = InputFiles::new(&paths, vec![None; paths.len()], &digests);
+        let built = Mutex::new(Vec::new());
+        let got = pool(2).install(|| {
+            get_or_build_parts(
+                &parts,
+                "test",
+                &files,
+                |_, digest| Ok(*digest),
+                |i, key, out| {
+                    // Its digest was taken before its part is built, and is its key's.
+                    let taken = files.taken(i).map(|(digest, _)| digest).ok();
+                    built.lock().expect("lock").push((i, taken == Some(*key)));
+                    std::thread::sleep(Duration::from_millis(5));
+                    std::fs::write(out.join("part"), i.to_string()).map_err(|e| StageFailure::internal(e.to_string()))
+                },
+                |_| {},
+            )
+        });
+        let got = got.expect("built");
+        let built = built.into_inner().expect("lock");
+        assert!(built.iter().all(|(_, taken)| *taken), "{built:?}");
+        assert_eq!((got.names.len(), got.repeats), (10, 1));
+        assert_eq!(got.names[0], got.names[1], "one part for one content");
+        assert_eq!(got.built, 9, "{built:?}");
+        assert_eq!(not_built(10, got.built, got.repeats), "1 repeats another file's content");
+        for (i, path) in paths.iter().enumerate() {
+            assert_eq!(files.taken(i).expect("taken").0, crate::graph::key::hash_file(path).expect("hash"));
         }
     }
 

@@ -189,6 +189,7 @@ impl FileDigests {
         // Only the change time moved (a hard link, a chmod): the content is the digest's, and
         // the stat after vouches for it in this command, not beyond.
         if stat.still_content(&after) {
+            self.lock_entries().insert(key, Entry { stat: after, digest, keep: false });
             return Ok((digest, after));
         }
         // Changed while hashed: a stat no later look will find, so any check against it fails.
@@ -341,12 +342,14 @@ mod tests {
         let digests = FileDigests::in_memory();
         assert_eq!(digests.known(&file).expect("stat"), None, "not hashed yet");
         let read = std::sync::atomic::AtomicU64::new(0);
-        let count = |n| {
+        // Slow enough that, but for the lock, the threads would all be reading at once.
+        let slow = |n| {
             read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(1));
         };
         let got: Vec<Digest> = std::thread::scope(|s| {
             let threads: Vec<_> =
-                (0..4).map(|_| s.spawn(|| digests.digest_reporting(&file, &count).expect("digest").0)).collect();
+                (0..4).map(|_| s.spawn(|| digests.digest_reporting(&file, &slow).expect("digest").0)).collect();
             threads.into_iter().map(|t| t.join().expect("thread")).collect()
         });
         assert!(got.iter().all(|d| *d == got[0]));
