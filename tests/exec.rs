@@ -38,6 +38,11 @@ impl Runner for FakeRunner {
             return Err(StageFailure::input("injected failure", None));
         }
         let inputs: Vec<String> = ctx.inputs.iter().map(|(role, _, meta)| format!("{role}={}", meta.output)).collect();
+        // As every stage that reads its files: each one's digest first (a per-file stage's key
+        // may be completed from them).
+        for i in 0..ctx.files.len() {
+            ctx.file_digest(i)?;
+        }
         let files: Vec<String> = stage
             .files
             .iter()

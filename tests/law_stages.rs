@@ -59,6 +59,10 @@ impl Runner for SweepRunner {
             }
             _ => {
                 // Outputs follow the stage's files too: two different model folders differ.
+                // Each one's digest first, as every stage that reads its files.
+                for i in 0..ctx.files.len() {
+                    ctx.file_digest(i)?;
+                }
                 let files: Vec<String> =
                     stage.files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default()).collect();
                 std::fs::write(ctx.out.join("out.json"), json!({ "params": json, "files": files }).to_string())?;
