@@ -201,16 +201,18 @@ pub fn supply(
 ) -> Result<Supply, StageFailure> {
     let mut skip = Vec::new();
     if !held.is_empty() {
-        let keys = super::tokenize::train_keys(dir)?;
-        if keys.len() != shard.len() {
+        let keys = super::tokenize::visit_train_keys(dir, |i, k| {
+            if held.contains(k) {
+                skip.push(i as u32);
+            }
+        })?;
+        if keys != shard.len() {
             return Err(StageFailure::internal(format!(
-                "{}: {} document keys for {} documents",
+                "{}: {keys} document keys for {} documents",
                 dir.display(),
-                keys.len(),
                 shard.len()
             )));
         }
-        skip = keys.iter().enumerate().filter(|(_, k)| held.contains(*k)).map(|(i, _)| i as u32).collect();
     }
     let thinned = long_context.filter(|lc| lc.keep_short < 1.0);
     if skip.is_empty() && thinned.is_none() {
