@@ -183,15 +183,70 @@ fn writer_refuses_ids_beyond_dtype_and_cleans_up() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "an unfinished shard leaves no file");
 }
 
-/// Writes a valid two-document shard, applies `damage` to its index, and renders the refusal.
-fn damaged(damage: impl Fn(&mut Vec<u8>)) -> String {
+/// A shard listing its pairs (`.parts`), as the tokenize stage assembles it: sequences are
+/// found across pairs whose sizes are not multiples of the reader's offset marks, in files
+/// whose dtype is int32 (ids past uint16).
+#[test]
+fn a_shard_of_parts_reads_every_sequence_where_it_was_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let prefix = tmp.path().join("s");
+    let mut written: Vec<Vec<u32>> = Vec::new();
+    let mut names = Vec::new();
+    for (k, docs) in [50usize, 100, 1, 77].into_iter().enumerate() {
+        let name = format!("part{k}");
+        let mut w = ShardWriter::create(&tmp.path().join(&name), 100_000).unwrap();
+        for d in 0..docs {
+            let doc: Vec<u32> = (0..(d * 7 + k) % 23 + 1).map(|t| (70_000 + k * 1000 + d * 31 + t) as u32).collect();
+            w.add_document(&doc).unwrap();
+            written.push(doc);
+        }
+        w.finish().unwrap();
+        names.push(name);
+    }
+    let prefix = tmp.path().join("train");
+    cptc::data::parts_list::write(&prefix, &names).unwrap();
+    let r = ShardReader::open(&prefix).unwrap();
+    assert_eq!((r.len(), r.dtype()), (written.len(), TokenDtype::I32));
+    assert_eq!(r.num_tokens(), written.iter().map(|d| d.len() as u64).sum::<u64>());
+    for (i, doc) in written.iter().enumerate() {
+        assert_eq!(&r.read_doc(i).unwrap(), doc, "sequence {i}");
+    }
+    let mut tail = Vec::new();
+    r.read_range(130, 2, written[130].len() as u32 - 2, &mut tail).unwrap();
+    assert_eq!(tail, written[130][2..]);
+}
+
+/// Megatron's format lets pointers put sequences anywhere in `.bin`; a shard whose sequences
+/// are not back to back is read where its pointers say.
+#[test]
+fn sequences_out_of_order_are_read_where_their_pointers_say() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (prefix, idx) = two_documents(tmp.path());
+    // The same `.bin`, indexed the other way round: [8] first, then [5, 6, 7].
+    let mut bytes = std::fs::read(&idx).unwrap();
+    bytes[34..38].copy_from_slice(&1i32.to_le_bytes());
+    bytes[38..42].copy_from_slice(&3i32.to_le_bytes());
+    bytes[42..50].copy_from_slice(&6i64.to_le_bytes());
+    bytes[50..58].copy_from_slice(&0i64.to_le_bytes());
+    std::fs::write(&idx, bytes).unwrap();
+    let r = ShardReader::open(&prefix).unwrap();
+    assert_eq!((r.read_doc(0).unwrap(), r.read_doc(1).unwrap()), (vec![8], vec![5, 6, 7]));
+}
+
+/// Writes the shard `dir/s` of two documents, [5, 6, 7] and [8] (uint16); returns its prefix
+/// and its `.idx`.
+fn two_documents(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let prefix = dir.join("s");
     let mut w = ShardWriter::create(&prefix, 1000).unwrap();
     w.add_document(&[5, 6, 7]).unwrap();
     w.add_document(&[8]).unwrap();
     w.finish().unwrap();
-    let idx = tmp.path().join("s.idx");
+    (prefix, dir.join("s.idx"))
+}
+
+/// Writes a valid two-document shard, applies `damage` to its index, and renders the refusal.
+fn damaged(damage: impl Fn(&mut Vec<u8>)) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let (prefix, idx) = two_documents(tmp.path());
     let mut bytes = std::fs::read(&idx).unwrap();
     damage(&mut bytes);
     std::fs::write(&idx, bytes).unwrap();

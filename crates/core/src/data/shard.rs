@@ -368,7 +368,8 @@ impl Drop for ShardWriter {
     }
 }
 
-/// Reads a shard: the index in memory (12 bytes per sequence), tokens by positioned reads.
+/// Reads a shard: the sequences' lengths in memory (4 bytes each, and 8 bytes per [`MARK`]
+/// sequences for where they start), tokens by positioned reads.
 ///
 /// A shard is one Megatron pair `<prefix>.bin`/`.idx`, or, where `<prefix>.parts` exists, the
 /// concatenation of the pairs it lists (one prefix per line, relative to its folder): what a
@@ -382,67 +383,126 @@ pub struct ShardReader {
     starts: Vec<usize>,
     dtype: TokenDtype,
     lengths: Vec<u32>,
-    /// Byte offsets, each within its own pair's `.bin`.
-    pointers: Vec<u64>,
+    offsets: Offsets,
     tokens: u64,
+}
+
+/// Sequences per offset kept where a shard's sequences lie back to back.
+const MARK: usize = 64;
+
+/// Where each sequence starts in its own pair's `.bin`, in tokens.
+#[derive(Debug)]
+enum Offsets {
+    /// Every pair's sequences back to back, as cptc writes them: the offset of every [`MARK`]-th
+    /// sequence, the others summed from the lengths before them. Every offset kept took 8 bytes
+    /// a sequence: 200 MB for a 20 GB corpus, in every stage reading its shards.
+    Packed(Vec<u64>),
+    /// Any other layout the format allows: every offset.
+    Listed(Vec<u64>),
+}
+
+/// One `.bin`/`.idx` pair, read and checked.
+struct Pair {
+    bin: (PathBuf, File),
+    dtype: TokenDtype,
+    lengths: Vec<u32>,
+    /// Each sequence's offset in tokens, where the sequences do not lie back to back.
+    listed: Option<Vec<u64>>,
+    tokens: u64,
+    /// Tokens up to the end of the furthest sequence: what a mask must cover.
+    extent: u64,
 }
 
 impl ShardReader {
     /// Opens the shard at `prefix` (a pair, or the pairs its `.parts` lists), validating every
     /// index against its files' sizes.
     pub fn open(prefix: &Path) -> Result<ShardReader, DataError> {
-        let Some(pairs) = super::parts_list::read(prefix)? else {
-            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(prefix)?;
-            let mask = open_mask(prefix, dtype, &lengths, &pointers)?;
-            return Ok(ShardReader {
-                bins: vec![bin],
-                masks: vec![mask],
-                starts: vec![0],
-                dtype,
-                lengths,
-                pointers,
-                tokens,
-            });
+        let (pairs, manifest) = match super::parts_list::read(prefix)? {
+            Some(pairs) => (pairs, Some(super::parts_list::path(prefix))),
+            None => (vec![(String::new(), prefix.to_path_buf())], None),
         };
-        let manifest = super::parts_list::path(prefix);
         let mut out = ShardReader {
             bins: Vec::new(),
             masks: Vec::new(),
             starts: Vec::new(),
             dtype: TokenDtype::U16,
             lengths: Vec::new(),
-            pointers: Vec::new(),
+            offsets: Offsets::Packed(Vec::new()),
             tokens: 0,
         };
+        let mut listed: Vec<Option<Vec<u64>>> = Vec::new();
         for (k, (line, pair)) in pairs.iter().enumerate() {
-            let (bin, dtype, lengths, pointers, tokens) = ShardReader::open_pair(pair)?;
-            out.masks.push(open_mask(pair, dtype, &lengths, &pointers)?);
-            if k > 0 && dtype != out.dtype {
+            let p = ShardReader::open_pair(pair)?;
+            out.masks.push(open_mask(pair, p.extent)?);
+            if k > 0 && p.dtype != out.dtype {
                 return Err(DataError::BadShard {
-                    path: manifest,
-                    reason: format!("{line} holds {} tokens, the parts before it {}", dtype.name(), out.dtype.name()),
+                    path: manifest.clone().unwrap_or_else(|| pair.clone()),
+                    reason: format!("{line} holds {} tokens, the parts before it {}", p.dtype.name(), out.dtype.name()),
                 });
             }
-            out.dtype = dtype;
+            out.dtype = p.dtype;
             out.starts.push(out.lengths.len());
-            out.bins.push(bin);
-            out.lengths.extend(lengths);
-            out.pointers.extend(pointers);
-            out.tokens += tokens;
+            out.bins.push(p.bin);
+            out.lengths.extend(p.lengths);
+            out.tokens += p.tokens;
+            listed.push(p.listed);
         }
         if out.bins.is_empty() {
-            return Err(DataError::BadShard { path: manifest, reason: "lists no shard".into() });
+            return Err(DataError::BadShard {
+                path: manifest.unwrap_or_else(|| prefix.to_path_buf()),
+                reason: "lists no shard".into(),
+            });
         }
+        out.offsets = out.offsets_of(listed);
         Ok(out)
     }
 
-    /// One `<prefix>.bin`/`.idx` pair: its bin, dtype, lengths, pointers and tokens.
-    #[allow(clippy::type_complexity)]
-    fn open_pair(prefix: &Path) -> Result<((PathBuf, File), TokenDtype, Vec<u32>, Vec<u64>, u64), DataError> {
+    /// The [`Offsets`] of this reader's pairs, given those listed by pairs not back to back.
+    fn offsets_of(&self, listed: Vec<Option<Vec<u64>>>) -> Offsets {
+        let packed = listed.iter().all(Option::is_none);
+        let mut offsets =
+            Vec::with_capacity(if packed { self.lengths.len().div_ceil(MARK) } else { self.lengths.len() });
+        for (k, own) in listed.into_iter().enumerate() {
+            let (from, to) = (self.starts[k], self.starts.get(k + 1).copied().unwrap_or(self.lengths.len()));
+            match own {
+                Some(own) => offsets.extend(own),
+                None => {
+                    let mut at = 0u64;
+                    for i in from..to {
+                        if !packed || i % MARK == 0 {
+                            offsets.push(at);
+                        }
+                        at += u64::from(self.lengths[i]);
+                    }
+                }
+            }
+        }
+        if packed { Offsets::Packed(offsets) } else { Offsets::Listed(offsets) }
+    }
+
+    /// Where sequence `i` of pair `pair` starts in that pair's `.bin`, in tokens.
+    fn offset(&self, pair: usize, i: usize) -> Option<u64> {
+        match &self.offsets {
+            Offsets::Listed(all) => all.get(i).copied(),
+            Offsets::Packed(marks) => {
+                let mark = i / MARK * MARK;
+                // A mark in an earlier pair counts from this pair's first sequence instead.
+                let (from, base) =
+                    if mark >= self.starts[pair] { (mark, *marks.get(i / MARK)?) } else { (self.starts[pair], 0) };
+                let before: u64 = self.lengths.get(from..i)?.iter().map(|&l| u64::from(l)).sum();
+                Some(base + before)
+            }
+        }
+    }
+
+    /// One `<prefix>.bin`/`.idx` pair, its index read a block at a time (a single file's pair
+    /// of a 20 GB corpus has a 500 MB index).
+    fn open_pair(prefix: &Path) -> Result<Pair, DataError> {
         let (bin_path, idx_path) = shard_paths(prefix);
         let bad = |reason: String| DataError::BadShard { path: idx_path.clone(), reason };
-        let mut f = File::open(&idx_path).map_err(|e| DataError::io("open", &idx_path, e))?;
+        let f = File::open(&idx_path).map_err(|e| DataError::io("open", &idx_path, e))?;
         let idx_len = f.metadata().map_err(|e| DataError::io("stat", &idx_path, e))?.len();
+        let mut f = std::io::BufReader::with_capacity(1 << 20, f);
         let mut head = [0u8; HEADER_LEN as usize];
         if idx_len < HEADER_LEN {
             return Err(bad(format!("{idx_len} bytes, shorter than the {HEADER_LEN}-byte header")));
@@ -473,47 +533,59 @@ impl ShardReader {
             Some(n) if n <= idx_len => {}
             _ => return Err(bad(format!("{seqs} sequences and {docs} document indices do not fit {idx_len} bytes"))),
         }
-        let mut body = vec![0u8; (idx_len - HEADER_LEN) as usize];
-        f.read_exact(&mut body).map_err(|e| DataError::io("read", &idx_path, e))?;
+        let read_err = |e| DataError::io("read", &idx_path, e);
         let s = seqs as usize;
         let mut lengths = Vec::with_capacity(s);
-        for c in body[..s * 4].chunks_exact(4) {
-            let l = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        each_value::<4>(&mut f, s, read_err, |c| {
+            let l = i32::from_le_bytes(c);
             lengths.push(u32::try_from(l).map_err(|_| bad(format!("negative sequence length {l}")))?);
-        }
-        let mut pointers = Vec::with_capacity(s);
-        for c in body[s * 4..s * 12].chunks_exact(8) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            let p = i64::from_le_bytes(b);
-            pointers.push(u64::try_from(p).map_err(|_| bad(format!("negative byte pointer {p}")))?);
-        }
-        let d = docs as usize;
-        let mut prev = 0i64;
-        for (i, c) in body[s * 12..s * 12 + d * 8].chunks_exact(8).enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            let v = i64::from_le_bytes(b);
-            if v < prev || v as u64 > seqs || (i == 0 && v != 0) {
-                return Err(bad(format!("document index {i} is {v}, not ascending within 0..={seqs}")));
-            }
-            prev = v;
-        }
+            Ok(())
+        })?;
         let bin = File::open(&bin_path).map_err(|e| DataError::io("open", &bin_path, e))?;
         let bin_len = bin.metadata().map_err(|e| DataError::io("stat", &bin_path, e))?.len();
         let size = dtype.size() as u64;
-        let mut tokens = 0u64;
-        for (i, (&l, &p)) in lengths.iter().zip(&pointers).enumerate() {
-            let end = p.checked_add(u64::from(l) * size);
-            if end.is_none_or(|e| e > bin_len) {
+        // Offsets are kept only while a pointer is not where the sequences before it end.
+        let (mut listed, mut i, mut end, mut extent) = (None::<Vec<u64>>, 0usize, 0u64, 0u64);
+        each_value::<8>(&mut f, s, read_err, |c| {
+            let p = i64::from_le_bytes(c);
+            let p = u64::try_from(p).map_err(|_| bad(format!("negative byte pointer {p}")))?;
+            let l = lengths[i];
+            let stop = p.checked_add(u64::from(l) * size);
+            if stop.is_none_or(|e| e > bin_len) {
                 return Err(DataError::BadShard {
                     path: bin_path.clone(),
                     reason: format!("sequence {i} (offset {p}, {l} tokens) runs past the end ({bin_len} bytes)"),
                 });
             }
-            tokens += u64::from(l);
-        }
-        Ok(((bin_path, bin), dtype, lengths, pointers, tokens))
+            if listed.is_none() && p != end * size {
+                // The first out of place: the offsets so far are the sums of the lengths.
+                let mut offsets = Vec::with_capacity(s);
+                let mut at = 0u64;
+                for &before in &lengths[..i] {
+                    offsets.push(at);
+                    at += u64::from(before);
+                }
+                listed = Some(offsets);
+            }
+            if let Some(v) = listed.as_mut() {
+                v.push(p / size);
+            }
+            end += u64::from(l);
+            extent = extent.max(p / size + u64::from(l));
+            i += 1;
+            Ok(())
+        })?;
+        let (mut prev, mut j) = (0i64, 0usize);
+        each_value::<8>(&mut f, docs as usize, read_err, |c| {
+            let v = i64::from_le_bytes(c);
+            if v < prev || v as u64 > seqs || (j == 0 && v != 0) {
+                return Err(bad(format!("document index {j} is {v}, not ascending within 0..={seqs}")));
+            }
+            prev = v;
+            j += 1;
+            Ok(())
+        })?;
+        Ok(Pair { bin: (bin_path, bin), dtype, lengths, listed, tokens: end, extent })
     }
 
     pub fn dtype(&self) -> TokenDtype {
@@ -575,14 +647,14 @@ impl ShardReader {
     fn locate(&self, i: usize, start: u32, len: u32, what: &str) -> Result<(usize, u64), DataError> {
         let pair = self.starts.partition_point(|&s| s <= i).saturating_sub(1).min(self.bins.len() - 1);
         let bad = |reason: String| DataError::BadShard { path: self.bins[pair].0.clone(), reason };
-        let (Some(&l), Some(&p)) = (self.lengths.get(i), self.pointers.get(i)) else {
+        let (Some(&l), Some(at)) = (self.lengths.get(i), self.offset(pair, i)) else {
             return Err(bad(format!("no sequence {i}")));
         };
         let end = u64::from(start) + u64::from(len);
         if end > u64::from(l) {
             return Err(bad(format!("{what} {start}..{end} of sequence {i} requested; it has {l}")));
         }
-        Ok((pair, p / self.dtype.size() as u64 + u64::from(start)))
+        Ok((pair, at + u64::from(start)))
     }
 
     /// The loss mask of sequence `i`.
@@ -600,13 +672,31 @@ impl ShardReader {
     }
 }
 
+/// Calls `each` with `count` values of `N` bytes read from `r`, a block at a time (`read_err`
+/// says what a failed read means).
+fn each_value<const N: usize>(
+    r: &mut impl Read,
+    count: usize,
+    read_err: impl Fn(std::io::Error) -> DataError,
+    mut each: impl FnMut([u8; N]) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let mut block = vec![0u8; N * 8192];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(8192);
+        r.read_exact(&mut block[..n * N]).map_err(&read_err)?;
+        for c in block[..n * N].chunks_exact(N) {
+            let mut value = [0u8; N];
+            value.copy_from_slice(c);
+            each(value)?;
+        }
+        left -= n;
+    }
+    Ok(())
+}
+
 /// A pair's loss mask, if it has one, checked to cover every token its index points at.
-fn open_mask(
-    prefix: &Path,
-    dtype: TokenDtype,
-    lengths: &[u32],
-    pointers: &[u64],
-) -> Result<Option<(PathBuf, File)>, DataError> {
+fn open_mask(prefix: &Path, need: u64) -> Result<Option<(PathBuf, File)>, DataError> {
     let path = mask_path(prefix);
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -614,7 +704,6 @@ fn open_mask(
         Err(e) => return Err(DataError::io("open", &path, e)),
     };
     let len = file.metadata().map_err(|e| DataError::io("stat", &path, e))?.len();
-    let need = lengths.iter().zip(pointers).map(|(&l, &p)| p / dtype.size() as u64 + u64::from(l)).max().unwrap_or(0);
     if len < need {
         return Err(DataError::BadShard {
             path,
