@@ -269,6 +269,36 @@ fn a_file_written_again_with_its_own_bytes_while_read_fails_its_stage_too() {
 }
 
 #[test]
+fn an_input_left_alone_is_vouched_for_by_its_stat_and_an_edit_is_still_caught() {
+    let fx = Fixture::new();
+    let runner = FakeRunner { ratio: 0.3, ..Default::default() };
+    let first = fx.run(&runner, &Options::default()).expect("run");
+    let split = first.artifacts.get("split:web").expect("split:web").clone();
+    let consumer = first.ran.iter().find(|id| id.starts_with("mix:")).expect("a mix").clone();
+    let forced = Options { force: vec![consumer.clone()], ..Default::default() };
+    let out = std::fs::canonicalize(split.join("out.json")).expect("canonical path");
+    let digests = fx.root.join(".cptc/v1/digests.json");
+    let remembered = || std::fs::read_to_string(&digests).unwrap_or_default().contains(&*out.to_string_lossy());
+    // Its digests were taken as it was published: its consumers in that run did not read it.
+    assert!(!remembered(), "the split was read again in the run that built it");
+    // Read by the next command once it has settled, then vouched for by its stat.
+    std::thread::sleep(cptc::store::digests::SETTLE + std::time::Duration::from_millis(200));
+    let again = fx.run(&runner, &forced).expect("forced rerun");
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    assert!(remembered(), "the split's files are not remembered by their stat");
+    // The same size and the modification time set back: the change time, which no program can
+    // set back, still gives the edit away.
+    let modified = std::fs::metadata(&out).and_then(|m| m.modified()).expect("mtime");
+    let size = std::fs::metadata(&out).expect("stat").len() as usize;
+    std::fs::write(&out, vec![b'x'; size]).expect("tamper");
+    std::fs::File::options().write(true).open(&out).and_then(|f| f.set_modified(modified)).expect("set back");
+    let failed = fx.run(&runner, &forced).expect("a run with a failure");
+    assert_eq!(failed.failed.len(), 1, "{:?}", failed.failed);
+    assert_eq!(failed.failed[0].stage, consumer);
+    assert_eq!(failed.failed[0].code_text().as_deref(), Some("cptc::store::corrupt"));
+}
+
+#[test]
 fn a_corrupted_input_fails_its_consumer_and_verify_fix_removes_what_was_built_from_it() {
     let fx = Fixture::new();
     let runner = FakeRunner { ratio: 0.3, ..Default::default() };

@@ -590,8 +590,9 @@ impl Job<'_> {
             );
             StageError::new(&id, failure)
         };
-        // Inputs are read as their digests say: a corrupted artifact (bit rot, a hand edit)
-        // fails its consumer instead of poisoning it. Each is read once per command.
+        // Inputs are what their digests say: a damaged artifact (a hand edit, a truncation)
+        // fails its consumer instead of poisoning it. Each is checked once per command, and a
+        // file is read only where its stat no longer vouches for its digest.
         for (_, dir, meta) in &inputs {
             if let Err(e) = self.check_input(dir, meta) {
                 return Err(fail(StageFailure { tier: Tier::Environment, diagnostic: Box::new(e) }));
@@ -684,6 +685,9 @@ impl Job<'_> {
                     .store
                     .publish(staging, &id, parts, values, elapsed, self.forced, &part_cache.linked())
                     .map_err(|e| fail(StageFailure::of(e)))?;
+                // Its digests were taken just now: a stage reading it later in this command
+                // need not read it again.
+                self.mark_checked(meta.key);
                 // Published: what a resume would have needed is garbage now (left behind, it is
                 // only disk: a published key never resumes, and `cache gc` removes it).
                 if let Err(e) = self.store.clear_resume(stage.kind(), &key) {
@@ -719,11 +723,16 @@ impl Job<'_> {
         if seen(self) {
             return Ok(());
         }
-        crate::store::check_artifact(dir, meta)?;
-        if let Ok(mut c) = self.checked.lock() {
-            c.insert(meta.key);
-        }
+        crate::store::check_artifact_vouched(dir, meta, self.digests)?;
+        self.mark_checked(meta.key);
         Ok(())
+    }
+
+    /// The artifact of `key` is known to match its meta for the rest of this command.
+    fn mark_checked(&self, key: Digest) {
+        if let Ok(mut c) = self.checked.lock() {
+            c.insert(key);
+        }
     }
 }
 

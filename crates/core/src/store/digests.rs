@@ -1,6 +1,6 @@
-//! Content digests of external files (corpora, models), remembered across commands by their
-//! stat: a file whose size, modification time, change time, inode and device are unchanged is
-//! not read again. Misses are hashed in parallel.
+//! Content digests of external files (corpora, models) and of the artifacts' files stages
+//! read, remembered across commands by their stat: a file whose size, modification time, change
+//! time, inode and device are unchanged is not read again. Misses are hashed in parallel.
 //!
 //! Kept in `v1/digests.json` of the store. A file changed within the same clock tick as its
 //! last hashing could keep its stat, so a digest is kept across commands only for files last
@@ -225,7 +225,10 @@ impl FileDigests {
             return Ok(()); // no store yet: `plan` of a recipe never run creates none
         }
         let entries = self.lock_entries();
-        let kept: BTreeMap<&PathBuf, &Entry> = entries.iter().filter(|(_, e)| e.keep).collect();
+        // The store's own files (the artifacts stages read) come and go: a gone one is dropped.
+        let own = std::fs::canonicalize(dir).ok();
+        let gone = |key: &PathBuf| own.as_ref().is_some_and(|own| key.starts_with(own)) && !key.exists();
+        let kept: BTreeMap<&PathBuf, &Entry> = entries.iter().filter(|(key, e)| e.keep && !gone(key)).collect();
         let bytes = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
         crate::store::write_atomic(path, &bytes).map_err(std::io::Error::other)
     }
