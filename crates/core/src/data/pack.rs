@@ -56,6 +56,10 @@ pub struct Cursor {
     pub sequences: u64,
 }
 
+/// Documents ahead of the one being packed whose reading is asked for ([`ShardReader::prefetch`]):
+/// reads in flight where the page cache does not hold the shard.
+const PREFETCH: usize = 256;
+
 /// How documents are ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum Order {
@@ -225,6 +229,11 @@ impl Packer {
                     continue;
                 }
             };
+            if c.offset == 0
+                && let Some(&ahead) = self.order.get(c.pos as usize + PREFETCH)
+            {
+                self.shard.prefetch(ahead as usize);
+            }
             let len = self.shard.doc_len(doc as usize);
             let take = (len - c.offset).min(self.seq_tokens - tokens.len() as u32);
             spans.push(SourceSpan { doc: u64::from(doc), doc_start: c.offset, start: tokens.len() as u32, len: take });

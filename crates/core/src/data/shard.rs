@@ -624,6 +624,26 @@ impl ShardReader {
         Ok(())
     }
 
+    /// Asks the kernel to read sequence `i` (its tokens, and its mask where it has one) in the
+    /// background. A reader that knows which sequences come next keeps many reads in flight
+    /// this way, where reads one after another would each wait for the disk: a mix drawing 2 M
+    /// documents from a 20 GB corpus the page cache does not hold waited 75 s. Best effort.
+    pub fn prefetch(&self, i: usize) {
+        let len = self.doc_len(i);
+        let Ok((pair, at)) = self.locate(i, 0, len, "tokens") else { return };
+        let size = self.dtype.size() as u64;
+        let advice = rustix::fs::Advice::WillNeed;
+        let _ = rustix::fs::fadvise(
+            &self.bins[pair].1,
+            at * size,
+            std::num::NonZeroU64::new(u64::from(len) * size),
+            advice,
+        );
+        if let Some((_, mask)) = &self.masks[pair] {
+            let _ = rustix::fs::fadvise(mask, at, std::num::NonZeroU64::new(u64::from(len)), advice);
+        }
+    }
+
     /// Whether any pair carries a loss mask.
     pub fn masked(&self) -> bool {
         self.masks.iter().any(Option::is_some)
