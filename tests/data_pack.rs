@@ -33,18 +33,18 @@ fn stream_is_exact_across_epochs() {
     let docs = docs_of(&shard);
     let total: usize = docs.iter().map(Vec::len).sum();
     let mut p = Packer::new(shard, "poetry", 100, Order::Shuffled { seed: 7, long_context: None }).unwrap();
-    let mut expect: Vec<u32> = p.order().iter().flat_map(|&d| docs[d as usize].clone()).collect();
+    let mut expect: Vec<u32> = p.order().unwrap().iter().flat_map(|&d| docs[d as usize].clone()).collect();
     let mut stream: Vec<u32> = Vec::new();
-    let mut orders = vec![p.order().to_vec()];
+    let mut orders = vec![p.order().unwrap().to_vec()];
     while stream.len() < total * 2 + 500 {
         let s = p.next_sequence(true).unwrap().unwrap();
         assert_eq!(s.tokens.len(), 101);
         check_spans(&s, &docs);
         let skip = usize::from(!stream.is_empty());
         stream.extend_from_slice(&s.tokens[skip..]);
-        if orders.last().unwrap() != p.order() {
-            orders.push(p.order().to_vec());
-            expect.extend(p.order().iter().flat_map(|&d| docs[d as usize].clone()));
+        if orders.last().unwrap() != p.order().unwrap() {
+            orders.push(p.order().unwrap().to_vec());
+            expect.extend(p.order().unwrap().iter().flat_map(|&d| docs[d as usize].clone()));
         }
     }
     assert!(orders.len() >= 3, "went through several epochs");
@@ -112,15 +112,18 @@ fn long_context_keeps_short_documents_at_the_given_rate() {
     let shard = shard_of(tmp.path(), "mixed", &texts);
     let short = (0..shard.len()).filter(|&i| shard.doc_len(i) < 256).count();
     let long = shard.len() - short;
-    let p = Packer::new(shard, "mixed", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.1, false)) }).unwrap();
-    let kept_short = p.order().iter().filter(|&&d| p.shard().doc_len(d as usize) < 256).count();
-    let kept_long = p.order().len() - kept_short;
+    let mut p =
+        Packer::new(shard, "mixed", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.1, false)) }).unwrap();
+    let order = p.order().unwrap().to_vec();
+    let kept_short = order.iter().filter(|&&d| p.shard().doc_len(d as usize) < 256).count();
+    let kept_long = order.len() - kept_short;
     assert_eq!(kept_long, long);
     let rate = kept_short as f64 / short as f64;
     assert!((0.08..0.12).contains(&rate), "kept {kept_short} of {short} short documents");
     let shard = ShardReader::open(&tmp.path().join("mixed")).unwrap();
-    let q = Packer::new(shard, "mixed", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.1, false)) }).unwrap();
-    assert_eq!(p.order(), q.order());
+    let mut q =
+        Packer::new(shard, "mixed", 2048, Order::Shuffled { seed: 1, long_context: Some(lc(0.1, false)) }).unwrap();
+    assert_eq!(order, q.order().unwrap());
 }
 
 /// With grouping, neighbours in the order mostly come from the same real corpus; a plain
@@ -140,15 +143,16 @@ fn grouping_puts_similar_documents_together() {
         let pairs = order.windows(2).filter(|w| label[w[0] as usize] == label[w[1] as usize]).count();
         pairs as f64 / (order.len() - 1) as f64
     };
-    let grouped =
+    let mut grouped =
         Packer::new(shard, "mixed", 4096, Order::Shuffled { seed: 5, long_context: Some(lc(1.0, true)) }).unwrap();
-    assert_eq!(grouped.order().len(), texts.len(), "every document visited once");
-    let mut sorted = grouped.order().to_vec();
+    let order = grouped.order().unwrap().to_vec();
+    assert_eq!(order.len(), texts.len(), "every document visited once");
+    let mut sorted = order.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (0..texts.len() as u32).collect::<Vec<_>>());
     let shard = ShardReader::open(&tmp.path().join("mixed")).unwrap();
-    let plain = Packer::new(shard, "mixed", 4096, Order::Shuffled { seed: 5, long_context: None }).unwrap();
-    let (g, s) = (same(grouped.order()), same(plain.order()));
+    let mut plain = Packer::new(shard, "mixed", 4096, Order::Shuffled { seed: 5, long_context: None }).unwrap();
+    let (g, s) = (same(&order), same(plain.order().unwrap()));
     eprintln!("same-corpus neighbours: grouped {g:.2}, shuffled {s:.2}");
     // Not higher: the groups come in runs of one or two sequences, in a shuffled order (see
     // the next test), and a run's neighbour across its boundary is often of another corpus.
@@ -164,15 +168,15 @@ fn grouping_keeps_the_corpora_spread_over_the_order() {
     let english = texts.len();
     texts.extend(real_texts("zh_poetry", 1500));
     let shard = shard_of(tmp.path(), "two", &texts);
-    let grouped =
+    let mut grouped =
         Packer::new(shard, "two", 512, Order::Shuffled { seed: 3, long_context: Some(lc(1.0, true)) }).unwrap();
-    let order = grouped.order();
+    let order = grouped.order().unwrap().to_vec();
     let len = |d: u32| u64::from(grouped.shard().doc_len(d as usize));
     let share = |part: &[u32]| {
         let zh: u64 = part.iter().filter(|&&d| d as usize >= english).map(|&d| len(d)).sum();
         zh as f64 / part.iter().map(|&d| len(d)).sum::<u64>() as f64
     };
-    let whole = share(order);
+    let whole = share(&order);
     let quarters: Vec<f64> = order.chunks(order.len().div_ceil(4)).map(share).collect();
     eprintln!("Chinese share {whole:.2} overall, by quarter {quarters:.2?}");
     assert!(
@@ -227,13 +231,27 @@ fn grouping_works_window_by_window_and_through_a_huge_bucket() {
     let texts: Vec<String> =
         (0..n).map(|i| if i % 2 == 0 { real[0].clone() } else { real[i % real.len()].clone() }).collect();
     let shard = shard_of(tmp.path(), "many", &texts);
-    let grouped =
-        Packer::new(shard, "many", 4096, Order::Shuffled { seed: 9, long_context: Some(lc(1.0, true)) }).unwrap();
-    let shard = ShardReader::open(&tmp.path().join("many")).unwrap();
-    let plain =
-        Packer::new(shard, "many", 4096, Order::Shuffled { seed: 9, long_context: Some(lc(1.0, false)) }).unwrap();
-    let (g, p) = (grouped.order(), plain.order());
+    let open = |group| {
+        let shard = ShardReader::open(&tmp.path().join("many")).unwrap();
+        Packer::new(shard, "many", 4096, Order::Shuffled { seed: 9, long_context: Some(lc(1.0, group)) }).unwrap()
+    };
+    drop(shard);
+    let (g, p) = (open(true).order().unwrap().to_vec(), open(false).order().unwrap().to_vec());
+    let (g, p) = (&g[..], &p[..]);
     assert_eq!(g.len(), n);
+    // Windows are grouped as packing reaches them: the documents packed come in the order
+    // grouped all at once.
+    let mut lazy = open(true);
+    let mut packed: Vec<u32> = Vec::new();
+    while let Some(seq) = lazy.next_sequence(false).unwrap() {
+        for span in &seq.spans {
+            if packed.last() != Some(&(span.doc as u32)) {
+                packed.push(span.doc as u32);
+            }
+        }
+    }
+    assert_eq!(packed, g[..packed.len()], "packed in another order than grouped up front");
+    assert!(packed.len() > GROUP_WINDOW, "packed {} documents, within the first window", packed.len());
     assert_ne!(g, p, "grouping reordered");
     for (gw, pw) in g.chunks(GROUP_WINDOW).zip(p.chunks(GROUP_WINDOW)) {
         let (mut a, mut b) = (gw.to_vec(), pw.to_vec());
