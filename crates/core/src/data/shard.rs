@@ -693,8 +693,8 @@ impl ShardReader {
 }
 
 /// Calls `each` with `count` values of `N` bytes read from `r`, a block at a time (`read_err`
-/// says what a failed read means).
-fn each_value<const N: usize>(
+/// says what a failed read means): fixed-size records of files too large to hold whole.
+pub(crate) fn each_value<const N: usize>(
     r: &mut impl Read,
     count: usize,
     read_err: impl Fn(std::io::Error) -> DataError,

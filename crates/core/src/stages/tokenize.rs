@@ -136,33 +136,19 @@ pub const TRAIN_HASHES: &str = "train.hashes";
 /// artifact, in shard order, and returns how many there were. Streamed: at 16 bytes a document,
 /// the keys of a 20 GB corpus are 400 MB, and its readers need only what a key decides.
 pub fn visit_train_keys(dir: &Path, mut each: impl FnMut(usize, &DocKey)) -> Result<usize, StageFailure> {
-    use std::io::Read as _;
     let path = dir.join(TRAIN_HASHES);
-    let io = |e| StageFailure::of(data::DataError::io("read", &path, e));
-    let mut file = std::fs::File::open(&path).map_err(io)?;
-    // A whole number of keys per block; a trailing partial key is not a document.
-    let mut block = vec![0u8; 1 << 20];
-    let (mut filled, mut n) = (0, 0);
-    loop {
-        let got = match file.read(&mut block[filled..]) {
-            Ok(got) => got,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
-        };
-        filled += got;
-        let whole = filled / 16 * 16;
-        if got == 0 || filled == block.len() {
-            for key in block[..whole].chunks_exact(16) {
-                each(n, &key.try_into().unwrap_or([0; 16]));
-                n += 1;
-            }
-            block.copy_within(whole..filled, 0);
-            filled -= whole;
-        }
-        if got == 0 {
-            return Ok(n);
-        }
-    }
+    let io = |e| data::DataError::io("read", &path, e);
+    let mut file = std::fs::File::open(&path).map_err(|e| StageFailure::of(io(e)))?;
+    // A trailing partial key is not a document.
+    let count = (file.metadata().map_err(|e| StageFailure::of(io(e)))?.len() / 16) as usize;
+    let mut n = 0;
+    data::shard::each_value::<16>(&mut file, count, io, |key| {
+        each(n, &key);
+        n += 1;
+        Ok(())
+    })
+    .map_err(StageFailure::of)?;
+    Ok(count)
 }
 
 /// The parts' space in the store, and a part's files besides its two shards.
